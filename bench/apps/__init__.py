@@ -1,0 +1,1 @@
+"""Raw ASGI applications, one per benchmark scenario (served as ``bench.apps.<module>:app``)."""

@@ -1,0 +1,4 @@
+-- wrk script for scenario echo-4k: POST a 4096-byte body (keep in sync with bench/run.py).
+wrk.method = "POST"
+wrk.body = string.rep("0123456789abcdef", 256)
+wrk.headers["Content-Type"] = "application/octet-stream"

@@ -1,0 +1,1046 @@
+#!/usr/bin/env python3
+"""Benchmark orchestrator: ferricorn against uvicorn, Granian and a pure-Rust hyper ceiling.
+
+For each round, each scenario and each server in turn (the server order rotates every round),
+it starts the server as a subprocess on a free loopback port with one worker, checks that the
+app answers correctly, runs a short wrk warm-up and then a measured ``wrk --latency`` run, and
+stops the server (SIGINT, then SIGKILL). Per run it records requests/s, the 50/75/90/99%
+latencies and the server's CPU time per request (utime+stime of the whole process tree from
+/proc, which is steadier than requests/s on a small, noisy machine). It reports the medians
+across rounds with the ratios of the baseline server (ferricorn) to each other server, as a
+table on stdout, as Markdown (``--out``, default bench/RESULTS.md) and as a chart (``--chart``,
+default docs/bench.png). Raw per-run data and logs go to bench/out/.
+
+Run it from anywhere; when ``.venv-bench`` exists in the repo root and this is not already its
+interpreter, the script re-executes itself with it. ``make bench`` (bench/bench.mk) sets up
+that venv. Only the standard library is needed, plus matplotlib for the chart.
+
+Examples::
+
+    python bench/run.py
+    python bench/run.py --servers granian,uvicorn --scenarios hello,echo-4k --rounds 1
+    python bench/run.py --from-json bench/out/results.json   # re-render reports only
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+VENV = REPO / ".venv-bench"
+OUT_DIR = REPO / "bench" / "out"
+LUA_DIR = REPO / "bench" / "lua"
+HOST = "127.0.0.1"
+ALL_SERVERS = ("ferricorn", "granian", "uvicorn", "hyper")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+# Request bodies sent by the wrk Lua scripts in bench/lua/; keep both sides in sync.
+BODY_4K = b"0123456789abcdef" * 256
+BODY_1M = b"0123456789abcdef" * 65536
+FASTAPI_ITEM = b'{"name":"widget","price":9.99,"quantity":3,"tags":["red","small","sale"]}'
+
+
+# --------------------------------------------------------------------------------------------
+# Scenarios
+# --------------------------------------------------------------------------------------------
+
+Check = Callable[[int, bytes], "str | None"]
+
+
+def expect_body(expected: bytes) -> Check:
+    """A check that wants status 200 and exactly ``expected`` as the body."""
+
+    def check(status: int, body: bytes) -> str | None:
+        if status != 200:
+            return f"status {status}, expected 200"
+        if body != expected:
+            return f"body {body[:60]!r}... ({len(body)} bytes), expected {len(expected)} bytes"
+        return None
+
+    return check
+
+
+def expect_json(predicate: Callable[[object], bool], what: str) -> Check:
+    """A check that wants status 200 and a JSON body satisfying ``predicate``."""
+
+    def check(status: int, body: bytes) -> str | None:
+        if status != 200:
+            return f"status {status}, expected 200: {body[:200]!r}"
+        try:
+            document = json.loads(body)
+        except ValueError:
+            return f"body is not JSON: {body[:60]!r}"
+        return None if predicate(document) else f"expected {what}, got {body[:200]!r}"
+
+    return check
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One benchmark scenario: the app to serve and the load to put on it."""
+
+    name: str
+    app: str  # import target, "module:attribute"
+    summary: str
+    check: Check = field(repr=False)
+    method: str = "GET"
+    path: str = "/"
+    connections: int = 100
+    lua: str | None = None  # file name in bench/lua/
+    body: bytes = field(default=b"", repr=False)
+    content_type: str | None = None
+    ideal_rps: float | None = None  # when the app itself bounds the throughput
+    wrk_timeout_s: int = 5
+
+
+def _stream_body() -> bytes:
+    chunks = [f"chunk {i:02d} ".ljust(127, ".").encode() + b"\n" for i in range(10)]
+    return b"".join(chunks)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in [
+        Scenario(
+            name="hello",
+            app="bench.apps.hello:app",
+            summary='GET, 13-byte "Hello, world!" text body',
+            check=expect_body(b"Hello, world!"),
+        ),
+        Scenario(
+            name="json",
+            app="bench.apps.json_1k:app",
+            summary="GET, 1 KiB pre-serialized JSON document",
+            check=expect_json(lambda d: isinstance(d, dict) and len(d["users"]) == 8, "8 users"),
+        ),
+        Scenario(
+            name="echo-4k",
+            app="bench.apps.echo_4k:app",
+            summary="POST 4 KiB, read with receive() and echoed back",
+            method="POST",
+            lua="post_4k.lua",
+            body=BODY_4K,
+            content_type="application/octet-stream",
+            check=expect_body(BODY_4K),
+        ),
+        Scenario(
+            name="upload-1m",
+            app="bench.apps.upload_1m:app",
+            summary="POST 1 MiB, counted chunk by chunk, reply is the byte count",
+            method="POST",
+            lua="post_1m.lua",
+            body=BODY_1M,
+            content_type="application/octet-stream",
+            check=expect_body(str(len(BODY_1M)).encode()),
+            wrk_timeout_s=10,
+        ),
+        Scenario(
+            name="stream-10",
+            app="bench.apps.stream_10:app",
+            summary="GET, 10 x 128-byte more_body chunks (chunked encoding)",
+            check=expect_body(_stream_body()),
+        ),
+        Scenario(
+            name="slow-100ms",
+            app="bench.apps.slow_100ms:app",
+            summary="GET, app awaits asyncio.sleep(0.1); 1,000 connections, ideal 10,000 req/s",
+            connections=1000,
+            ideal_rps=10_000.0,
+            check=expect_body(b"Hello, world!"),
+        ),
+        Scenario(
+            name="fastapi",
+            app="bench.apps.fastapi_items:app",
+            summary="FastAPI POST /items with a pydantic body, JSON reply",
+            method="POST",
+            path="/items",
+            lua="fastapi_item.lua",
+            body=FASTAPI_ITEM,
+            content_type="application/json",
+            check=expect_json(
+                lambda d: d == {"name": "widget", "total": 29.97, "tag_count": 3},
+                '{"name":"widget","total":29.97,"tag_count":3}',
+            ),
+        ),
+    ]
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Servers
+# --------------------------------------------------------------------------------------------
+
+
+def hyper_binary() -> Path:
+    """Where ``cargo build --release --example hyper_hello`` puts the ceiling server."""
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    if not target.is_absolute():
+        target = REPO / target
+    return target / "release" / "examples" / "hyper_hello"
+
+
+def server_command(
+    server: str, scenario: Scenario, port: int, ferricorn_args: list[str]
+) -> list[str] | None:
+    """The command line serving ``scenario`` on ``port``, or None if the server can't run it."""
+    py = sys.executable
+    if server == "ferricorn":
+        return [
+            py, "-m", "ferricorn", scenario.app, "--port", str(port),
+            "--no-access-log", "--log-level", "warning", *ferricorn_args,
+        ]
+    if server == "granian":
+        # --http 1: all load here is HTTP/1.1, and the other servers speak only that.
+        return [
+            py, "-m", "granian", "--interface", "asgi", "--port", str(port), "--workers", "1",
+            "--loop", "uvloop", "--http", "1", "--no-access-log", "--log-level", "warning",
+            scenario.app,
+        ]
+    if server == "uvicorn":
+        return [
+            py, "-m", "uvicorn", scenario.app, "--port", str(port), "--loop", "uvloop",
+            "--http", "httptools", "--no-access-log", "--log-level", "warning",
+        ]
+    if server == "hyper":
+        if scenario.name != "hello":
+            return None
+        return [str(hyper_binary()), "--port", str(port)]
+    raise ValueError(f"unknown server {server!r}")
+
+
+def missing_requirements(servers: list[str]) -> list[str]:
+    """What is missing to run ``servers`` (empty when all is there)."""
+    problems = []
+    if shutil.which("wrk") is None:
+        problems.append("wrk is not on PATH (apt-get install wrk)")
+    modules = {"ferricorn": "ferricorn", "granian": "granian", "uvicorn": "uvicorn"}
+    for server in servers:
+        if server in modules and importlib.util.find_spec(modules[server]) is None:
+            problems.append(f"{server} is not installed in {sys.prefix}")
+        if server == "hyper" and not hyper_binary().exists():
+            problems.append(
+                f"{hyper_binary()} is missing "
+                "(cargo build --release --example hyper_hello)"
+            )
+    if {"granian", "uvicorn"} & set(servers):
+        for module in ("uvloop", "httptools"):
+            if importlib.util.find_spec(module) is None:
+                problems.append(f"{module} is not installed in {sys.prefix}")
+    return problems
+
+
+# --------------------------------------------------------------------------------------------
+# Processes: ports, readiness, CPU accounting, shutdown
+# --------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A currently free loopback TCP port (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def _read_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (field 3 onward), or None."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name is in parentheses and may contain spaces: split after the last ')'.
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and all its live descendants (Granian runs its worker as a child process)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _read_stat(int(entry.name))
+            if fields is not None:
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User+system CPU seconds of the process tree, plus children it has already reaped."""
+    ticks = 0
+    for pid in process_tree(root):
+        fields = _read_stat(pid)
+        if fields is None:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        if pid == root:
+            ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / CLOCK_TICKS
+
+
+def tree_rss_mib(root: int) -> float:
+    """Resident memory of the process tree, in MiB."""
+    total_kib = 0
+    for pid in process_tree(root):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+        if match:
+            total_kib += int(match.group(1))
+    return total_kib / 1024
+
+
+def http_request(scenario: Scenario, port: int, timeout: float = 5.0) -> tuple[int, bytes]:
+    """Send the scenario's request once (as wrk will) and return (status, body)."""
+    headers = {"Content-Type": scenario.content_type} if scenario.content_type else {}
+    request = urllib.request.Request(
+        f"http://{HOST}:{port}{scenario.path}",
+        data=scenario.body if scenario.method == "POST" else None,
+        method=scenario.method,
+        headers=headers,
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def wait_until_serving(
+    proc: subprocess.Popen, scenario: Scenario, port: int, timeout: float = 30.0
+) -> str | None:
+    """Wait until the server accepts connections, then check one real request.
+
+    Returns None when the server answers correctly, otherwise what went wrong.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            return f"server exited with code {proc.returncode} before serving"
+        try:
+            with socket.create_connection((HOST, port), timeout=1.0):
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                return f"server not accepting connections after {timeout:.0f}s"
+            time.sleep(0.05)
+    try:
+        status, body = http_request(scenario, port)
+    except (OSError, urllib.error.URLError) as err:
+        return f"request failed: {err}"
+    problem = scenario.check(status, body)
+    return f"wrong answer: {problem}" if problem else None
+
+
+def stop_server(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGINT the server, wait up to ``grace`` seconds, then SIGKILL its process group."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+    # The server runs in its own session (process group id == its pid): this reaches any
+    # worker it leaves behind, and only processes this script started.
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+def pin_to(cpus: set[int] | None) -> Callable[[], None] | None:
+    """A preexec_fn pinning the child to ``cpus`` (None: no pinning)."""
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+# --------------------------------------------------------------------------------------------
+# wrk
+# --------------------------------------------------------------------------------------------
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+_RE_RPS = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
+_RE_TOTAL = re.compile(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h),", re.MULTILINE)
+_RE_PERCENTILE = re.compile(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.MULTILINE)
+_RE_SOCKET_ERRORS = re.compile(
+    r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"
+)
+_RE_NON_2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
+
+
+@dataclass
+class WrkResult:
+    """What one wrk run reported. Latencies are in milliseconds."""
+
+    requests: int
+    seconds: float
+    rps: float
+    latency_ms: dict[str, float]  # "50", "75", "90", "99"
+    connect_errors: int = 0
+    read_errors: int = 0
+    write_errors: int = 0
+    timeouts: int = 0
+    non_2xx: int = 0
+
+    @property
+    def errors(self) -> int:
+        """Failed or timed-out requests (wrk leaves timeouts out of the latency figures)."""
+        return (
+            self.connect_errors + self.read_errors + self.write_errors
+            + self.timeouts + self.non_2xx
+        )
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """Parse the text report of ``wrk --latency``; raises ValueError if it is not one."""
+    rps = _RE_RPS.search(output)
+    total = _RE_TOTAL.search(output)
+    percentiles = {m.group(1): float(m.group(2)) * _UNITS[m.group(3)]
+                   for m in _RE_PERCENTILE.finditer(output)}
+    if not rps or not total or set(percentiles) != {"50", "75", "90", "99"}:
+        raise ValueError(f"unrecognised wrk output:\n{output}")
+    result = WrkResult(
+        requests=int(total.group(1)),
+        seconds=float(total.group(2)) * _UNITS[total.group(3)] / 1e3,
+        rps=float(rps.group(1)),
+        latency_ms=percentiles,
+    )
+    if socket_errors := _RE_SOCKET_ERRORS.search(output):
+        connect, read, write, timeout = map(int, socket_errors.groups())
+        result.connect_errors, result.read_errors = connect, read
+        result.write_errors, result.timeouts = write, timeout
+    if non_2xx := _RE_NON_2XX.search(output):
+        result.non_2xx = int(non_2xx.group(1))
+    return result
+
+
+def wrk_command(scenario: Scenario, port: int, duration: float, threads: int) -> list[str]:
+    """The wrk command line for one run of ``scenario``."""
+    command = [
+        "wrk", f"-t{min(threads, scenario.connections)}", f"-c{scenario.connections}",
+        f"-d{max(1, round(duration))}s", f"--timeout={scenario.wrk_timeout_s}s", "--latency",
+    ]
+    if scenario.lua:
+        command += ["-s", str(LUA_DIR / scenario.lua)]
+    return [*command, f"http://{HOST}:{port}{scenario.path}"]
+
+
+# --------------------------------------------------------------------------------------------
+# One measurement, and the whole campaign
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One measured run of one server on one scenario."""
+
+    scenario: str
+    server: str
+    round: int
+    ok: bool
+    error: str | None = None
+    rps: float | None = None
+    requests: int | None = None
+    latency_ms: dict[str, float] | None = None
+    cpu_us_per_request: float | None = None
+    cpu_utilisation: float | None = None  # server CPU seconds per wall second
+    rss_mib: float | None = None
+    errors: int | None = None
+    command: str | None = None
+    wrk_command: str | None = None
+
+
+def measure(scenario: Scenario, server: str, round_no: int, args: argparse.Namespace) -> Run:
+    """Start ``server`` on ``scenario``, warm it up, measure it with wrk, stop it."""
+    port = free_port()
+    command = server_command(server, scenario, port, args.ferricorn_args)
+    assert command is not None
+    run = Run(scenario.name, server, round_no, ok=False, command=shlex.join(command))
+    log_dir = OUT_DIR / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"r{round_no}-{scenario.name}-{server}"
+    # The apps are imported as bench.apps.X from the repo root, whatever the server's sys.path.
+    pythonpath = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(pythonpath))
+    with open(log_dir / f"{stem}.server.log", "wb") as server_log:
+        proc = subprocess.Popen(
+            command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=server_log,
+            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=pin_to(args.server_cpus),
+        )
+        try:
+            problem = wait_until_serving(proc, scenario, port)
+            if problem:
+                run.error = problem
+                return run
+            if args.warmup > 0:
+                subprocess.run(
+                    wrk_command(scenario, port, args.warmup, args.threads),
+                    capture_output=True, preexec_fn=pin_to(args.wrk_cpus), check=False,
+                )
+            wrk = wrk_command(scenario, port, args.duration, args.threads)
+            run.wrk_command = shlex.join(wrk)
+            cpu_before, wall_before = tree_cpu_seconds(proc.pid), time.monotonic()
+            completed = subprocess.run(
+                wrk, capture_output=True, text=True, preexec_fn=pin_to(args.wrk_cpus), check=False
+            )
+            cpu_after, wall_after = tree_cpu_seconds(proc.pid), time.monotonic()
+            run.rss_mib = round(tree_rss_mib(proc.pid), 1)
+            (log_dir / f"{stem}.wrk.txt").write_text(completed.stdout + completed.stderr)
+            if proc.poll() is not None:
+                run.error = f"server died during the run (exit code {proc.returncode})"
+                return run
+            if completed.returncode != 0:
+                run.error = f"wrk exited with {completed.returncode}: {completed.stderr.strip()}"
+                return run
+            result = parse_wrk(completed.stdout)
+        except ValueError as err:
+            run.error = str(err)
+            return run
+        finally:
+            stop_server(proc)
+    cpu = cpu_after - cpu_before
+    run.ok = result.requests > 0
+    run.error = None if run.ok else "no request completed"
+    run.rps = result.rps
+    run.requests = result.requests
+    run.latency_ms = result.latency_ms
+    run.errors = result.errors
+    run.cpu_us_per_request = cpu / result.requests * 1e6 if result.requests else None
+    run.cpu_utilisation = cpu / (wall_after - wall_before)
+    return run
+
+
+def describe(run: Run) -> str:
+    """One progress line."""
+    head = f"[round {run.round}] {run.scenario:<11} {run.server:<9}"
+    if not run.ok:
+        return f"{head} FAILED: {run.error}"
+    lat = run.latency_ms or {}
+    return (
+        f"{head} {run.rps:>10,.0f} req/s  p50 {lat['50']:7.2f} ms  p99 {lat['99']:7.2f} ms  "
+        f"cpu {run.cpu_us_per_request:6.1f} us/req ({run.cpu_utilisation:.2f} cores)"
+        + (f"  errors {run.errors}" if run.errors else "")
+    )
+
+
+def run_campaign(args: argparse.Namespace) -> list[Run]:
+    """All rounds x scenarios x servers, alternating servers; the server order rotates."""
+    runs = []
+    for round_no in range(1, args.rounds + 1):
+        shift = (round_no - 1) % len(args.servers)
+        order = args.servers[shift:] + args.servers[:shift]
+        for name in args.scenarios:
+            scenario = SCENARIOS[name]
+            for server in order:
+                if server_command(server, scenario, 0, args.ferricorn_args) is None:
+                    continue
+                run = measure(scenario, server, round_no, args)
+                print(describe(run), file=sys.stderr, flush=True)
+                runs.append(run)
+                time.sleep(args.pause)
+    return runs
+
+
+# --------------------------------------------------------------------------------------------
+# Summaries and reports
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Summary:
+    """Medians across the successful rounds of one (scenario, server)."""
+
+    scenario: str
+    server: str
+    rounds: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us_per_request: float
+    rss_mib: float
+    errors: int
+    spread: float  # (max - min) / median of req/s across rounds
+
+
+def summarise(runs: list[Run]) -> dict[tuple[str, str], Summary]:
+    """Group the successful runs by (scenario, server) and take medians."""
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for run in runs:
+        if run.ok:
+            groups.setdefault((run.scenario, run.server), []).append(run)
+    return {
+        key: Summary(
+            scenario=key[0],
+            server=key[1],
+            rounds=len(group),
+            rps=statistics.median(r.rps for r in group),
+            p50_ms=statistics.median(r.latency_ms["50"] for r in group),
+            p99_ms=statistics.median(r.latency_ms["99"] for r in group),
+            cpu_us_per_request=statistics.median(r.cpu_us_per_request for r in group),
+            rss_mib=statistics.median(r.rss_mib or 0.0 for r in group),
+            errors=sum(r.errors or 0 for r in group),
+            spread=(max(r.rps for r in group) - min(r.rps for r in group))
+            / statistics.median(r.rps for r in group),
+        )
+        for key, group in groups.items()
+    }
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    """``a / b`` formatted like "1.23x", or "-" when either is missing."""
+    return f"{a / b:.2f}x" if a and b else "-"
+
+
+def comparison_columns(baseline: str, servers: list[str]) -> list[str]:
+    """The servers that the baseline is compared with."""
+    return [s for s in servers if s != baseline] if baseline in servers else []
+
+
+def fmt_rps(value: float) -> str:
+    """Requests/s for tables: thousands separators, no decimals."""
+    return f"{value:,.0f}"
+
+
+def results_rows(
+    summary: dict[tuple[str, str], Summary], scenarios: list[str], servers: list[str]
+) -> list[list[str]]:
+    """Rows of the main table: one per (scenario, server) measured."""
+    rows = []
+    for name in scenarios:
+        ideal = SCENARIOS[name].ideal_rps
+        for server in servers:
+            s = summary.get((name, server))
+            if s is None:
+                continue
+            note = f"{s.rps / ideal:.0%} of ideal {ideal:,.0f}" if ideal else ""
+            if s.errors:
+                note = ", ".join(filter(None, [note, f"{s.errors} failed requests"]))
+            rows.append([
+                name, server, fmt_rps(s.rps), f"{s.p50_ms:.2f}", f"{s.p99_ms:.2f}",
+                f"{s.cpu_us_per_request:.1f}", f"{s.rss_mib:.0f}", str(s.rounds),
+                f"{s.spread:.0%}" if s.rounds > 1 else "-", note,
+            ])
+    return rows
+
+
+RESULT_HEADER = [
+    "scenario", "server", "req/s", "p50 ms", "p99 ms", "CPU us/req", "RSS MiB", "rounds",
+    "spread", "notes",
+]
+
+
+def ratio_rows(
+    summary: dict[tuple[str, str], Summary], scenarios: list[str], baseline: str,
+    others: list[str],
+) -> list[list[str]]:
+    """Rows of the ratio table: baseline req/s over each other server's, and CPU/req likewise."""
+    rows = []
+    for name in scenarios:
+        base = summary.get((name, baseline))
+        row = [name]
+        for other in others:
+            theirs = summary.get((name, other))
+            row.append(ratio(base and base.rps, theirs and theirs.rps))
+        for other in others:
+            theirs = summary.get((name, other))
+            row.append(
+                ratio(base and base.cpu_us_per_request, theirs and theirs.cpu_us_per_request)
+            )
+        if any(cell != "-" for cell in row[1:]):
+            rows.append(row)
+    return rows
+
+
+def ratio_header(baseline: str, others: list[str]) -> list[str]:
+    """Header of the ratio table."""
+    return (
+        ["scenario"]
+        + [f"req/s {baseline}/{o}" for o in others]
+        + [f"CPU/req {baseline}/{o}" for o in others]
+    )
+
+
+def text_table(header: list[str], rows: list[list[str]]) -> str:
+    """A plain aligned table; numbers right-aligned."""
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        out = []
+        for cell, width in zip(cells, widths, strict=True):
+            numeric = bool(re.fullmatch(r"[\d.,x%-]+", cell)) and cell != "-"
+            out.append(cell.rjust(width) if numeric else cell.ljust(width))
+        return "  ".join(out).rstrip()
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub-flavoured Markdown table."""
+    aligns = ["---" if h in ("scenario", "server", "notes") else "---:" for h in header]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(aligns) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _first_line(command: list[str]) -> str:
+    try:
+        completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    except OSError:
+        return "unavailable"
+    text = (completed.stdout or completed.stderr).strip()
+    return text.splitlines()[0] if text else "unavailable"
+
+
+def environment_info() -> dict[str, object]:
+    """Machine, software versions and repository state, for the report."""
+    cpu_model = "unknown"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    mem_kib = 0
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    packages = {}
+    for name in (
+        "ferricorn", "granian", "uvicorn", "uvloop", "httptools", "fastapi", "starlette",
+        "pydantic", "matplotlib",
+    ):
+        try:
+            packages[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            packages[name] = "not installed"
+    git = _first_line(["git", "-C", str(REPO), "describe", "--always", "--dirty"])
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "uname": " ".join(platform.uname()),
+        "nproc": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "cpu_model": cpu_model,
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "packages": packages,
+        "wrk": _first_line(["wrk", "--version"]),
+        "git": git if "fatal" not in git else "no commit yet",
+    }
+
+
+def write_markdown(path: Path, data: dict, chart: Path | None) -> None:
+    """Write the Markdown report: command, machine, versions, tables, chart."""
+    settings = data["settings"]
+    env = data["environment"]
+    runs = [Run(**r) for r in data["runs"]]
+    summary = summarise(runs)
+    scenarios, servers = settings["scenarios"], settings["servers"]
+    baseline = settings["baseline"]
+    others = comparison_columns(baseline, servers)
+    pin = (
+        f"server on CPUs {settings['server_cpus']}, wrk on CPUs {settings['wrk_cpus']}"
+        if settings["server_cpus"] else "none (scheduler's choice)"
+    )
+    lines = [
+        "# ferricorn benchmark results",
+        "",
+        "Generated by `bench/run.py` (see [bench/README.md](README.md) for what each scenario"
+        " measures and how to run it). Medians across rounds; each server runs one worker on"
+        " the same machine, with the same app and the same wrk load, servers alternating.",
+        "",
+        "## Command",
+        "",
+        "```sh",
+        settings["command"],
+        "```",
+        "",
+        "## Machine and software",
+        "",
+        f"- Date: {env['date']}",
+        f"- `uname -a`: `{env['uname']}`",
+        f"- `nproc`: {env['nproc']} (usable: {env['cpus_usable']}); CPU: {env['cpu_model']};"
+        f" memory: {env['memory_gib']} GiB",
+        f"- Python: {env['python']}",
+        "- Packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
+        f"- Load generator: {env['wrk']}, {settings['threads']} thread(s)",
+        f"- Repository: {env['git']}",
+        f"- Rounds: {settings['rounds']}; measured {settings['duration']} s per run after a"
+        f" {settings['warmup']} s warm-up; CPU pinning: {pin}",
+        "",
+        "## Results",
+        "",
+        markdown_table(RESULT_HEADER, results_rows(summary, scenarios, servers)),
+        "",
+        "CPU us/req is the server's user+system CPU time (whole process tree, from /proc)"
+        " during the measured run divided by the requests completed: lower is better, and it"
+        " is steadier than req/s on a loaded 2-core machine where wrk competes for the CPU.",
+        "",
+    ]
+    if others:
+        lines += [
+            f"## Ratios ({baseline} / other)",
+            "",
+            "req/s ratios above 1 and CPU/req ratios below 1 favour " + baseline + ".",
+            "",
+            markdown_table(
+                ratio_header(baseline, others), ratio_rows(summary, scenarios, baseline, others)
+            ),
+            "",
+        ]
+    failures = [r for r in runs if not r.ok]
+    if failures:
+        lines += ["## Failed runs", ""]
+        lines += [f"- round {r.round}, {r.scenario}, {r.server}: {r.error}" for r in failures]
+        lines.append("")
+    if chart is not None:
+        rel = os.path.relpath(chart, path.parent)
+        lines += ["## Chart", "", f"![requests per second]({rel})", ""]
+    lines += ["## Scenarios", ""]
+    lines += [
+        f"- **{name}**: {SCENARIOS[name].summary}; {SCENARIOS[name].connections} connections"
+        for name in scenarios
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+SERVER_COLOURS = {
+    "ferricorn": "#d9480f", "granian": "#1c7ed6", "uvicorn": "#37b24d", "hyper": "#868e96"
+}
+
+
+def write_chart(path: Path, data: dict) -> bool:
+    """One panel per scenario with a bar per server (median req/s) and the baseline ratios."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
+    except ImportError:
+        print("matplotlib is not installed: no chart", file=sys.stderr)
+        return False
+    settings = data["settings"]
+    summary = summarise([Run(**r) for r in data["runs"]])
+    baseline = settings["baseline"]
+    names = [n for n in settings["scenarios"] if any(k[0] == n for k in summary)]
+    if not names:
+        return False
+    cols = min(4, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.4 * rows), squeeze=False)
+    thousands = FuncFormatter(lambda v, _pos: f"{v / 1000:g}k" if v >= 1000 else f"{v:g}")
+    for ax, name in zip(axes.flat, names, strict=False):
+        present = [s for s in settings["servers"] if (name, s) in summary]
+        values = [summary[(name, s)].rps for s in present]
+        bars = ax.bar(present, values, color=[SERVER_COLOURS.get(s, "#495057") for s in present])
+        for bar, value in zip(bars, values, strict=True):
+            ax.annotate(
+                f"{value / 1000:.1f}k" if value >= 1000 else f"{value:.0f}",
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=8,
+            )
+        ideal = SCENARIOS[name].ideal_rps
+        if ideal:
+            ax.axhline(ideal, color="#495057", linestyle="--", linewidth=0.8)
+            ax.annotate(f"ideal {ideal:,.0f}", (0.02, ideal), xycoords=("axes fraction", "data"),
+                        xytext=(0, 2), textcoords="offset points", fontsize=7)
+        top = max(values + ([ideal] if ideal else []))
+        ax.set_ylim(0, top * 1.2)
+        ax.yaxis.set_major_formatter(thousands)
+        ax.tick_params(axis="both", labelsize=8)
+        ax.set_title(name, fontsize=10, fontweight="bold")
+        if baseline in present:
+            base = summary[(name, baseline)].rps
+            labels = [f"{baseline}/{s}: {base / summary[(name, s)].rps:.2f}x"
+                      for s in present if s != baseline]
+            ax.text(0.5, -0.14, "\n".join(labels), transform=ax.transAxes, ha="center",
+                    va="top", fontsize=8)
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    fig.suptitle(
+        f"Requests/s, median of {settings['rounds']} round(s), one worker each"
+        " (higher is better)", fontsize=11,
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def print_tables(data: dict) -> None:
+    """The summary tables on stdout."""
+    settings = data["settings"]
+    summary = summarise([Run(**r) for r in data["runs"]])
+    scenarios, servers, baseline = settings["scenarios"], settings["servers"], settings["baseline"]
+    print()
+    print(text_table(RESULT_HEADER, results_rows(summary, scenarios, servers)))
+    others = comparison_columns(baseline, servers)
+    if others:
+        print()
+        print(text_table(ratio_header(baseline, others),
+                         ratio_rows(summary, scenarios, baseline, others)))
+    print()
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def _csv(choices: list[str] | tuple[str, ...]) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        unknown = [item for item in items if item not in choices]
+        if unknown or not items:
+            raise argparse.ArgumentTypeError(
+                f"choose from {', '.join(choices)} (got {text!r})"
+            )
+        return list(dict.fromkeys(items))
+
+    return parse
+
+
+def _cpus(text: str) -> set[int]:
+    cpus: set[int] = set()
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    return cpus
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scenarios", type=_csv(list(SCENARIOS)), default=list(SCENARIOS),
+                        help=f"comma-separated, default all: {','.join(SCENARIOS)}")
+    parser.add_argument("--servers", type=_csv(ALL_SERVERS), default=list(ALL_SERVERS),
+                        help=f"comma-separated, default {','.join(ALL_SERVERS)}"
+                        " (hyper runs the hello scenario only)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
+    parser.add_argument("--duration", type=float, default=5.0,
+                        help="seconds per measured wrk run (default 5)")
+    parser.add_argument("--warmup", type=float, default=1.0,
+                        help="seconds of wrk warm-up before each measured run (default 1; 0: none)")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
+    parser.add_argument("--baseline", default="ferricorn",
+                        help="server whose ratios to the others are reported (default ferricorn)")
+    parser.add_argument("--ferricorn-args", default="",
+                        help="extra flags for ferricorn, one shell-quoted string")
+    parser.add_argument("--pin", action="store_true",
+                        help="pin the server to CPU 0 and wrk to the other CPUs")
+    parser.add_argument("--server-cpus", type=_cpus, help="CPUs for the server, e.g. 0 or 0-1")
+    parser.add_argument("--wrk-cpus", type=_cpus, help="CPUs for wrk, e.g. 1")
+    parser.add_argument("--pause", type=float, default=0.5,
+                        help="seconds to pause between runs (default 0.5)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "RESULTS.md",
+                        help="Markdown report (default bench/RESULTS.md)")
+    parser.add_argument("--chart", type=Path, default=REPO / "docs" / "bench.png",
+                        help="chart image (default docs/bench.png); '' for none")
+    parser.add_argument("--json", type=Path, default=OUT_DIR / "results.json",
+                        help="raw per-run data (default bench/out/results.json)")
+    parser.add_argument("--from-json", type=Path,
+                        help="skip measuring: re-render the reports from a saved --json file")
+    args = parser.parse_args(argv)
+    args.ferricorn_args = shlex.split(args.ferricorn_args)
+    if args.rounds < 1 or args.duration <= 0 or args.threads < 1:
+        parser.error("--rounds, --duration and --threads must be positive")
+    if args.pin:
+        usable = sorted(os.sched_getaffinity(0))
+        if len(usable) < 2:
+            parser.error("--pin needs at least 2 CPUs")
+        args.server_cpus = args.server_cpus or {usable[0]}
+        args.wrk_cpus = args.wrk_cpus or set(usable) - args.server_cpus
+    if args.chart is not None and str(args.chart) in ("", "."):
+        args.chart = None
+    return args
+
+
+def _maybe_reexec_in_venv() -> None:
+    """Re-run this script with .venv-bench's interpreter when it exists and isn't ours."""
+    venv_python = VENV / "bin" / "python"
+    if os.environ.get("FERRICORN_BENCH_NO_VENV") or not venv_python.exists():
+        return
+    if Path(sys.prefix).resolve() == VENV.resolve():
+        return
+    os.execv(venv_python, [str(venv_python), str(Path(__file__).resolve()), *sys.argv[1:]])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure (or reload), then print and write the reports."""
+    if argv is None:
+        _maybe_reexec_in_venv()
+        argv = sys.argv[1:]
+    args = parse_args(argv)
+    if args.from_json:
+        data = json.loads(args.from_json.read_text())
+    else:
+        problems = missing_requirements(args.servers)
+        if problems:
+            print("cannot run the benchmark:\n  " + "\n  ".join(problems), file=sys.stderr)
+            print("`make bench` sets everything up (see bench/README.md).", file=sys.stderr)
+            return 2
+        python = os.path.relpath(sys.executable, REPO) if sys.executable.startswith(
+            str(REPO)) else sys.executable
+        settings = {
+            "command": shlex.join([python, "bench/run.py", *argv]),
+            "scenarios": args.scenarios,
+            "servers": args.servers,
+            "baseline": args.baseline,
+            "rounds": args.rounds,
+            "duration": args.duration,
+            "warmup": args.warmup,
+            "threads": args.threads,
+            "ferricorn_args": args.ferricorn_args,
+            "server_cpus": sorted(args.server_cpus or []),
+            "wrk_cpus": sorted(args.wrk_cpus or []),
+        }
+        environment = environment_info()
+        print(f"ferricorn bench: {len(args.scenarios)} scenario(s) x {len(args.servers)} "
+              f"server(s) x {args.rounds} round(s), {args.duration:g} s each", file=sys.stderr)
+        runs = run_campaign(args)
+        data = {"settings": settings, "environment": environment,
+                "runs": [asdict(r) for r in runs]}
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(data, indent=1) + "\n")
+    print_tables(data)
+    chart = args.chart if args.chart and write_chart(args.chart, data) else None
+    write_markdown(args.out, data, chart)
+    print(f"wrote {args.out}" + (f" and {chart}" if chart else ""), file=sys.stderr)
+    failed = sum(1 for r in data["runs"] if not r["ok"])
+    if failed:
+        print(f"{failed} run(s) failed: see {OUT_DIR / 'logs'}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

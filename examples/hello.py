@@ -1,0 +1,16 @@
+"""The first app of the ASGI introduction: a plain "Hello, world!".
+
+    ferricorn examples.hello:app
+"""
+
+
+async def app(scope, receive, send):
+    assert scope["type"] == "http"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/plain")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"Hello, world!"})

@@ -1,0 +1,42 @@
+"""ferricorn: an ASGI server with a Rust engine, usable as a drop-in for uvicorn.
+
+Owns the public API: `run()`, `Config` and `__version__`. Importing the package
+is cheap: the engine (`ferricorn.server`) loads only when `run()` is called, and
+`__version__` is looked up on first access.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ferricorn.config import Config
+
+__all__ = ["Config", "run", "__version__"]
+
+
+def run(app: Any, **kwargs: Any) -> None:
+    """Serve `app` (an ASGI3 callable or "module:attr") like `uvicorn.run(app, **kwargs)`.
+
+    Keyword arguments are the `Config` options. Returns after a clean shutdown;
+    raises SystemExit with the server's exit code otherwise.
+    """
+    config = Config(app, **kwargs)
+
+    from ferricorn.server import run_config
+
+    code = run_config(config)
+    if code:
+        raise SystemExit(code)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            value = version("ferricorn")
+        except PackageNotFoundError:
+            value = "0.1.0"
+        globals()["__version__"] = value
+        return value
+    raise AttributeError(f"module 'ferricorn' has no attribute {name!r}")

@@ -1,0 +1,5 @@
+"""`python -m ferricorn`: same as the `ferricorn` console script."""
+
+from ferricorn.main import main
+
+main()

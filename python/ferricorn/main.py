@@ -1,0 +1,28 @@
+"""The `ferricorn` console script: command line -> Config -> server.
+
+Owns `main()`. Parsing (and --help, --version and usage errors) happens before
+`ferricorn.server` is imported, so those paths never load the Rust engine.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ferricorn.cli import parse_cli
+from ferricorn.config import Config
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the server as `ferricorn [OPTIONS] APP` would; always ends with sys.exit."""
+    options = parse_cli(sys.argv[1:] if argv is None else argv)
+    config = Config(options.pop("app"), **options)
+
+    from ferricorn.server import run_config
+
+    sys.exit(run_config(config))
+
+
+if __name__ == "__main__":
+    main()

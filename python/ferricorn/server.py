@@ -1,0 +1,173 @@
+"""Serving one process: lifespan, the listening socket, the Rust engine and shutdown.
+
+Owns the order of things in a worker's life: load the app, run lifespan startup, bind,
+start the engine (`_ferricorn.Server`), serve until SIGINT/SIGTERM, drain in-flight
+requests (up to --timeout-graceful-shutdown), cancel what is left, run lifespan shutdown.
+Everything per request happens in Rust; the only Python on the request path is `_run_http`,
+the coroutine each request's asyncio Task runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import time
+from typing import Any
+
+from ferricorn._ferricorn import Server
+from ferricorn.config import AppLoadError, Config
+from ferricorn.lifespan import Lifespan
+
+logger = logging.getLogger("ferricorn.error")
+
+#: Response bytes buffered per request before `send()` waits for a slow client.
+RESPONSE_HIGH_WATER = 64 * 1024
+#: Request bytes read ahead of the app's `receive()`.
+REQUEST_READ_AHEAD = 64 * 1024
+#: How often shutdown checks whether in-flight work has finished.
+_DRAIN_POLL = 0.02
+
+
+async def _run_http(app: Any, scope: dict, cycle: Any) -> None:
+    """The body of every request's Task: run the app, then settle the response."""
+    try:
+        await app(scope, cycle.receive, cycle.send)
+    except asyncio.CancelledError:
+        cycle.app_failed()
+        logger.debug("Request task cancelled: %s %s", scope["method"], scope["path"])
+    except BaseException as exc:  # noqa: BLE001 - any app failure must become a 500 or abort
+        cycle.app_failed()
+        logger.error("Exception in ASGI application\n", exc_info=exc)
+    else:
+        problem = cycle.app_returned()
+        if problem:
+            logger.error(problem)
+
+
+def engine_settings(config: Config) -> dict[str, Any]:
+    """The plain values the Rust engine runs with."""
+    headers = [(name, value) for name, value in config.headers]
+    if config.server_header and not any(n.lower() == "server" for n, _ in headers):
+        headers.insert(0, ("server", "ferricorn"))
+    return {
+        "threads": config.engine_threads,
+        "keep_alive": float(config.timeout_keep_alive),
+        "header_read_timeout": float(config.timeout_header_read),
+        "max_header_bytes": config.max_head_bytes,
+        "limit_concurrency": config.limit_concurrency,
+        "default_headers": headers,
+        "date_header": config.date_header,
+        "proxy_headers": config.proxy_headers,
+        "forwarded_allow_ips": ",".join(config.forwarded_allow_ips_list),
+        "root_path": config.root_path,
+        "response_high_water": RESPONSE_HIGH_WATER,
+        "request_read_ahead": REQUEST_READ_AHEAD,
+    }
+
+
+def run_config(config: Config) -> int:
+    """Serve until stopped; returns the process exit code (1: app not loadable, 3: startup
+    failed)."""
+    config.configure_logging()
+    try:
+        app = config.load_app()
+    except AppLoadError as exc:
+        logger.error("%s", exc)
+        return 1
+    loop = config.create_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(serve(config, app))
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+async def serve(config: Config, app: Any) -> int:
+    loop = asyncio.get_running_loop()
+    lifespan = Lifespan(app, config.lifespan, logger)
+    await lifespan.startup()
+    if lifespan.should_exit:
+        logger.error("Application startup failed. Exiting.")
+        return 3
+    try:
+        sock = config.bind_socket()
+    except OSError as exc:
+        logger.error("Could not bind the listening socket: %s", exc)
+        await lifespan.shutdown()
+        return 1
+
+    unix_path = config.uds if sock.family == socket.AF_UNIX else None
+    listen_message = config.listen_message(sock)
+    access = logging.getLogger("ferricorn.access")
+    access_log = access.info if config.access_log and access.isEnabledFor(logging.INFO) else None
+    server = Server(
+        sock.detach(),
+        unix_path,
+        engine_settings(config),
+        loop,
+        app,
+        _run_http,
+        lifespan.state,
+        logger,
+        access_log,
+    )
+    doorbell = server.fileno()
+    loop.add_reader(doorbell, server.on_readable)
+    logger.info("Started server process")
+    logger.info(listen_message)
+
+    stop = asyncio.Event()
+    signals_seen = 0
+
+    def on_signal() -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        await stop.wait()
+        logger.info("Shutting down")
+        server.drain()
+        await _wait_for_drain(server, config.timeout_graceful_shutdown, lambda: signals_seen > 1)
+        await _cancel_leftover_tasks()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        loop.remove_reader(doorbell)
+        # Polls already scheduled find nothing after this and go to sleep.
+        server.shutdown(1.0)
+    await lifespan.shutdown()
+    logger.info("Finished server process")
+    return 0
+
+
+async def _wait_for_drain(server: Server, timeout: float | None, forced: Any) -> None:
+    """Waits until connections and requests are done, the timeout passes, or a second
+    signal forces the exit."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    announced = False
+    while server.connections_open() or server.requests_in_flight():
+        if not announced:
+            logger.info("Waiting for connections to close. (CTRL+C to force quit)")
+            announced = True
+        if forced() or (deadline is not None and time.monotonic() >= deadline):
+            break
+        await asyncio.sleep(_DRAIN_POLL)
+
+
+async def _cancel_leftover_tasks() -> None:
+    current = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    if not tasks:
+        return
+    logger.warning("Cancelling %d running task(s): graceful shutdown timed out.", len(tasks))
+    for t in tasks:
+        t.cancel()
+    await asyncio.wait(tasks, timeout=5.0)

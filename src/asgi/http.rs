@@ -1,0 +1,526 @@
+//! One HTTP request/response cycle as the app sees it: `receive()` and `send()`.
+//!
+//! Owns the ASGI message rules (order of messages, required keys, types) and turns them into
+//! operations on the engine's `Exchange`. Malformed messages raise `RuntimeError` in the app
+//! with a message naming the problem; the runner then answers 500 if nothing was sent.
+//! Runs on the loop thread only; holds no hyper types.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use pyo3::exceptions::{PyOSError, PyRuntimeError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyString};
+
+use super::awaitable::{Done, Ready, Waiting};
+use crate::engine::exchange::{BodyRead, Exchange, PushResult, Response, ResponseHead};
+
+/// State shared by every cycle of one server: created once, referenced by each cycle.
+#[pyclass(module = "ferricorn._ferricorn")]
+pub struct Context {
+    create_future: Py<PyAny>,
+    /// Loop futures of app tasks waiting on an exchange, resolved by the bridge's wake.
+    waiters: HashMap<u64, Vec<Py<PyAny>>>,
+    done: Py<Done>,
+    /// `logger.info` of `ferricorn.access` when access logging is on.
+    access_log: Option<Py<PyAny>>,
+}
+
+impl Context {
+    pub fn new(
+        py: Python<'_>,
+        event_loop: &Bound<'_, PyAny>,
+        access_log: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        Ok(Context {
+            create_future: event_loop.getattr("create_future")?.unbind(),
+            waiters: HashMap::new(),
+            done: Py::new(py, Done)?,
+            access_log,
+        })
+    }
+
+    /// Resolves every future waiting on `exchange_id`; each waiter then looks again.
+    pub fn wake(ctx: &Bound<'_, Context>, exchange_id: u64) -> PyResult<()> {
+        let futures = ctx.borrow_mut().waiters.remove(&exchange_id);
+        for fut in futures.into_iter().flatten() {
+            let fut = fut.bind(ctx.py());
+            if !fut.call_method0(intern!(ctx.py(), "done"))?.is_truthy()? {
+                fut.call_method1(intern!(ctx.py(), "set_result"), (ctx.py().None(),))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn access_logging(&self) -> bool {
+        self.access_log.is_some()
+    }
+}
+
+/// What a `Waiting` awaitable waits for.
+#[derive(Clone, Copy)]
+pub enum WaitFor {
+    /// The next `receive()` message.
+    Receive,
+    /// Room in the response buffer.
+    Capacity,
+}
+
+enum ResponseState {
+    Pending,
+    Started(ResponseHead),
+    Streaming,
+    /// HEAD: the head went out; further body messages are accepted and dropped.
+    DiscardingBody,
+    Complete,
+}
+
+/// What the access log line needs, kept only when access logging is on.
+pub struct AccessInfo {
+    pub client: String,
+    pub method: String,
+    pub path: String,
+    pub version: &'static str,
+}
+
+#[pyclass(module = "ferricorn._ferricorn")]
+pub struct HttpCycle {
+    exchange: Arc<Exchange>,
+    ctx: Py<Context>,
+    response: ResponseState,
+    status: u16,
+    request_done: bool,
+    is_head: bool,
+    access: Option<Box<AccessInfo>>,
+}
+
+impl HttpCycle {
+    pub fn new(
+        exchange: Arc<Exchange>,
+        ctx: Py<Context>,
+        is_head: bool,
+        access: Option<Box<AccessInfo>>,
+    ) -> Self {
+        HttpCycle {
+            exchange,
+            ctx,
+            response: ResponseState::Pending,
+            status: 0,
+            request_done: false,
+            is_head,
+            access,
+        }
+    }
+
+    fn disconnect(py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let d = PyDict::new(py);
+        d.set_item(intern!(py, "type"), intern!(py, "http.disconnect"))?;
+        Ok(d.into_any().unbind())
+    }
+
+    /// The next message if one is ready, `None` if the app must wait.
+    fn try_receive(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        if matches!(self.response, ResponseState::Complete) {
+            return Self::disconnect(py).map(Some);
+        }
+        if self.request_done {
+            return if self.exchange.wait_disconnect() {
+                Self::disconnect(py).map(Some)
+            } else {
+                Ok(None)
+            };
+        }
+        match self.exchange.read_body() {
+            BodyRead::Chunk(body, more) => {
+                self.request_done = !more;
+                let d = PyDict::new(py);
+                d.set_item(intern!(py, "type"), intern!(py, "http.request"))?;
+                d.set_item(intern!(py, "body"), PyBytes::new(py, &body))?;
+                d.set_item(intern!(py, "more_body"), more)?;
+                Ok(Some(d.into_any().unbind()))
+            }
+            BodyRead::Wait => Ok(None),
+            BodyRead::Disconnected => Self::disconnect(py).map(Some),
+        }
+    }
+
+    fn register_waiter(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let this = slf.borrow();
+        let ctx = this.ctx.bind(py);
+        let fut = ctx.borrow().create_future.call0(py)?;
+        // asyncio.Task accepts a yielded future only with this flag set (as `Future.__await__`
+        // sets it).
+        fut.setattr(py, intern!(py, "_asyncio_future_blocking"), true)?;
+        ctx.borrow_mut()
+            .waiters
+            .entry(this.exchange.id)
+            .or_default()
+            .push(fut.clone_ref(py));
+        Ok(fut)
+    }
+
+    /// One step of a `Waiting` awaitable: `Ok(Ok(value))` when done, `Ok(Err(future))` to
+    /// yield, `Err` to raise.
+    pub fn poll_wait(
+        slf: &Bound<'_, Self>,
+        what: WaitFor,
+    ) -> PyResult<Result<Option<Py<PyAny>>, Py<PyAny>>> {
+        let py = slf.py();
+        let ready = match what {
+            WaitFor::Receive => slf.borrow_mut().try_receive(py)?.map(Some),
+            WaitFor::Capacity => match slf.borrow().exchange.poll_capacity() {
+                Err(()) => return Err(client_gone_error()),
+                Ok(true) => Some(None),
+                Ok(false) => None,
+            },
+        };
+        match ready {
+            Some(value) => Ok(Ok(value)),
+            None => Ok(Err(Self::register_waiter(slf)?)),
+        }
+    }
+
+    fn parse_start(&mut self, msg: &Bound<'_, PyDict>) -> PyResult<()> {
+        let py = msg.py();
+        if !matches!(self.response, ResponseState::Pending) {
+            return Err(PyRuntimeError::new_err(
+                "Unexpected ASGI message 'http.response.start' sent, after response already started.",
+            ));
+        }
+        let status = msg.get_item(intern!(py, "status"))?.ok_or_else(|| {
+            PyRuntimeError::new_err(
+                "ASGI message 'http.response.start' is missing the required key 'status'.",
+            )
+        })?;
+        let code: u16 = status.extract().map_err(|_| {
+            PyRuntimeError::new_err(format!(
+                "ASGI 'http.response.start' status must be an int, got {}.",
+                type_name(&status)
+            ))
+        })?;
+        let status = StatusCode::from_u16(code)
+            .ok()
+            .filter(|s| s.as_u16() >= 100)
+            .ok_or_else(|| {
+                PyRuntimeError::new_err(format!(
+                    "ASGI 'http.response.start' status {code} is not a valid HTTP status code."
+                ))
+            })?;
+        let mut headers = HeaderMap::new();
+        if let Some(list) = msg.get_item(intern!(py, "headers"))? {
+            for item in list.try_iter()? {
+                let item = item?;
+                let (name, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) =
+                    item.extract().map_err(|_| {
+                        PyRuntimeError::new_err(format!(
+                            "ASGI response headers must be [name, value] pairs of bytes, got {}.",
+                            repr(&item)
+                        ))
+                    })?;
+                let name = header_bytes(&name, "name")?;
+                let value = header_bytes(&value, "value")?;
+                let name = HeaderName::from_bytes(name).map_err(|_| {
+                    PyRuntimeError::new_err(format!(
+                        "Invalid HTTP header name {:?} in ASGI response.",
+                        String::from_utf8_lossy(name)
+                    ))
+                })?;
+                let value = HeaderValue::from_bytes(value).map_err(|_| {
+                    PyRuntimeError::new_err(format!(
+                        "Invalid value for HTTP header {name:?} in ASGI response: control characters such as CR, LF or NUL are not allowed."
+                    ))
+                })?;
+                headers.append(name, value);
+            }
+        }
+        self.status = code;
+        self.response = ResponseState::Started(ResponseHead { status, headers });
+        Ok(())
+    }
+
+    fn send_body(slf: &Bound<'_, Self>, msg: &Bound<'_, PyDict>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let body = match msg.get_item(intern!(py, "body"))? {
+            None => Bytes::new(),
+            Some(b) => match b.cast::<PyBytes>() {
+                Ok(b) => Bytes::copy_from_slice(b.as_bytes()),
+                Err(_) => {
+                    return Err(PyRuntimeError::new_err(format!(
+                        "ASGI 'http.response.body' body must be bytes, got {}.",
+                        type_name(&b)
+                    )))
+                }
+            },
+        };
+        let more = match msg.get_item(intern!(py, "more_body"))? {
+            None => false,
+            Some(m) => m.is_truthy()?,
+        };
+        let mut this = slf.borrow_mut();
+        let state = std::mem::replace(&mut this.response, ResponseState::Complete);
+        let done = this.ctx.bind(py).borrow().done.clone_ref(py).into_any();
+        match state {
+            ResponseState::Pending => {
+                this.response = ResponseState::Pending;
+                Err(PyRuntimeError::new_err(
+                    "Expected ASGI message 'http.response.start', but got 'http.response.body'.",
+                ))
+            }
+            ResponseState::Complete => Err(PyRuntimeError::new_err(
+                "Unexpected ASGI message 'http.response.body' sent, after response already completed.",
+            )),
+            ResponseState::Started(mut head) => {
+                if this.is_head {
+                    if !more && !head.headers.contains_key(http::header::CONTENT_LENGTH) {
+                        head.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+                    }
+                    this.response = if more { ResponseState::DiscardingBody } else { ResponseState::Complete };
+                    if !this.exchange.respond(Response::Full(head, Bytes::new()), true) {
+                        return Err(client_gone_error());
+                    }
+                    if !more {
+                        drop(this);
+                        Self::finished(slf)?;
+                    }
+                    return Ok(done);
+                }
+                if !more {
+                    if !this.exchange.respond(Response::Full(head, body), true) {
+                        return Err(client_gone_error());
+                    }
+                    drop(this);
+                    Self::finished(slf)?;
+                    return Ok(done);
+                }
+                if !this.exchange.respond(Response::Streaming(head), false) {
+                    return Err(client_gone_error());
+                }
+                this.response = ResponseState::Streaming;
+                this.push(slf, body, false, done)
+            }
+            ResponseState::Streaming => {
+                this.response = ResponseState::Streaming;
+                let r = this.push(slf, body, !more, done);
+                if !more && r.is_ok() {
+                    this.response = ResponseState::Complete;
+                    drop(this);
+                    Self::finished(slf)?;
+                }
+                r
+            }
+            ResponseState::DiscardingBody => {
+                if more {
+                    this.response = ResponseState::DiscardingBody;
+                } else {
+                    drop(this);
+                    Self::finished(slf)?;
+                }
+                Ok(done)
+            }
+        }
+    }
+
+    fn push(
+        &self,
+        slf: &Bound<'_, Self>,
+        body: Bytes,
+        end: bool,
+        done: Py<PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        match self.exchange.push_chunk(body, end) {
+            PushResult::Accepted => Ok(done),
+            PushResult::Full => Ok(Py::new(
+                slf.py(),
+                Waiting::new(slf.clone().unbind(), WaitFor::Capacity),
+            )?
+            .into_any()),
+            PushResult::Disconnected => Err(client_gone_error()),
+        }
+    }
+
+    /// The response is complete: wake a `receive()` waiting for disconnect, log the access.
+    fn finished(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.borrow();
+        let ctx = this.ctx.bind(py).clone();
+        let id = this.exchange.id;
+        if let (Some(info), Some(log)) = (&this.access, &ctx.borrow().access_log) {
+            log.call1(
+                py,
+                (
+                    intern!(py, "%s - \"%s %s HTTP/%s\" %d"),
+                    escape_control(&info.client),
+                    escape_control(&info.method),
+                    escape_control(&info.path),
+                    info.version,
+                    this.status,
+                ),
+            )?;
+        }
+        drop(this);
+        if ctx.borrow().waiters.contains_key(&id) {
+            Context::wake(&ctx, id)?;
+        }
+        Ok(())
+    }
+
+    fn error_response() -> Response {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        Response::Full(
+            ResponseHead {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                headers,
+            },
+            Bytes::from_static(b"Internal Server Error"),
+        )
+    }
+
+    /// Ends the cycle after the app's task stopped; `failed` when it raised.
+    fn conclude(slf: &Bound<'_, Self>, failed: bool) -> PyResult<Option<&'static str>> {
+        let mut this = slf.borrow_mut();
+        let state = std::mem::replace(&mut this.response, ResponseState::Complete);
+        let problem = match state {
+            ResponseState::Complete => return Ok(None),
+            ResponseState::Pending | ResponseState::Started(_) => {
+                this.status = 500;
+                this.exchange.respond(Self::error_response(), true);
+                "ASGI callable returned without sending a response."
+            }
+            ResponseState::Streaming | ResponseState::DiscardingBody => {
+                this.exchange.abort();
+                "ASGI callable returned without completing the response."
+            }
+        };
+        drop(this);
+        Self::finished(slf)?;
+        Ok(if failed { None } else { Some(problem) })
+    }
+}
+
+fn client_gone_error() -> PyErr {
+    PyOSError::new_err("the client disconnected; the response can no longer be sent")
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn repr(obj: &Bound<'_, PyAny>) -> String {
+    obj.repr()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn header_bytes<'a>(obj: &'a Bound<'_, PyAny>, what: &str) -> PyResult<&'a [u8]> {
+    obj.cast::<PyBytes>().map(|b| b.as_bytes()).map_err(|_| {
+        PyRuntimeError::new_err(format!(
+            "ASGI response header {what} must be bytes, got {}: {}.",
+            type_name(obj),
+            repr(obj)
+        ))
+    })
+}
+
+/// Escapes control characters so a request line cannot forge log lines.
+pub fn escape_control(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+#[pymethods]
+impl HttpCycle {
+    /// `await receive()`: the next `http.request` chunk, or `http.disconnect`.
+    fn receive(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let ready = slf.borrow_mut().try_receive(py)?;
+        match ready {
+            Some(msg) => Ok(Py::new(py, Ready::new(msg))?.into_any()),
+            None => {
+                Ok(Py::new(py, Waiting::new(slf.clone().unbind(), WaitFor::Receive))?.into_any())
+            }
+        }
+    }
+
+    /// `await send(message)`: `http.response.start` or `http.response.body`.
+    fn send(slf: &Bound<'_, Self>, message: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let msg = message.cast::<PyDict>().map_err(|_| {
+            PyRuntimeError::new_err(format!(
+                "ASGI send() takes a dict message, got {}.",
+                type_name(message)
+            ))
+        })?;
+        let kind = msg.get_item(intern!(py, "type"))?.ok_or_else(|| {
+            PyRuntimeError::new_err(format!(
+                "ASGI message has no 'type' key: {}.",
+                repr(message)
+            ))
+        })?;
+        let kind = kind.cast::<PyString>().map_err(|_| {
+            PyRuntimeError::new_err(format!(
+                "ASGI message 'type' must be a str, got {}.",
+                type_name(&kind)
+            ))
+        })?;
+        match kind.to_str()? {
+            "http.response.body" => Self::send_body(slf, msg),
+            "http.response.start" => {
+                let mut this = slf.borrow_mut();
+                this.parse_start(msg)?;
+                Ok(this.ctx.bind(py).borrow().done.clone_ref(py).into_any())
+            }
+            other => Err(PyRuntimeError::new_err(format!(
+                "Unexpected ASGI message type '{other}' sent on an HTTP connection; expected 'http.response.start' or 'http.response.body'."
+            ))),
+        }
+    }
+
+    /// Called by the runner when the app returned; returns a problem to log, if any.
+    fn app_returned(slf: &Bound<'_, Self>) -> PyResult<Option<&'static str>> {
+        Self::conclude(slf, false)
+    }
+
+    /// Called by the runner when the app raised.
+    fn app_failed(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::conclude(slf, true).map(|_| ())
+    }
+
+    /// Whether the response was fully handed to the engine.
+    #[getter]
+    fn response_complete(&self) -> bool {
+        matches!(self.response, ResponseState::Complete)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_control;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape_control("/ok"), "/ok");
+        assert_eq!(escape_control("/a\r\nINFO: forged"), "/a\\r\\nINFO: forged");
+    }
+}

@@ -1,0 +1,11 @@
+//! The ASGI adapter: scopes, `receive`/`send` and their awaitables, run on the loop thread.
+//!
+//! It speaks ASGI to the app and `Exchange` operations to the engine. It must not import
+//! hyper nor spawn threads; it is only ever called by the bridge with the GIL held.
+
+pub mod awaitable;
+pub mod http;
+pub mod scope;
+
+pub use self::http::{AccessInfo, Context, HttpCycle};
+pub use scope::ScopeBuilder;

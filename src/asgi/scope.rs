@@ -1,0 +1,236 @@
+//! Building the ASGI `http` scope from a request head.
+//!
+//! A template dict holds what never changes (`type`, `asgi`, `root_path`); each request
+//! gets a C-level copy of it plus its own keys. Method, version and scheme strings and the
+//! common header names are created once and shared.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use http::{HeaderName, Method, Version};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+
+use crate::engine::Peer;
+
+/// Header names kept as shared `bytes` objects; past this many distinct names, new ones
+/// are created per request so a hostile client cannot grow the cache.
+const HEADER_NAME_CACHE_LIMIT: usize = 512;
+
+pub struct ScopeBuilder {
+    template: Py<PyDict>,
+    state: Option<Py<PyDict>>,
+    header_names: HashMap<HeaderName, Py<PyBytes>>,
+    /// The scope's `server` for the last local address seen (usually the only one).
+    last_server: Option<(SocketAddr, Py<PyAny>)>,
+    /// `server` for a Unix socket: `(path, None)`.
+    unix_server: Py<PyAny>,
+}
+
+impl ScopeBuilder {
+    pub fn new(
+        py: Python<'_>,
+        root_path: &str,
+        state: Option<Py<PyDict>>,
+        unix_path: Option<&str>,
+    ) -> PyResult<Self> {
+        let template = PyDict::new(py);
+        template.set_item("type", "http")?;
+        let asgi = PyDict::new(py);
+        asgi.set_item("version", "3.0")?;
+        asgi.set_item("spec_version", "2.5")?;
+        template.set_item("asgi", asgi)?;
+        template.set_item("root_path", root_path)?;
+        let unix_server = match unix_path {
+            Some(p) => PyTuple::new(
+                py,
+                [p.into_pyobject(py)?.into_any(), py.None().into_bound(py)],
+            )?
+            .into_any()
+            .unbind(),
+            None => py.None(),
+        };
+        Ok(ScopeBuilder {
+            template: template.unbind(),
+            state,
+            header_names: HashMap::new(),
+            last_server: None,
+            unix_server,
+        })
+    }
+
+    pub fn build<'py>(
+        &mut self,
+        py: Python<'py>,
+        method: &Method,
+        uri: &http::Uri,
+        version: Version,
+        headers: &http::HeaderMap,
+        client: &Peer,
+        server: &Peer,
+        scheme: &'static str,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let scope = self.template.bind(py).copy()?;
+        scope.set_item(intern!(py, "http_version"), version_str(py, version))?;
+        scope.set_item(intern!(py, "method"), method_str(py, method))?;
+        scope.set_item(intern!(py, "scheme"), scheme_str(py, scheme))?;
+        let raw_path = uri.path();
+        scope.set_item(
+            intern!(py, "path"),
+            PyString::new(py, &percent_decode(raw_path)),
+        )?;
+        scope.set_item(
+            intern!(py, "raw_path"),
+            PyBytes::new(py, raw_path.as_bytes()),
+        )?;
+        let query = uri.query().unwrap_or("");
+        scope.set_item(
+            intern!(py, "query_string"),
+            PyBytes::new(py, query.as_bytes()),
+        )?;
+
+        let list = PyList::empty(py);
+        for (name, value) in headers {
+            let name = self.header_name(py, name);
+            let pair = PyTuple::new(
+                py,
+                [
+                    name.into_any(),
+                    PyBytes::new(py, value.as_bytes()).into_any(),
+                ],
+            )?;
+            list.append(pair)?;
+        }
+        scope.set_item(intern!(py, "headers"), list)?;
+
+        scope.set_item(intern!(py, "client"), peer_tuple(py, client)?)?;
+        let server = match server {
+            Peer::Socket(addr) => match &self.last_server {
+                Some((a, t)) if a == addr => t.clone_ref(py).into_bound(py),
+                _ => {
+                    let t = peer_tuple(py, server)?;
+                    self.last_server = Some((*addr, t.clone().unbind()));
+                    t
+                }
+            },
+            _ => self.unix_server.clone_ref(py).into_bound(py),
+        };
+        scope.set_item(intern!(py, "server"), server)?;
+        if let Some(state) = &self.state {
+            scope.set_item(intern!(py, "state"), state.bind(py).copy()?)?;
+        }
+        Ok(scope)
+    }
+
+    fn header_name<'py>(&mut self, py: Python<'py>, name: &HeaderName) -> Bound<'py, PyBytes> {
+        if let Some(b) = self.header_names.get(name) {
+            return b.clone_ref(py).into_bound(py);
+        }
+        let b = PyBytes::new(py, name.as_str().as_bytes());
+        if self.header_names.len() < HEADER_NAME_CACHE_LIMIT {
+            self.header_names.insert(name.clone(), b.clone().unbind());
+        }
+        b
+    }
+}
+
+fn version_str(py: Python<'_>, v: Version) -> &Bound<'_, PyString> {
+    match v {
+        Version::HTTP_10 => intern!(py, "1.0"),
+        Version::HTTP_2 => intern!(py, "2"),
+        Version::HTTP_3 => intern!(py, "3"),
+        _ => intern!(py, "1.1"),
+    }
+}
+
+/// The `http_version` without the `HTTP/` prefix, for the access log.
+pub fn version_text(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "1.1",
+    }
+}
+
+fn method_str<'py>(py: Python<'py>, m: &Method) -> Bound<'py, PyString> {
+    let s = match *m {
+        Method::GET => intern!(py, "GET"),
+        Method::POST => intern!(py, "POST"),
+        Method::PUT => intern!(py, "PUT"),
+        Method::DELETE => intern!(py, "DELETE"),
+        Method::HEAD => intern!(py, "HEAD"),
+        Method::PATCH => intern!(py, "PATCH"),
+        Method::OPTIONS => intern!(py, "OPTIONS"),
+        _ => return PyString::new(py, m.as_str()),
+    };
+    s.clone()
+}
+
+fn scheme_str<'py>(py: Python<'py>, s: &'static str) -> Bound<'py, PyString> {
+    match s {
+        "http" => intern!(py, "http").clone(),
+        "https" => intern!(py, "https").clone(),
+        other => PyString::new(py, other),
+    }
+}
+
+fn peer_tuple<'py>(py: Python<'py>, peer: &Peer) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match peer {
+        Peer::Socket(addr) => (addr.ip().to_string(), addr.port())
+            .into_pyobject(py)?
+            .into_any(),
+        Peer::Forwarded(host, port) => (host.as_str(), *port).into_pyobject(py)?.into_any(),
+        Peer::Unix => py.None().into_bound(py),
+    })
+}
+
+/// `/a%20b` -> `/a b`; invalid UTF-8 after decoding is replaced, as uvicorn does.
+pub fn percent_decode(raw: &str) -> Cow<'_, str> {
+    if !raw.contains('%') {
+        return Cow::Borrowed(raw);
+    }
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    match String::from_utf8_lossy(&out) {
+        Cow::Borrowed(s) => Cow::Owned(s.to_owned()),
+        Cow::Owned(s) => Cow::Owned(s),
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn decodes_percent_escapes_as_utf8() {
+        assert_eq!(percent_decode("/plain"), "/plain");
+        assert_eq!(percent_decode("/a%20b"), "/a b");
+        assert_eq!(percent_decode("/caf%C3%A9"), "/café");
+        assert_eq!(percent_decode("/bad%zz%4"), "/bad%zz%4");
+        assert_eq!(percent_decode("/%ff"), "/\u{fffd}");
+    }
+}

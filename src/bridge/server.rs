@@ -1,0 +1,275 @@
+//! `Server`: the Python-facing handle that owns an engine and drains its events on the loop
+//! thread.
+//!
+//! Python creates it with a listening socket, the app and the loop, registers `fileno()`
+//! with `loop.add_reader(fd, server.on_readable)` and from then on every request arrives
+//! here as an event, becomes a scope and a cycle, and starts an asyncio Task running the app.
+
+use std::os::fd::FromRawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::{Event, EventQueue};
+use crate::asgi::scope::version_text;
+use crate::asgi::{AccessInfo, Context, HttpCycle, ScopeBuilder};
+use crate::engine::{
+    Engine, EngineConfig, IncomingRequest, Listener, LogLevel, Peer, TrustedProxies,
+};
+
+/// Kept for the type stub: the table of waiting futures lives in `Context`.
+pub type WaiterTable = Context;
+
+#[pyclass(module = "ferricorn._ferricorn")]
+pub struct Server {
+    engine: Option<Engine>,
+    queue: Arc<EventQueue>,
+    ctx: Py<Context>,
+    scope: ScopeBuilder,
+    app: Py<PyAny>,
+    runner: Py<PyAny>,
+    create_task: Py<PyAny>,
+    call_soon: Py<PyAny>,
+    /// `self._poll`, bound once.
+    poll_again: Option<Py<PyAny>>,
+    poll_scheduled: bool,
+    error_log: Py<PyAny>,
+    access_logging: bool,
+    batch: Vec<Event>,
+}
+
+fn setting<'py, T: FromPyObjectOwned<'py>>(s: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
+    s.get_item(key)?
+        .ok_or_else(|| PyValueError::new_err(format!("engine setting {key:?} is missing")))?
+        .extract::<T>()
+        .map_err(|e| {
+            let e: PyErr = e.into();
+            PyValueError::new_err(format!("engine setting {key:?}: {e}"))
+        })
+}
+
+fn engine_config(s: &Bound<'_, PyDict>) -> PyResult<EngineConfig> {
+    let secs = |key: &str| -> PyResult<Duration> {
+        let v: f64 = setting(s, key)?;
+        Duration::try_from_secs_f64(v).map_err(|_| {
+            PyValueError::new_err(format!("{key} must be a non-negative number of seconds"))
+        })
+    };
+    let mut default_headers = Vec::new();
+    for (name, value) in setting::<Vec<(String, String)>>(s, "default_headers")? {
+        let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            PyValueError::new_err(format!("--header: {name:?} is not a valid header name"))
+        })?;
+        let v = HeaderValue::from_str(&value).map_err(|_| {
+            PyValueError::new_err(format!(
+                "--header: the value for {name:?} is not a valid header value"
+            ))
+        })?;
+        default_headers.push((n, v));
+    }
+    let proxies: String = setting(s, "forwarded_allow_ips")?;
+    Ok(EngineConfig {
+        threads: setting(s, "threads")?,
+        keep_alive: secs("keep_alive")?,
+        header_read_timeout: secs("header_read_timeout")?,
+        max_header_bytes: setting(s, "max_header_bytes")?,
+        limit_concurrency: setting(s, "limit_concurrency")?,
+        default_headers,
+        date_header: setting(s, "date_header")?,
+        proxy_headers: setting(s, "proxy_headers")?,
+        trusted_proxies: TrustedProxies::parse(&proxies).map_err(PyValueError::new_err)?,
+        response_high_water: setting(s, "response_high_water")?,
+        request_read_ahead: setting(s, "request_read_ahead")?,
+    })
+}
+
+#[pymethods]
+impl Server {
+    /// Takes ownership of the listening socket `fd` (a Unix socket when `unix_path` is set).
+    #[new]
+    #[pyo3(signature = (fd, unix_path, settings, event_loop, app, runner, state, error_log, access_log))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        fd: i32,
+        unix_path: Option<String>,
+        settings: &Bound<'_, PyDict>,
+        event_loop: &Bound<'_, PyAny>,
+        app: Py<PyAny>,
+        runner: Py<PyAny>,
+        state: Option<Py<PyDict>>,
+        error_log: Py<PyAny>,
+        access_log: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        let config = engine_config(settings)?;
+        let root_path: String = setting(settings, "root_path")?;
+        // SAFETY: the caller hands over a listening socket it no longer uses (it detached
+        // it), so this is the only owner of the fd.
+        let listener = unsafe {
+            match unix_path {
+                Some(_) => Listener::Unix(std::os::unix::net::UnixListener::from_raw_fd(fd)),
+                None => Listener::Tcp(std::net::TcpListener::from_raw_fd(fd)),
+            }
+        };
+        let queue = Arc::new(EventQueue::new()?);
+        let access_logging = access_log.is_some();
+        let ctx = Py::new(py, Context::new(py, event_loop, access_log)?)?;
+        let scope = ScopeBuilder::new(py, &root_path, state, unix_path.as_deref())?;
+        let engine = py
+            .detach(|| Engine::start(listener, config, queue.clone()))
+            .map_err(|e| PyOSError::new_err(format!("could not start the engine: {e}")))?;
+        Ok(Server {
+            engine: Some(engine),
+            queue,
+            ctx,
+            scope,
+            app,
+            runner,
+            create_task: event_loop.getattr("create_task")?.unbind(),
+            call_soon: event_loop.getattr("call_soon")?.unbind(),
+            poll_again: None,
+            poll_scheduled: false,
+            error_log,
+            access_logging,
+            batch: Vec::with_capacity(256),
+        })
+    }
+
+    /// The doorbell fd to register with `loop.add_reader`.
+    fn fileno(&self) -> i32 {
+        self.queue.doorbell.fileno()
+    }
+
+    /// `add_reader` callback: the engine rang.
+    fn on_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.borrow().queue.doorbell.clear();
+        Self::_poll(slf)
+    }
+
+    /// Drains the queue; while there was work, polls again on the next loop iteration
+    /// rather than going to sleep on the doorbell.
+    fn _poll(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let mut this = slf.borrow_mut();
+        this.poll_scheduled = false;
+        let mut batch = std::mem::take(&mut this.batch);
+        this.queue.take_or_sleep(&mut batch);
+        if batch.is_empty() {
+            this.batch = batch;
+            return Ok(());
+        }
+        let mut first_error = None;
+        for event in batch.drain(..) {
+            if let Err(e) = this.handle(py, event) {
+                first_error.get_or_insert(e);
+            }
+        }
+        this.batch = batch;
+        if !this.poll_scheduled {
+            this.poll_scheduled = true;
+            if this.poll_again.is_none() {
+                this.poll_again = Some(slf.getattr(intern!(py, "_poll"))?.unbind());
+            }
+            let again = this.poll_again.as_ref().map(|p| p.clone_ref(py));
+            this.call_soon.call1(py, (again,))?;
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Stop accepting (the listening socket closes) and close connections once idle.
+    fn drain(&self) {
+        if let Some(e) = &self.engine {
+            e.drain();
+        }
+    }
+
+    fn connections_open(&self) -> usize {
+        self.engine.as_ref().map_or(0, |e| e.connections_open())
+    }
+
+    fn requests_in_flight(&self) -> usize {
+        self.engine.as_ref().map_or(0, |e| e.requests_in_flight())
+    }
+
+    /// Stops the engine's threads; waits up to `timeout` seconds, without the GIL.
+    fn shutdown(&mut self, py: Python<'_>, timeout: f64) {
+        if let Some(mut engine) = self.engine.take() {
+            py.detach(|| engine.shutdown(Duration::from_secs_f64(timeout.max(0.0))));
+        }
+        // Events left behind hold exchanges only; dropping them here is safe.
+        let mut rest = Vec::new();
+        self.queue.take(&mut rest);
+    }
+}
+
+impl Server {
+    fn handle(&mut self, py: Python<'_>, event: Event) -> PyResult<()> {
+        match event {
+            Event::Request(req) => self.start_request(py, *req),
+            Event::Wake(id) => Context::wake(self.ctx.bind(py), id),
+            Event::Log(level, message) => {
+                let level = match level {
+                    LogLevel::Debug => 10,
+                    LogLevel::Info => 20,
+                    LogLevel::Warning => 30,
+                    LogLevel::Error => 40,
+                };
+                self.error_log
+                    .call_method1(py, intern!(py, "log"), (level, message))?;
+                Ok(())
+            }
+        }
+    }
+
+    fn start_request(&mut self, py: Python<'_>, req: IncomingRequest) -> PyResult<()> {
+        let scope = self.scope.build(
+            py,
+            &req.method,
+            &req.uri,
+            req.version,
+            &req.headers,
+            &req.client,
+            &req.server,
+            req.scheme,
+        )?;
+        let access = self.access_logging.then(|| {
+            let client = match &req.client {
+                Peer::Socket(a) => format!("{}:{}", a.ip(), a.port()),
+                Peer::Forwarded(h, p) => format!("{h}:{p}"),
+                Peer::Unix => String::new(),
+            };
+            let path = match req.uri.query() {
+                Some(q) => format!(
+                    "{}?{}",
+                    crate::asgi::scope::percent_decode(req.uri.path()),
+                    q
+                ),
+                None => crate::asgi::scope::percent_decode(req.uri.path()).into_owned(),
+            };
+            Box::new(AccessInfo {
+                client,
+                method: req.method.as_str().to_string(),
+                path,
+                version: version_text(req.version),
+            })
+        });
+        let is_head = req.method == http::Method::HEAD;
+        let cycle = Py::new(
+            py,
+            HttpCycle::new(req.exchange, self.ctx.clone_ref(py), is_head, access),
+        )?;
+        let coro = self
+            .runner
+            .call1(py, (self.app.clone_ref(py), scope, cycle))?;
+        self.create_task.call1(py, (coro,))?;
+        Ok(())
+    }
+}

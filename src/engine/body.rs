@@ -1,0 +1,122 @@
+//! Bodies in both directions: the pump that reads a request body as the app asks for it, and
+//! the response body hyper pulls from the exchange.
+//!
+//! Both are bounded: the pump stops reading while the app has `request_read_ahead` bytes
+//! unread, and the app's `send()` waits while `response_high_water` bytes are unwritten.
+
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::conn::Activity;
+use super::exchange::{Aborted, Exchange};
+
+/// Reads the request body into the exchange, starting only when the app first calls
+/// `receive()` (that first read is what makes hyper send `100 Continue`).
+pub(super) async fn pump_request_body(mut body: Incoming, exchange: Arc<Exchange>) {
+    loop {
+        let go = std::future::poll_fn(|cx| exchange.poll_pump_ready(cx)).await;
+        if !go {
+            return;
+        }
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    exchange.deliver_body(Some(data));
+                }
+            }
+            None => {
+                exchange.deliver_body(None);
+                return;
+            }
+            Some(Err(_)) => {
+                // A broken chunk or a client that vanished mid-body: to the app both mean
+                // the request is over (hyper closes the connection).
+                exchange.client_gone();
+                return;
+            }
+        }
+    }
+}
+
+/// The body of a response, as hyper polls it.
+pub enum ResponseBody {
+    Full(Option<Bytes>),
+    Streaming(StreamingBody),
+}
+
+pub struct StreamingBody {
+    exchange: Arc<Exchange>,
+    activity: Arc<Activity>,
+    finished: bool,
+}
+
+impl ResponseBody {
+    pub(super) fn full(bytes: Bytes) -> Self {
+        ResponseBody::Full(Some(bytes))
+    }
+
+    pub(super) fn streaming(exchange: Arc<Exchange>, activity: Arc<Activity>) -> Self {
+        ResponseBody::Streaming(StreamingBody {
+            exchange,
+            activity,
+            finished: false,
+        })
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = Aborted;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            ResponseBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            ResponseBody::Streaming(s) => match s.exchange.poll_chunk(cx) {
+                Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => {
+                    s.finished = true;
+                    Poll::Ready(None)
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Full(b) => b.as_ref().is_none_or(|b| b.is_empty()),
+            ResponseBody::Streaming(s) => s.finished,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            ResponseBody::Streaming(_) => SizeHint::default(),
+        }
+    }
+}
+
+impl Drop for StreamingBody {
+    fn drop(&mut self) {
+        if self.finished {
+            self.exchange.engine_done();
+        } else {
+            // hyper dropped the body before its end: the connection is gone.
+            self.exchange.client_gone();
+        }
+        self.activity.busy.fetch_sub(1, Ordering::Relaxed);
+        self.activity.touch();
+    }
+}

@@ -1,0 +1,462 @@
+//! One request/response exchange, as shared between the engine and the app side.
+//!
+//! The engine (tokio threads) and the ASGI adapter (the Python loop thread) meet here and
+//! nowhere else: the engine fills the request body and drains the response, the adapter does
+//! the opposite. All state sits behind one short-held mutex; neither side ever blocks on the
+//! other. When the engine changes something the app is waiting for, it asks the [`AppWaker`]
+//! to wake the loop thread; when the app changes something the engine waits for, it wakes the
+//! engine task through a stored [`Waker`].
+//!
+//! This module holds no Python objects and never takes the GIL.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+
+/// How the engine tells the app side that an exchange it waits on has changed.
+pub trait AppWaker: Send + Sync + 'static {
+    fn wake_app(&self, exchange_id: u64);
+}
+
+/// A response head as the app produced it, already validated by the adapter.
+pub struct ResponseHead {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+}
+
+/// What the engine should send.
+pub enum Response {
+    /// The whole body arrived in one message: sent with a Content-Length.
+    Full(ResponseHead, Bytes),
+    /// The body follows in chunks through [`Exchange::push_chunk`].
+    Streaming(ResponseHead),
+}
+
+/// The app failed mid-response; the engine must not finish the message cleanly.
+#[derive(Debug)]
+pub struct Aborted;
+
+impl std::fmt::Display for Aborted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the ASGI app failed after the response started")
+    }
+}
+
+impl std::error::Error for Aborted {}
+
+/// What the app gets when it asks for request body.
+pub enum BodyRead {
+    /// A chunk (possibly empty) and whether more follows.
+    Chunk(Bytes, bool),
+    /// Nothing yet: the app side must wait for a wake.
+    Wait,
+    /// The client is gone.
+    Disconnected,
+}
+
+/// What the app gets when it pushes a response chunk.
+pub enum PushResult {
+    /// Accepted; the buffer still has room.
+    Accepted,
+    /// Accepted, but the buffer is over its high-water mark: wait for a wake before the next.
+    Full,
+    /// The client is gone; the chunk was dropped.
+    Disconnected,
+}
+
+#[derive(Default)]
+struct State {
+    // Request body, engine -> app.
+    body: VecDeque<Bytes>,
+    body_bytes: usize,
+    body_end: bool,
+    body_started: bool,
+    // Response, app -> engine.
+    response: Option<Response>,
+    out: VecDeque<Bytes>,
+    out_bytes: usize,
+    out_end: bool,
+    // Lifecycle.
+    client_gone: bool,
+    aborted: bool,
+    engine_done: bool,
+    app_waiting: bool,
+    engine_waker: Option<Waker>,
+    pump_waker: Option<Waker>,
+}
+
+/// Counts exchanges alive; shared with the engine for admission control and shutdown.
+pub type InFlight = Arc<AtomicUsize>;
+
+pub struct Exchange {
+    pub id: u64,
+    state: Mutex<State>,
+    app_waker: Arc<dyn AppWaker>,
+    in_flight: InFlight,
+    /// Response bytes buffered before `send()` must wait for the client to read.
+    high_water: usize,
+    /// Request bytes read ahead of the app.
+    read_ahead: usize,
+}
+
+impl Exchange {
+    pub fn new(
+        id: u64,
+        app_waker: Arc<dyn AppWaker>,
+        in_flight: InFlight,
+        high_water: usize,
+        read_ahead: usize,
+    ) -> Self {
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        Exchange {
+            id,
+            state: Mutex::new(State::default()),
+            app_waker,
+            in_flight,
+            high_water,
+            read_ahead,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock leaves plain data behind, still consistent enough
+        // to finish the exchange, so poisoning is ignored.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes the app if it said it was waiting; called with the lock released.
+    fn wake_app_if(&self, waiting: bool) {
+        if waiting {
+            self.app_waker.wake_app(self.id);
+        }
+    }
+
+    // ----- engine side -----------------------------------------------------------------
+
+    /// Request body known in full before dispatch (empty, or prefetched).
+    pub fn set_full_body(&self, body: Bytes) {
+        let mut s = self.lock();
+        s.body_bytes = body.len();
+        if !body.is_empty() {
+            s.body.push_back(body);
+        }
+        s.body_end = true;
+    }
+
+    /// The body pump delivers a chunk (or the end of the body).
+    pub fn deliver_body(&self, chunk: Option<Bytes>) {
+        let waiting = {
+            let mut s = self.lock();
+            match chunk {
+                Some(c) => {
+                    s.body_bytes += c.len();
+                    s.body.push_back(c);
+                }
+                None => s.body_end = true,
+            }
+            std::mem::take(&mut s.app_waiting)
+        };
+        self.wake_app_if(waiting);
+    }
+
+    /// The pump waits until the app has asked for the body (so `100 Continue` goes out only
+    /// then) and the read-ahead buffer has room. Returns false when the pump should stop.
+    pub fn poll_pump_ready(&self, cx: &mut Context<'_>) -> Poll<bool> {
+        let mut s = self.lock();
+        if s.client_gone || s.engine_done {
+            return Poll::Ready(false);
+        }
+        if s.body_started && s.body_bytes < self.read_ahead {
+            return Poll::Ready(true);
+        }
+        s.pump_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// The engine waits for the app's response head.
+    pub fn poll_response(&self, cx: &mut Context<'_>) -> Poll<Response> {
+        let mut s = self.lock();
+        if let Some(r) = s.response.take() {
+            return Poll::Ready(r);
+        }
+        s.engine_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// The engine takes response body for the wire; `Err` means the app failed mid-response
+    /// and the connection must be cut so the client sees an incomplete response.
+    pub fn poll_chunk(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Aborted>>> {
+        let mut s = self.lock();
+        if s.aborted {
+            return Poll::Ready(Some(Err(Aborted)));
+        }
+        if let Some(chunk) = s.out.pop_front() {
+            let was_full = s.out_bytes >= self.high_water;
+            s.out_bytes -= chunk.len();
+            let wake = was_full && s.out_bytes < self.high_water && s.app_waiting;
+            if wake {
+                s.app_waiting = false;
+            }
+            drop(s);
+            self.wake_app_if(wake);
+            return Poll::Ready(Some(Ok(chunk)));
+        }
+        if s.out_end {
+            return Poll::Ready(None);
+        }
+        s.engine_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// The connection went away (or the engine gave up on it) before the exchange finished.
+    pub fn client_gone(&self) {
+        let (waiting, pump) = {
+            let mut s = self.lock();
+            s.client_gone = true;
+            s.engine_done = true;
+            (std::mem::take(&mut s.app_waiting), s.pump_waker.take())
+        };
+        if let Some(p) = pump {
+            p.wake();
+        }
+        self.wake_app_if(waiting);
+    }
+
+    /// The engine finished its part normally (response written); stops the body pump.
+    pub fn engine_done(&self) {
+        let pump = {
+            let mut s = self.lock();
+            s.engine_done = true;
+            s.pump_waker.take()
+        };
+        if let Some(p) = pump {
+            p.wake();
+        }
+    }
+
+    // ----- app side --------------------------------------------------------------------
+
+    /// The app asks for request body. `Wait` registers the app as waiting.
+    pub fn read_body(&self) -> BodyRead {
+        let mut s = self.lock();
+        if let Some(first) = s.body.pop_front() {
+            // Hand over everything buffered at once: fewer messages, fewer wakeups.
+            let chunk = if s.body.is_empty() {
+                first
+            } else {
+                let mut all = Vec::with_capacity(s.body_bytes);
+                all.extend_from_slice(&first);
+                for c in s.body.drain(..) {
+                    all.extend_from_slice(&c);
+                }
+                Bytes::from(all)
+            };
+            s.body_bytes = 0;
+            let more = !s.body_end;
+            let pump = if more { s.pump_waker.take() } else { None };
+            drop(s);
+            if let Some(p) = pump {
+                p.wake();
+            }
+            return BodyRead::Chunk(chunk, more);
+        }
+        if s.body_end {
+            return BodyRead::Chunk(Bytes::new(), false);
+        }
+        if s.client_gone {
+            return BodyRead::Disconnected;
+        }
+        s.body_started = true;
+        s.app_waiting = true;
+        let pump = s.pump_waker.take();
+        drop(s);
+        if let Some(p) = pump {
+            p.wake();
+        }
+        BodyRead::Wait
+    }
+
+    /// Whether the client has gone; when not, registers the app as waiting for it to go.
+    pub fn wait_disconnect(&self) -> bool {
+        let mut s = self.lock();
+        if s.client_gone {
+            return true;
+        }
+        s.app_waiting = true;
+        false
+    }
+
+    pub fn is_client_gone(&self) -> bool {
+        self.lock().client_gone
+    }
+
+    /// The app hands over its response. Returns false if the client is already gone.
+    pub fn respond(&self, response: Response, end: bool) -> bool {
+        let waker = {
+            let mut s = self.lock();
+            if s.client_gone {
+                return false;
+            }
+            s.response = Some(response);
+            s.out_end = end;
+            s.engine_waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+
+    /// The app pushes a response chunk (empty allowed) and possibly the end of the body.
+    pub fn push_chunk(&self, chunk: Bytes, end: bool) -> PushResult {
+        let (waker, full) = {
+            let mut s = self.lock();
+            if s.client_gone {
+                return PushResult::Disconnected;
+            }
+            if !chunk.is_empty() {
+                s.out_bytes += chunk.len();
+                s.out.push_back(chunk);
+            }
+            s.out_end |= end;
+            let full = !end && s.out_bytes >= self.high_water;
+            if full {
+                s.app_waiting = true;
+            }
+            (s.engine_waker.take(), full)
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        if full {
+            PushResult::Full
+        } else {
+            PushResult::Accepted
+        }
+    }
+
+    /// The app failed after the response started: the engine cuts the connection.
+    pub fn abort(&self) {
+        let waker = {
+            let mut s = self.lock();
+            s.aborted = true;
+            s.engine_waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Whether the app may push again after a `Full` (registers as waiting when not).
+    pub fn poll_capacity(&self) -> Result<bool, ()> {
+        let mut s = self.lock();
+        if s.client_gone {
+            return Err(());
+        }
+        if s.out_bytes < self.high_water {
+            return Ok(true);
+        }
+        s.app_waiting = true;
+        Ok(false)
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    #[derive(Default)]
+    struct CountingWaker(AtomicU64);
+    impl AppWaker for CountingWaker {
+        fn wake_app(&self, _id: u64) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn exchange(high_water: usize) -> (Arc<Exchange>, Arc<CountingWaker>, InFlight) {
+        let waker = Arc::new(CountingWaker::default());
+        let in_flight = InFlight::default();
+        let ex = Exchange::new(1, waker.clone(), in_flight.clone(), high_water, 1024);
+        (Arc::new(ex), waker, in_flight)
+    }
+
+    #[test]
+    fn in_flight_counts_live_exchanges() {
+        let (ex, _, in_flight) = exchange(16);
+        assert_eq!(in_flight.load(Ordering::SeqCst), 1);
+        drop(ex);
+        assert_eq!(in_flight.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn body_read_waits_then_is_woken_by_delivery() {
+        let (ex, waker, _) = exchange(16);
+        assert!(matches!(ex.read_body(), BodyRead::Wait));
+        ex.deliver_body(Some(Bytes::from_static(b"ab")));
+        assert_eq!(waker.0.load(Ordering::SeqCst), 1);
+        ex.deliver_body(Some(Bytes::from_static(b"cd")));
+        // The app was no longer registered as waiting: no second wake.
+        assert_eq!(waker.0.load(Ordering::SeqCst), 1);
+        match ex.read_body() {
+            BodyRead::Chunk(c, more) => {
+                assert_eq!(&c[..], b"abcd");
+                assert!(more);
+            }
+            _ => panic!("expected the buffered chunks"),
+        }
+        ex.deliver_body(None);
+        assert!(matches!(ex.read_body(), BodyRead::Chunk(c, false) if c.is_empty()));
+    }
+
+    #[test]
+    fn full_body_is_one_message() {
+        let (ex, _, _) = exchange(16);
+        ex.set_full_body(Bytes::from_static(b"hello"));
+        assert!(matches!(ex.read_body(), BodyRead::Chunk(c, false) if &c[..] == b"hello"));
+    }
+
+    #[test]
+    fn push_reports_full_and_drain_wakes_app() {
+        let (ex, waker, _) = exchange(4);
+        let noop = Waker::noop();
+        let mut cx = Context::from_waker(noop);
+        assert!(matches!(
+            ex.push_chunk(Bytes::from_static(b"abcdef"), false),
+            PushResult::Full
+        ));
+        assert_eq!(ex.poll_capacity(), Ok(false));
+        assert!(matches!(ex.poll_chunk(&mut cx), Poll::Ready(Some(Ok(_)))));
+        assert_eq!(waker.0.load(Ordering::SeqCst), 1);
+        assert_eq!(ex.poll_capacity(), Ok(true));
+        assert!(matches!(
+            ex.push_chunk(Bytes::new(), true),
+            PushResult::Accepted
+        ));
+        assert!(matches!(ex.poll_chunk(&mut cx), Poll::Ready(None)));
+    }
+
+    #[test]
+    fn client_gone_wakes_waiting_app_and_refuses_more() {
+        let (ex, waker, _) = exchange(4);
+        assert!(!ex.wait_disconnect());
+        ex.client_gone();
+        assert_eq!(waker.0.load(Ordering::SeqCst), 1);
+        assert!(matches!(ex.read_body(), BodyRead::Disconnected));
+        assert!(matches!(
+            ex.push_chunk(Bytes::from_static(b"x"), false),
+            PushResult::Disconnected
+        ));
+        assert!(ex.wait_disconnect());
+    }
+}

@@ -1,0 +1,192 @@
+//! The protocol engine: sockets, HTTP/1.1, limits, timeouts and backpressure, on tokio.
+//!
+//! The engine owns everything between the listening socket and a parsed request, and hands
+//! each request to a [`Dispatcher`] (the bridge) as an [`IncomingRequest`] carrying an
+//! [`Exchange`]. It never imports pyo3 and never takes the GIL: whatever the app must know
+//! travels through the dispatcher, including the engine's log lines.
+//!
+//! Threads: a tokio runtime with `threads` workers, started by [`Engine::start`] and shut
+//! down by [`Engine::shutdown`]. Nothing here runs on the Python loop thread except those
+//! two calls and the cheap counters.
+
+mod body;
+mod conn;
+pub mod exchange;
+mod proxy;
+mod service;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
+use tokio::sync::watch;
+
+pub use exchange::{AppWaker, Exchange};
+pub use proxy::TrustedProxies;
+
+/// Settings the engine runs with, resolved and validated by the Python config layer.
+#[derive(Clone)]
+pub struct EngineConfig {
+    pub threads: usize,
+    pub keep_alive: Duration,
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub limit_concurrency: Option<usize>,
+    /// Headers added to every response unless the app set them (server, custom `--header`).
+    pub default_headers: Vec<(HeaderName, HeaderValue)>,
+    pub date_header: bool,
+    pub proxy_headers: bool,
+    pub trusted_proxies: TrustedProxies,
+    /// Bytes of response body buffered before `send()` waits for the client.
+    pub response_high_water: usize,
+    /// Bytes of request body read ahead of the app's `receive()`.
+    pub request_read_ahead: usize,
+}
+
+/// The listening socket the engine serves, already bound and listening.
+pub enum Listener {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+/// Where a request came from, as the scope will show it.
+#[derive(Clone, Debug)]
+pub enum Peer {
+    Socket(SocketAddr),
+    /// From a trusted proxy's forwarding headers.
+    Forwarded(String, u16),
+    /// A Unix socket: no address.
+    Unix,
+}
+
+/// A parsed request head and its exchange, handed to the dispatcher.
+pub struct IncomingRequest {
+    pub exchange: Arc<Exchange>,
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub client: Peer,
+    pub server: Peer,
+    pub scheme: &'static str,
+}
+
+/// Severity of an engine log line, mapped to Python logging levels by the bridge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warning,
+    Error,
+}
+
+/// The engine's way out: the bridge implements it.
+pub trait Dispatcher: AppWaker {
+    fn dispatch(&self, request: IncomingRequest);
+    fn log(&self, level: LogLevel, message: String);
+}
+
+/// Counters shared by the engine and its owner; plain atomics, no lock.
+#[derive(Default)]
+pub struct Stats {
+    pub connections_open: AtomicUsize,
+    pub requests_in_flight: Arc<AtomicUsize>,
+    pub next_exchange_id: AtomicU64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    Serving,
+    /// Stop accepting; let connections finish their current request, then close.
+    Draining,
+}
+
+/// State shared by every task of the engine.
+struct Shared {
+    config: EngineConfig,
+    dispatcher: Arc<dyn Dispatcher>,
+    stats: Arc<Stats>,
+    phase: watch::Receiver<Phase>,
+}
+
+pub struct Engine {
+    runtime: Option<tokio::runtime::Runtime>,
+    phase: watch::Sender<Phase>,
+    stats: Arc<Stats>,
+}
+
+impl Engine {
+    /// Starts the runtime and begins accepting on `listener`.
+    pub fn start(
+        listener: Listener,
+        config: EngineConfig,
+        dispatcher: Arc<dyn Dispatcher>,
+    ) -> std::io::Result<Engine> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.threads.max(1))
+            .thread_name("ferricorn-engine")
+            .enable_all()
+            .build()?;
+        let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
+        let stats = Arc::new(Stats::default());
+        let shared = Arc::new(Shared {
+            config,
+            dispatcher,
+            stats: stats.clone(),
+            phase: phase_rx,
+        });
+        match listener {
+            Listener::Tcp(l) => {
+                l.set_nonblocking(true)?;
+                let l = runtime.block_on(async { tokio::net::TcpListener::from_std(l) })?;
+                runtime.spawn(conn::accept_tcp(l, shared));
+            }
+            Listener::Unix(l) => {
+                l.set_nonblocking(true)?;
+                let l = runtime.block_on(async { tokio::net::UnixListener::from_std(l) })?;
+                runtime.spawn(conn::accept_unix(l, shared));
+            }
+        }
+        Ok(Engine {
+            runtime: Some(runtime),
+            phase: phase_tx,
+            stats,
+        })
+    }
+
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// Closes the listening socket (new connections are refused from now on) and asks every
+    /// connection to close once its current request is answered.
+    pub fn drain(&self) {
+        let _ = self.phase.send(Phase::Draining);
+    }
+
+    pub fn connections_open(&self) -> usize {
+        self.stats.connections_open.load(Ordering::Relaxed)
+    }
+
+    pub fn requests_in_flight(&self) -> usize {
+        self.stats.requests_in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Stops the runtime; open connections are dropped. Call with the GIL released.
+    pub fn shutdown(&mut self, timeout: Duration) {
+        let _ = self.phase.send(Phase::Draining);
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(timeout);
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! From a parsed request to a response: admission, body prefetch, dispatch, and the wait
+//! for the app's answer.
+//!
+//! One `RequestService` per connection; hyper calls it once per request, in order (HTTP/1.1
+//! pipelining is serialised by hyper). This module decides which request reaches the app and
+//! turns the app's [`Response`] into a hyper response; the wire format is hyper's.
+
+use std::convert::Infallible;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, EXPECT, RETRY_AFTER};
+use http::{HeaderValue, Request, Response as HttpResponse, StatusCode};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::body::{pump_request_body, ResponseBody};
+use super::conn::Activity;
+use super::exchange::{Exchange, Response, ResponseHead};
+use super::{IncomingRequest, LogLevel, Peer, Shared};
+
+/// Request bodies up to this size, with a Content-Length and no `Expect: 100-continue`, are
+/// read whole before the app is called: one handoff instead of a round trip per chunk.
+const PREFETCH_LIMIT: u64 = 64 * 1024;
+
+#[derive(Clone)]
+pub(super) struct RequestService {
+    shared: Arc<Shared>,
+    client: Peer,
+    server: Peer,
+    scheme: &'static str,
+    activity: Arc<Activity>,
+}
+
+impl RequestService {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        client: Peer,
+        server: Peer,
+        scheme: &'static str,
+        activity: Arc<Activity>,
+    ) -> Self {
+        RequestService {
+            shared,
+            client,
+            server,
+            scheme,
+            activity,
+        }
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for RequestService {
+    type Response = HttpResponse<ResponseBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}
+
+/// Marks the request finished on the connection whatever way the handling future ends, and
+/// tells the app when the client left before the response was handed to hyper.
+struct InFlightGuard {
+    activity: Arc<Activity>,
+    exchange: Option<Arc<Exchange>>,
+    answered: bool,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if let Some(ex) = &self.exchange {
+            if !self.answered {
+                ex.client_gone();
+            }
+        }
+        self.activity.busy.fetch_sub(1, Ordering::Relaxed);
+        self.activity.touch();
+    }
+}
+
+impl RequestService {
+    async fn handle(self, req: Request<Incoming>) -> HttpResponse<ResponseBody> {
+        let shared = &self.shared;
+        self.activity.busy.fetch_add(1, Ordering::Relaxed);
+        let mut guard = InFlightGuard {
+            activity: self.activity.clone(),
+            exchange: None,
+            answered: false,
+        };
+        let stats = &shared.stats;
+        if let Some(limit) = shared.config.limit_concurrency {
+            if stats.requests_in_flight.load(Ordering::Relaxed) >= limit {
+                guard.answered = true;
+                return service_unavailable(shared);
+            }
+        }
+        let id = stats.next_exchange_id.fetch_add(1, Ordering::Relaxed);
+        let exchange = Arc::new(Exchange::new(
+            id,
+            shared.dispatcher.clone(),
+            stats.requests_in_flight.clone(),
+            shared.config.response_high_water,
+            shared.config.request_read_ahead,
+        ));
+        guard.exchange = Some(exchange.clone());
+
+        let (parts, body) = req.into_parts();
+        if body.is_end_stream() {
+            exchange.set_full_body(Bytes::new());
+        } else if prefetchable(&parts.headers, body.size_hint().exact()) {
+            match read_whole(body, shared.config.header_read_timeout).await {
+                Ok(bytes) => exchange.set_full_body(bytes),
+                Err(msg) => {
+                    shared.dispatcher.log(LogLevel::Debug, msg);
+                    guard.answered = true;
+                    exchange.client_gone();
+                    return simple_response(StatusCode::BAD_REQUEST, "Bad Request\n");
+                }
+            }
+        } else {
+            tokio::spawn(pump_request_body(body, exchange.clone()));
+        }
+
+        let (client, scheme) = if shared.config.proxy_headers {
+            shared
+                .config
+                .trusted_proxies
+                .resolve(&self.client, self.scheme, &parts.headers)
+        } else {
+            (self.client.clone(), self.scheme)
+        };
+        shared.dispatcher.dispatch(IncomingRequest {
+            exchange: exchange.clone(),
+            method: parts.method,
+            uri: parts.uri,
+            version: parts.version,
+            headers: parts.headers,
+            client,
+            server: self.server.clone(),
+            scheme,
+        });
+
+        let response = poll_fn(|cx| exchange.poll_response(cx)).await;
+        guard.answered = true;
+        let defaults = &shared.config.default_headers;
+        match response {
+            Response::Full(head, body) => {
+                exchange.engine_done();
+                build(head, ResponseBody::full(body), defaults)
+            }
+            Response::Streaming(head) => {
+                // The guard's job passes to the body: the request stays busy until it ends.
+                self.activity.busy.fetch_add(1, Ordering::Relaxed);
+                let body = ResponseBody::streaming(exchange.clone(), self.activity.clone());
+                build(head, body, defaults)
+            }
+        }
+    }
+}
+
+fn prefetchable(headers: &http::HeaderMap, exact_len: Option<u64>) -> bool {
+    matches!(exact_len, Some(n) if n <= PREFETCH_LIMIT) && !headers.contains_key(EXPECT)
+}
+
+async fn read_whole(mut body: Incoming, timeout: std::time::Duration) -> Result<Bytes, String> {
+    let read = async {
+        let mut buf = BytesMut::new();
+        let mut first: Option<Bytes> = None;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| format!("error reading request body: {e}"))?;
+            if let Ok(data) = frame.into_data() {
+                match first.take() {
+                    None if buf.is_empty() => first = Some(data),
+                    Some(f) => {
+                        buf.extend_from_slice(&f);
+                        buf.extend_from_slice(&data);
+                    }
+                    None => buf.extend_from_slice(&data),
+                }
+            }
+        }
+        Ok(first.unwrap_or_else(|| buf.freeze()))
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| "timed out reading the request body".to_string())?
+}
+
+fn build(
+    head: ResponseHead,
+    body: ResponseBody,
+    defaults: &[(http::HeaderName, HeaderValue)],
+) -> HttpResponse<ResponseBody> {
+    let mut response = HttpResponse::new(body);
+    *response.status_mut() = head.status;
+    let mut headers = head.headers;
+    for (name, value) in defaults {
+        if !headers.contains_key(name) {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    *response.headers_mut() = headers;
+    response
+}
+
+fn service_unavailable(shared: &Shared) -> HttpResponse<ResponseBody> {
+    shared.dispatcher.log(
+        LogLevel::Warning,
+        "concurrency limit reached: answered 503".to_string(),
+    );
+    let mut r = simple_response(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n");
+    r.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+pub(super) fn simple_response(
+    status: StatusCode,
+    text: &'static str,
+) -> HttpResponse<ResponseBody> {
+    let mut r = HttpResponse::new(ResponseBody::full(Bytes::from_static(text.as_bytes())));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(CONTENT_LENGTH, HeaderValue::from(text.len()));
+    r
+}
