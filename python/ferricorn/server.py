@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import time
@@ -89,6 +90,7 @@ def run_config(config: Config) -> int:
 
 async def serve(config: Config, app: Any) -> int:
     loop = asyncio.get_running_loop()
+    logger.info("Started server process [%d]", os.getpid())
     lifespan = Lifespan(app, config.lifespan, logger)
     await lifespan.startup()
     if lifespan.should_exit:
@@ -118,7 +120,6 @@ async def serve(config: Config, app: Any) -> int:
     )
     doorbell = server.fileno()
     loop.add_reader(doorbell, server.on_readable)
-    logger.info("Started server process")
     logger.info(listen_message)
 
     stop = asyncio.Event()
@@ -135,8 +136,11 @@ async def serve(config: Config, app: Any) -> int:
         await stop.wait()
         logger.info("Shutting down")
         server.drain()
-        await _wait_for_drain(server, config.timeout_graceful_shutdown, lambda: signals_seen > 1)
-        await _cancel_leftover_tasks()
+        drained = await _wait_for_drain(
+            server, config.timeout_graceful_shutdown, lambda: signals_seen > 1
+        )
+        if not drained:
+            await _cancel_request_tasks()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
@@ -148,9 +152,9 @@ async def serve(config: Config, app: Any) -> int:
     return 0
 
 
-async def _wait_for_drain(server: Server, timeout: float | None, forced: Any) -> None:
-    """Waits until connections and requests are done, the timeout passes, or a second
-    signal forces the exit."""
+async def _wait_for_drain(server: Server, timeout: float | None, forced: Any) -> bool:
+    """Waits until connections and requests are done (True), or the timeout passes or a
+    second signal forces the exit (False)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     announced = False
     while server.connections_open() or server.requests_in_flight():
@@ -158,16 +162,22 @@ async def _wait_for_drain(server: Server, timeout: float | None, forced: Any) ->
             logger.info("Waiting for connections to close. (CTRL+C to force quit)")
             announced = True
         if forced() or (deadline is not None and time.monotonic() >= deadline):
-            break
+            return False
         await asyncio.sleep(_DRAIN_POLL)
+    return True
 
 
-async def _cancel_leftover_tasks() -> None:
-    current = asyncio.current_task()
-    tasks = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+async def _cancel_request_tasks() -> None:
+    """Cancels the tasks still serving requests (found by their coroutine, so no per-request
+    bookkeeping is needed); the lifespan task and the app's own tasks are left alone."""
+    tasks = [
+        t
+        for t in asyncio.all_tasks()
+        if not t.done() and getattr(t.get_coro(), "cr_code", None) is _run_http.__code__
+    ]
     if not tasks:
         return
-    logger.warning("Cancelling %d running task(s): graceful shutdown timed out.", len(tasks))
+    logger.warning("Cancelling %d running request(s): graceful shutdown timed out.", len(tasks))
     for t in tasks:
         t.cancel()
     await asyncio.wait(tasks, timeout=5.0)

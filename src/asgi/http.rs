@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
 use super::awaitable::{Done, Ready, Waiting};
-use crate::engine::exchange::{BodyRead, Exchange, PushResult, Response, ResponseHead};
+use crate::engine::exchange::{BodyRead, Capacity, Exchange, PushResult, Response, ResponseHead};
 
 /// State shared by every cycle of one server: created once, referenced by each cycle.
 #[pyclass(module = "ferricorn._ferricorn")]
@@ -173,9 +173,9 @@ impl HttpCycle {
         let ready = match what {
             WaitFor::Receive => slf.borrow_mut().try_receive(py)?.map(Some),
             WaitFor::Capacity => match slf.borrow().exchange.poll_capacity() {
-                Err(()) => return Err(client_gone_error()),
-                Ok(true) => Some(None),
-                Ok(false) => None,
+                Capacity::Disconnected => return Err(client_gone_error()),
+                Capacity::Available => Some(None),
+                Capacity::Wait => None,
             },
         };
         match ready {
@@ -388,6 +388,11 @@ impl HttpCycle {
     fn conclude(slf: &Bound<'_, Self>, failed: bool) -> PyResult<Option<&'static str>> {
         let mut this = slf.borrow_mut();
         let state = std::mem::replace(&mut this.response, ResponseState::Complete);
+        if !matches!(state, ResponseState::Complete) && this.exchange.is_client_gone() {
+            // Nobody is listening: no error response, no complaint, no access line.
+            this.exchange.abort();
+            return Ok(None);
+        }
         let problem = match state {
             ResponseState::Complete => return Ok(None),
             ResponseState::Pending | ResponseState::Started(_) => {

@@ -13,7 +13,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
-use crate::engine::Peer;
+use crate::engine::{IncomingRequest, Peer};
 
 /// Header names kept as shared `bytes` objects; past this many distinct names, new ones
 /// are created per request so a hostile client cannot grow the cache.
@@ -64,14 +64,19 @@ impl ScopeBuilder {
     pub fn build<'py>(
         &mut self,
         py: Python<'py>,
-        method: &Method,
-        uri: &http::Uri,
-        version: Version,
-        headers: &http::HeaderMap,
-        client: &Peer,
-        server: &Peer,
-        scheme: &'static str,
+        req: &IncomingRequest,
     ) -> PyResult<Bound<'py, PyDict>> {
+        let IncomingRequest {
+            method,
+            uri,
+            version,
+            headers,
+            client,
+            server,
+            scheme,
+            ..
+        } = req;
+        let (version, scheme) = (*version, *scheme);
         let scope = self.template.bind(py).copy()?;
         scope.set_item(intern!(py, "http_version"), version_str(py, version))?;
         scope.set_item(intern!(py, "method"), method_str(py, method))?;

@@ -230,16 +230,7 @@ impl Server {
     }
 
     fn start_request(&mut self, py: Python<'_>, req: IncomingRequest) -> PyResult<()> {
-        let scope = self.scope.build(
-            py,
-            &req.method,
-            &req.uri,
-            req.version,
-            &req.headers,
-            &req.client,
-            &req.server,
-            req.scheme,
-        )?;
+        let scope = self.scope.build(py, &req)?;
         let access = self.access_logging.then(|| {
             let client = match &req.client {
                 Peer::Socket(a) => format!("{}:{}", a.ip(), a.port()),

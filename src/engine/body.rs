@@ -37,8 +37,8 @@ pub(super) async fn pump_request_body(mut body: Incoming, exchange: Arc<Exchange
             }
             Some(Err(_)) => {
                 // A broken chunk or a client that vanished mid-body: to the app both mean
-                // the request is over (hyper closes the connection).
-                exchange.client_gone();
+                // the request is over; hyper closes the connection after our 400.
+                exchange.body_failed();
                 return;
             }
         }

@@ -34,6 +34,17 @@ pub enum Response {
     Full(ResponseHead, Bytes),
     /// The body follows in chunks through [`Exchange::push_chunk`].
     Streaming(ResponseHead),
+    /// The request body was malformed (a bad chunk): the engine answers 400 and closes.
+    BadRequestBody,
+}
+
+/// Room in the response buffer, as the app sees it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Capacity {
+    Available,
+    /// Full: the app is now registered as waiting.
+    Wait,
+    Disconnected,
 }
 
 /// The app failed mid-response; the engine must not finish the message cleanly.
@@ -82,6 +93,7 @@ struct State {
     out_end: bool,
     // Lifecycle.
     client_gone: bool,
+    body_failed: bool,
     aborted: bool,
     engine_done: bool,
     app_waiting: bool,
@@ -183,6 +195,9 @@ impl Exchange {
         if let Some(r) = s.response.take() {
             return Poll::Ready(r);
         }
+        if s.body_failed {
+            return Poll::Ready(Response::BadRequestBody);
+        }
         s.engine_waker = Some(cx.waker().clone());
         Poll::Pending
     }
@@ -222,6 +237,21 @@ impl Exchange {
         };
         if let Some(p) = pump {
             p.wake();
+        }
+        self.wake_app_if(waiting);
+    }
+
+    /// The request body could not be decoded. To the app the request is over (it sees
+    /// `http.disconnect`); the engine answers 400 unless a response already went out.
+    pub fn body_failed(&self) {
+        let (waiting, engine) = {
+            let mut s = self.lock();
+            s.body_failed = true;
+            s.client_gone = true;
+            (std::mem::take(&mut s.app_waiting), s.engine_waker.take())
+        };
+        if let Some(w) = engine {
+            w.wake();
         }
         self.wake_app_if(waiting);
     }
@@ -352,16 +382,16 @@ impl Exchange {
     }
 
     /// Whether the app may push again after a `Full` (registers as waiting when not).
-    pub fn poll_capacity(&self) -> Result<bool, ()> {
+    pub fn poll_capacity(&self) -> Capacity {
         let mut s = self.lock();
         if s.client_gone {
-            return Err(());
+            return Capacity::Disconnected;
         }
         if s.out_bytes < self.high_water {
-            return Ok(true);
+            return Capacity::Available;
         }
         s.app_waiting = true;
-        Ok(false)
+        Capacity::Wait
     }
 }
 
@@ -435,10 +465,10 @@ mod tests {
             ex.push_chunk(Bytes::from_static(b"abcdef"), false),
             PushResult::Full
         ));
-        assert_eq!(ex.poll_capacity(), Ok(false));
+        assert_eq!(ex.poll_capacity(), Capacity::Wait);
         assert!(matches!(ex.poll_chunk(&mut cx), Poll::Ready(Some(Ok(_)))));
         assert_eq!(waker.0.load(Ordering::SeqCst), 1);
-        assert_eq!(ex.poll_capacity(), Ok(true));
+        assert_eq!(ex.poll_capacity(), Capacity::Available);
         assert!(matches!(
             ex.push_chunk(Bytes::new(), true),
             PushResult::Accepted

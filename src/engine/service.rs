@@ -12,7 +12,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, EXPECT, RETRY_AFTER};
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, RETRY_AFTER, TRANSFER_ENCODING,
+};
 use http::{HeaderValue, Request, Response as HttpResponse, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -112,6 +114,19 @@ impl RequestService {
         guard.exchange = Some(exchange.clone());
 
         let (parts, body) = req.into_parts();
+        if parts.headers.contains_key(TRANSFER_ENCODING)
+            && parts.headers.contains_key(CONTENT_LENGTH)
+        {
+            // RFC 9112 6.1: a request with both is a smuggling attempt or a broken proxy.
+            shared.dispatcher.log(
+                LogLevel::Debug,
+                "rejected a request with both Content-Length and Transfer-Encoding (400)"
+                    .to_string(),
+            );
+            guard.answered = true;
+            exchange.client_gone();
+            return bad_request();
+        }
         if body.is_end_stream() {
             exchange.set_full_body(Bytes::new());
         } else if prefetchable(&parts.headers, body.size_hint().exact()) {
@@ -121,7 +136,7 @@ impl RequestService {
                     shared.dispatcher.log(LogLevel::Debug, msg);
                     guard.answered = true;
                     exchange.client_gone();
-                    return simple_response(StatusCode::BAD_REQUEST, "Bad Request\n");
+                    return bad_request();
                 }
             }
         } else {
@@ -154,6 +169,13 @@ impl RequestService {
             Response::Full(head, body) => {
                 exchange.engine_done();
                 build(head, ResponseBody::full(body), defaults)
+            }
+            Response::BadRequestBody => {
+                shared.dispatcher.log(
+                    LogLevel::Debug,
+                    "malformed request body: answered 400".to_string(),
+                );
+                bad_request()
             }
             Response::Streaming(head) => {
                 // The guard's job passes to the body: the request stays busy until it ends.
@@ -218,6 +240,14 @@ fn service_unavailable(shared: &Shared) -> HttpResponse<ResponseBody> {
     let mut r = simple_response(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n");
     r.headers_mut()
         .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+/// 400 and close: after a framing error nothing more on this connection can be trusted.
+fn bad_request() -> HttpResponse<ResponseBody> {
+    let mut r = simple_response(StatusCode::BAD_REQUEST, "Bad Request\n");
+    r.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
     r
 }
 
