@@ -6,9 +6,9 @@ client left. What happens after the client is gone is recorded in EVENTS, readab
     /read             reads the whole body, answers with it
     /wait-disconnect  reads the body, then waits in receive(); records ("wait-disconnect",
                       <type of the message that arrived>), then tries send() and records
-                      ("send-after-disconnect", <exception class name or "sent">)
+                      ("send-after-disconnect", "OSError" / other exception / "sent")
     /stream-forever   streams 1 KB chunks every 20 ms until send() raises; records
-                      ("stream-forever", <exception class name>) (gives up after 20 s)
+                      ("stream-forever", "OSError" / other exception) (gives up after 20 s)
     /events           the EVENTS list
 """
 
@@ -20,6 +20,11 @@ import time
 from apps._util import read_body, send_json, send_response
 
 EVENTS: list[list[str]] = []
+
+
+def _kind(exc: BaseException) -> str:
+    """"OSError" for OSError and its subclasses, else the class name."""
+    return "OSError" if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
 
 
 async def app(scope, receive, send):
@@ -39,7 +44,7 @@ async def app(scope, receive, send):
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"too late"})
         except Exception as exc:  # noqa: BLE001 - recorded for the test
-            EVENTS.append(["send-after-disconnect", type(exc).__name__])
+            EVENTS.append(["send-after-disconnect", _kind(exc)])
         else:
             EVENTS.append(["send-after-disconnect", "sent"])
     elif path == "/stream-forever":
@@ -51,7 +56,7 @@ async def app(scope, receive, send):
                             "more_body": True})
                 await asyncio.sleep(0.02)
         except Exception as exc:  # noqa: BLE001 - recorded for the test
-            EVENTS.append(["stream-forever", type(exc).__name__])
+            EVENTS.append(["stream-forever", _kind(exc)])
             return
         EVENTS.append(["stream-forever", "never failed"])
         await send({"type": "http.response.body", "body": b""})

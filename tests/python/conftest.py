@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -99,9 +100,6 @@ class RunningServer:
                 raise AssertionError(f"{needle!r} not logged within {timeout}s; logs:\n{text}")
             time.sleep(0.02)
 
-    def signal(self, sig: int = signal.SIGINT) -> None:
-        self.proc.send_signal(sig)
-
     def wait(self, timeout: float = STOP_TIMEOUT) -> int:
         try:
             self.returncode = self.proc.wait(timeout)
@@ -118,6 +116,9 @@ class RunningServer:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         return self.wait(timeout)
+
+    def send_signal(self, sig: int = signal.SIGINT) -> None:
+        self.proc.send_signal(sig)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -146,10 +147,12 @@ class ServerFactory:
         return cmd + [str(f) for f in flags]
 
     def start(self, app: str, *flags: str, env: dict[str, str] | None = None,
-              ready: bool = True, pass_fds: tuple[int, ...] = (),
+              ready: bool | str = True, pass_fds: tuple[int, ...] = (),
               timeout: float = START_TIMEOUT) -> RunningServer:
         """Start a server. Unless the flags or env choose where to listen, a free TCP port
-        is picked. With ready=True (default), returns once it listens."""
+        is picked. With ready=True (default), returns once the "running on" line is logged;
+        with ready="connect" (for quiet log levels), once a TCP connection succeeds; with
+        ready=False, at once."""
         flags = tuple(str(f) for f in flags)
         env = dict(env or {})
         binds = {"--port", "--uds", "--fd"}
@@ -174,7 +177,10 @@ class ServerFactory:
             if not ready:
                 return srv
             try:
-                self._wait_ready(srv, timeout)
+                if ready == "connect":
+                    self._wait_connect(srv, timeout)
+                else:
+                    self._wait_ready(srv, timeout)
                 return srv
             except ServerStartError:
                 if proc.poll() is not None and _engine_unavailable(srv.logs()) and attempt < 5:
@@ -200,6 +206,25 @@ class ServerFactory:
                 )
             if time.monotonic() >= deadline:
                 raise ServerStartError(f"server not listening after {timeout}s; logs:\n{text}")
+            time.sleep(0.02)
+
+    def _wait_connect(self, srv: RunningServer, timeout: float) -> None:
+        assert srv.port, "ready='connect' needs a TCP port chosen in advance"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", srv.port), timeout=1).close()
+                return
+            except OSError:
+                pass
+            if srv.proc.poll() is not None:
+                raise ServerStartError(
+                    f"server exited with {srv.proc.returncode} before listening; "
+                    f"logs:\n{srv.logs()}"
+                )
+            if time.monotonic() >= deadline:
+                raise ServerStartError(f"server not listening after {timeout}s; "
+                                       f"logs:\n{srv.logs()}")
             time.sleep(0.02)
 
     def run(self, app: str | None, *flags: str, env: dict[str, str] | None = None,
@@ -251,6 +276,12 @@ def module_server(tmp_path_factory):
         yield factory
     finally:
         factory.cleanup()
+
+
+def http_client(**kwargs) -> httpx.Client:
+    """An httpx client that ignores proxy settings from the environment."""
+    kwargs.setdefault("timeout", 10.0)
+    return httpx.Client(trust_env=False, **kwargs)
 
 
 # --- raw sockets -----------------------------------------------------------------------------
