@@ -19,12 +19,17 @@ use crate::engine::{IncomingRequest, Peer};
 /// are created per request so a hostile client cannot grow the cache.
 const HEADER_NAME_CACHE_LIMIT: usize = 512;
 
+/// Distinct client addresses remembered; the cache is simply emptied when full.
+const CLIENT_CACHE_LIMIT: usize = 4096;
+
 pub struct ScopeBuilder {
     template: Py<PyDict>,
     state: Option<Py<PyDict>>,
     header_names: HashMap<HeaderName, Py<PyBytes>>,
     /// The scope's `server` for the last local address seen (usually the only one).
     last_server: Option<(SocketAddr, Py<PyAny>)>,
+    /// `client` tuples of recent peers: a keep-alive connection sends many requests.
+    clients: HashMap<SocketAddr, Py<PyAny>>,
     /// `server` for a Unix socket: `(path, None)`.
     unix_server: Py<PyAny>,
 }
@@ -43,6 +48,24 @@ impl ScopeBuilder {
         asgi.set_item("spec_version", "2.5")?;
         template.set_item("asgi", asgi)?;
         template.set_item("root_path", root_path)?;
+        // Every per-request key is present already, in the order `build` sets them, so the
+        // copy is allocated at its final size and `build` only replaces values.
+        for key in [
+            "http_version",
+            "method",
+            "scheme",
+            "path",
+            "raw_path",
+            "query_string",
+            "headers",
+            "client",
+            "server",
+        ] {
+            template.set_item(key, py.None())?;
+        }
+        if state.is_some() {
+            template.set_item("state", py.None())?;
+        }
         let unix_server = match unix_path {
             Some(p) => PyTuple::new(
                 py,
@@ -57,6 +80,7 @@ impl ScopeBuilder {
             state,
             header_names: HashMap::new(),
             last_server: None,
+            clients: HashMap::new(),
             unix_server,
         })
     }
@@ -110,7 +134,21 @@ impl ScopeBuilder {
         }
         scope.set_item(intern!(py, "headers"), list)?;
 
-        scope.set_item(intern!(py, "client"), peer_tuple(py, client)?)?;
+        let client = match client {
+            Peer::Socket(addr) => match self.clients.get(addr) {
+                Some(t) => t.clone_ref(py).into_bound(py),
+                None => {
+                    if self.clients.len() >= CLIENT_CACHE_LIMIT {
+                        self.clients.clear();
+                    }
+                    let t = peer_tuple(py, client)?;
+                    self.clients.insert(*addr, t.clone().unbind());
+                    t
+                }
+            },
+            other => peer_tuple(py, other)?,
+        };
+        scope.set_item(intern!(py, "client"), client)?;
         let server = match server {
             Peer::Socket(addr) => match &self.last_server {
                 Some((a, t)) if a == addr => t.clone_ref(py).into_bound(py),
