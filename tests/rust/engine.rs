@@ -1,0 +1,271 @@
+//! Raw-bytes protocol tests against the engine alone: no Python, a fake app in Rust.
+//!
+//! Each test starts an `Engine` on a loopback port with a `FakeApp` dispatcher, writes
+//! request bytes on a real socket and reads what comes back.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use _ferricorn::engine::exchange::{BodyRead, Response, ResponseHead};
+use _ferricorn::engine::{
+    AppWaker, Dispatcher, Engine, EngineConfig, Exchange, IncomingRequest, Listener, LogLevel,
+    TrustedProxies,
+};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+/// Answers by path: `/hold` keeps the request unanswered, `/stream` streams three chunks,
+/// `/echo` echoes a prefetched body, anything else says hello.
+#[derive(Default)]
+struct FakeApp {
+    held: Mutex<Vec<Arc<Exchange>>>,
+}
+
+impl AppWaker for FakeApp {
+    fn wake_app(&self, _exchange_id: u64) {}
+}
+
+fn head(status: u16) -> ResponseHead {
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", HeaderValue::from_static("text/plain"));
+    ResponseHead {
+        status: StatusCode::from_u16(status).unwrap(),
+        headers,
+    }
+}
+
+impl Dispatcher for FakeApp {
+    fn dispatch(&self, req: IncomingRequest) {
+        let ex = req.exchange;
+        match req.uri.path() {
+            "/hold" => self.held.lock().unwrap().push(ex),
+            "/stream" => {
+                ex.respond(Response::Streaming(head(200)), false);
+                for part in ["one,", "two,"] {
+                    ex.push_chunk(Bytes::from_static(part.as_bytes()), false);
+                }
+                ex.push_chunk(Bytes::from_static(b"three"), true);
+            }
+            "/echo" => {
+                let body = match ex.read_body() {
+                    BodyRead::Chunk(b, false) => b,
+                    _ => Bytes::from_static(b"<not prefetched>"),
+                };
+                ex.respond(Response::Full(head(200), body), true);
+            }
+            _ => {
+                ex.respond(
+                    Response::Full(head(200), Bytes::from_static(b"Hello, world!")),
+                    true,
+                );
+            }
+        }
+    }
+
+    fn log(&self, _level: LogLevel, _message: String) {}
+}
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        threads: 1,
+        keep_alive: Duration::from_secs(5),
+        header_read_timeout: Duration::from_secs(5),
+        max_header_bytes: 8192,
+        limit_concurrency: None,
+        default_headers: vec![],
+        date_header: false,
+        proxy_headers: false,
+        trusted_proxies: TrustedProxies::default(),
+        response_high_water: 64 * 1024,
+        request_read_ahead: 64 * 1024,
+    }
+}
+
+struct Running {
+    engine: Engine,
+    app: Arc<FakeApp>,
+    port: u16,
+}
+
+fn start(config: EngineConfig) -> Running {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = Arc::new(FakeApp::default());
+    let engine = Engine::start(Listener::Tcp(listener), config, app.clone()).unwrap();
+    Running { engine, app, port }
+}
+
+/// Sends `request` and reads until the server closes or `wait` passes without data.
+fn exchange_bytes(port: u16, request: &[u8], wait: Duration) -> (String, bool) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(wait)).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    let closed = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => break false,
+        }
+    };
+    (String::from_utf8_lossy(&out).into_owned(), closed)
+}
+
+const SHORT: Duration = Duration::from_millis(500);
+
+#[test]
+fn hello_has_content_length() {
+    let r = start(config());
+    let (out, _) = exchange_bytes(r.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", SHORT);
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    assert!(out.contains("content-length: 13\r\n"), "{out}");
+    assert!(out.ends_with("\r\n\r\nHello, world!"), "{out}");
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let r = start(config());
+    let req = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\npingGET /c HTTP/1.1\r\nHost: x\r\n\r\n";
+    let (out, _) = exchange_bytes(r.port, req, SHORT);
+    assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 3, "{out}");
+    let hello = out.find("Hello, world!").unwrap();
+    let ping = out.find("ping").unwrap();
+    assert!(hello < ping, "{out}");
+}
+
+#[test]
+fn streaming_response_is_chunked() {
+    let r = start(config());
+    let (out, _) = exchange_bytes(r.port, b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n", SHORT);
+    assert!(out.contains("transfer-encoding: chunked\r\n"), "{out}");
+    assert!(
+        out.contains("4\r\none,\r\n4\r\ntwo,\r\n5\r\nthree\r\n0\r\n\r\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn http10_streaming_response_is_close_delimited() {
+    let r = start(config());
+    let (out, closed) = exchange_bytes(r.port, b"GET /stream HTTP/1.0\r\n\r\n", SHORT);
+    assert!(!out.contains("chunked"), "{out}");
+    assert!(out.ends_with("one,two,three"), "{out}");
+    assert!(closed);
+}
+
+#[test]
+fn oversized_head_gets_431_and_server_keeps_serving() {
+    let r = start(config());
+    let mut req = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    req.extend(std::iter::repeat_n(b'a', 20_000));
+    req.extend_from_slice(b"\r\n\r\n");
+    let (out, _) = exchange_bytes(r.port, &req, SHORT);
+    assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+    let (out, _) = exchange_bytes(r.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", SHORT);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}
+
+#[test]
+fn garbage_gets_400() {
+    let r = start(config());
+    let (out, closed) = exchange_bytes(r.port, b"NOT HTTP AT ALL\r\n\r\n", SHORT);
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert!(closed);
+}
+
+#[test]
+fn content_length_with_transfer_encoding_is_rejected_or_closed() {
+    let r = start(config());
+    let req = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nping\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    let (out, closed) = exchange_bytes(r.port, req, SHORT);
+    // hyper drops Content-Length before we see it, reads the body as chunked and closes;
+    // what must never happen is a second response on this connection.
+    assert_eq!(out.matches("HTTP/1.1").count(), 1, "{out}");
+    assert!(closed, "{out}");
+}
+
+#[test]
+fn bad_chunk_size_gets_400_and_close() {
+    let r = start(config());
+    let req = b"POST /hold HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nping\r\n0\r\n\r\n";
+    // The held exchange never reads the body, so drive the pump by reading ourselves.
+    let port = r.port;
+    let app = r.app.clone();
+    let reader = std::thread::spawn(move || exchange_bytes(port, req, Duration::from_secs(2)));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while app.held.lock().unwrap().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let ex = app.held.lock().unwrap().pop().expect("request dispatched");
+    assert!(matches!(ex.read_body(), BodyRead::Wait));
+    let (out, closed) = reader.join().unwrap();
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert!(closed);
+}
+
+#[test]
+fn limit_counts_requests_not_connections() {
+    let mut cfg = config();
+    cfg.limit_concurrency = Some(1);
+    let r = start(cfg);
+    // An idle connection costs nothing against the limit.
+    let _idle = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+    let (out, _) = exchange_bytes(r.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", SHORT);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    // One request held in flight: the next is refused with 503 + Retry-After.
+    let mut held = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+    held.write_all(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while r.engine.requests_in_flight() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (out, _) = exchange_bytes(r.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", SHORT);
+    assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+    assert!(out.contains("retry-after: 1\r\n"), "{out}");
+}
+
+#[test]
+fn idle_keep_alive_connection_is_closed() {
+    let mut cfg = config();
+    cfg.keep_alive = Duration::from_millis(300);
+    let r = start(cfg);
+    let started = Instant::now();
+    let (out, closed) = exchange_bytes(
+        r.port,
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(closed, "idle connection was not closed");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn client_leaving_marks_exchange_gone() {
+    let r = start(config());
+    let mut s = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+    s.write_all(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while r.app.held.lock().unwrap().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let ex = r
+        .app
+        .held
+        .lock()
+        .unwrap()
+        .pop()
+        .expect("request dispatched");
+    assert!(!ex.wait_disconnect());
+    drop(s);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !ex.is_client_gone() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(ex.is_client_gone(), "disconnect not seen");
+}
