@@ -357,13 +357,15 @@ def wait_until_serving(
 
 
 def stop_server(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """SIGINT the server, wait up to ``grace`` seconds, then SIGKILL its process group."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
+    """SIGINT the server (then SIGTERM), waiting up to ``grace`` s, then SIGKILL its group."""
+    for sig, wait_s in ((signal.SIGINT, grace), (signal.SIGTERM, 3.0)):
+        if proc.poll() is not None:
+            break
+        proc.send_signal(sig)
         try:
-            proc.wait(timeout=grace)
+            proc.wait(timeout=wait_s)
         except subprocess.TimeoutExpired:
-            pass
+            print(f"server {proc.pid} still running {wait_s:g}s after {sig.name}", file=sys.stderr)
     # The server runs in its own session (process group id == its pid): this reaches any
     # worker it leaves behind, and only processes this script started.
     try:
@@ -373,11 +375,19 @@ def stop_server(proc: subprocess.Popen, grace: float = 10.0) -> None:
     proc.wait()
 
 
-def pin_to(cpus: set[int] | None) -> Callable[[], None] | None:
-    """A preexec_fn pinning the child to ``cpus`` (None: no pinning)."""
-    if not cpus:
-        return None
-    return lambda: os.sched_setaffinity(0, cpus)
+def child_setup(cpus: set[int] | None) -> Callable[[], None]:
+    """A preexec_fn: default SIGINT handling, and pinning to ``cpus`` when given.
+
+    A harness started in the background (nohup, CI, ``cmd &``) may inherit SIGINT ignored,
+    and children would inherit that too; servers must see SIGINT to shut down cleanly.
+    """
+
+    def setup() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
+    return setup
 
 
 # --------------------------------------------------------------------------------------------
@@ -491,23 +501,28 @@ def measure(scenario: Scenario, server: str, round_no: int, args: argparse.Names
     with open(log_dir / f"{stem}.server.log", "wb") as server_log:
         proc = subprocess.Popen(
             command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=server_log,
-            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=pin_to(args.server_cpus),
+            stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=child_setup(args.server_cpus),
         )
         try:
             problem = wait_until_serving(proc, scenario, port)
             if problem:
-                run.error = problem
+                server_log.flush()
+                tail = (log_dir / f"{stem}.server.log").read_text(errors="replace")
+                tail = " | ".join(tail.strip().splitlines()[-3:])
+                run.error = f"{problem}" + (f" (log: {tail})" if tail else "")
                 return run
             if args.warmup > 0:
                 subprocess.run(
                     wrk_command(scenario, port, args.warmup, args.threads),
-                    capture_output=True, preexec_fn=pin_to(args.wrk_cpus), check=False,
+                    capture_output=True, preexec_fn=child_setup(args.wrk_cpus), check=False,
                 )
             wrk = wrk_command(scenario, port, args.duration, args.threads)
             run.wrk_command = shlex.join(wrk)
             cpu_before, wall_before = tree_cpu_seconds(proc.pid), time.monotonic()
             completed = subprocess.run(
-                wrk, capture_output=True, text=True, preexec_fn=pin_to(args.wrk_cpus), check=False
+                wrk, capture_output=True, text=True, check=False,
+                preexec_fn=child_setup(args.wrk_cpus),
             )
             cpu_after, wall_after = tree_cpu_seconds(proc.pid), time.monotonic()
             run.rss_mib = round(tree_rss_mib(proc.pid), 1)
@@ -693,7 +708,7 @@ def text_table(header: list[str], rows: list[list[str]]) -> str:
     def line(cells: list[str]) -> str:
         out = []
         for cell, width in zip(cells, widths, strict=True):
-            numeric = bool(re.fullmatch(r"[\d.,x%-]+", cell)) and cell != "-"
+            numeric = bool(re.fullmatch(r"[\d.,x%-]+", cell))
             out.append(cell.rjust(width) if numeric else cell.ljust(width))
         return "  ".join(out).rstrip()
 
@@ -742,14 +757,15 @@ def environment_info() -> dict[str, object]:
     git = _first_line(["git", "-C", str(REPO), "describe", "--always", "--dirty"])
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "uname": " ".join(platform.uname()),
+        "uname": _first_line(["uname", "-a"]),
+        "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "nproc": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)),
         "cpu_model": cpu_model,
         "memory_gib": round(mem_kib / 1024 / 1024, 1),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "packages": packages,
-        "wrk": _first_line(["wrk", "--version"]),
+        "wrk": _first_line(["wrk", "--version"]).split(" Copyright")[0],
         "git": git if "fatal" not in git else "no commit yet",
     }
 
@@ -770,7 +786,9 @@ def write_markdown(path: Path, data: dict, chart: Path | None) -> None:
     lines = [
         "# ferricorn benchmark results",
         "",
-        "Generated by `bench/run.py` (see [bench/README.md](README.md) for what each scenario"
+        "Generated by `bench/run.py` (see"
+        f" [bench/README.md]({os.path.relpath(REPO / 'bench' / 'README.md', path.parent)})"
+        " for what each scenario"
         " measures and how to run it). Medians across rounds; each server runs one worker on"
         " the same machine, with the same app and the same wrk load, servers alternating.",
         "",
@@ -786,6 +804,7 @@ def write_markdown(path: Path, data: dict, chart: Path | None) -> None:
         f"- `uname -a`: `{env['uname']}`",
         f"- `nproc`: {env['nproc']} (usable: {env['cpus_usable']}); CPU: {env['cpu_model']};"
         f" memory: {env['memory_gib']} GiB",
+        f"- Load average (1, 5, 15 min) when the run started: {env.get('load_average', '?')}",
         f"- Python: {env['python']}",
         "- Packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
         f"- Load generator: {env['wrk']}, {settings['threads']} thread(s)",
@@ -869,13 +888,12 @@ def write_chart(path: Path, data: dict) -> bool:
         ideal = SCENARIOS[name].ideal_rps
         if ideal:
             ax.axhline(ideal, color="#495057", linestyle="--", linewidth=0.8)
-            ax.annotate(f"ideal {ideal:,.0f}", (0.02, ideal), xycoords=("axes fraction", "data"),
-                        xytext=(0, 2), textcoords="offset points", fontsize=7)
         top = max(values + ([ideal] if ideal else []))
         ax.set_ylim(0, top * 1.2)
         ax.yaxis.set_major_formatter(thousands)
         ax.tick_params(axis="both", labelsize=8)
-        ax.set_title(name, fontsize=10, fontweight="bold")
+        title = f"{name} (- - ideal {ideal:,.0f})" if ideal else name
+        ax.set_title(title, fontsize=10, fontweight="bold")
         if baseline in present:
             base = summary[(name, baseline)].rps
             labels = [f"{baseline}/{s}: {base / summary[(name, s)].rps:.2f}x"
