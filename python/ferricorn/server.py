@@ -39,8 +39,11 @@ async def _run_http(app: Any, scope: dict, cycle: Any) -> None:
         cycle.app_failed()
         logger.debug("Request task cancelled: %s %s", scope["method"], scope["path"])
     except BaseException as exc:  # noqa: BLE001 - any app failure must become a 500 or abort
-        cycle.app_failed()
-        logger.error("Exception in ASGI application\n", exc_info=exc)
+        client_gone = cycle.app_failed()
+        if client_gone and isinstance(exc, OSError):
+            logger.debug("Request ended: the client disconnected (%s)", exc)
+        else:
+            logger.error("Exception in ASGI application\n", exc_info=exc)
     else:
         problem = cycle.app_returned()
         if problem:

@@ -504,12 +504,18 @@ impl HttpCycle {
 
     /// Called by the runner when the app returned; returns a problem to log, if any.
     fn app_returned(slf: &Bound<'_, Self>) -> PyResult<Option<&'static str>> {
-        Self::conclude(slf, false)
+        let result = Self::conclude(slf, false);
+        slf.borrow().exchange.release();
+        result
     }
 
-    /// Called by the runner when the app raised.
-    fn app_failed(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::conclude(slf, true).map(|_| ())
+    /// Called by the runner when the app raised; returns whether the client had already
+    /// gone (then an `OSError` from `send()` is expected and not worth a traceback).
+    fn app_failed(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        let gone = slf.borrow().exchange.is_client_gone();
+        let result = Self::conclude(slf, true);
+        slf.borrow().exchange.release();
+        result.map(|_| gone)
     }
 
     /// Whether the response was fully handed to the engine.

@@ -10,7 +10,7 @@
 //! This module holds no Python objects and never takes the GIL.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -109,6 +109,8 @@ pub struct Exchange {
     state: Mutex<State>,
     app_waker: Arc<dyn AppWaker>,
     in_flight: InFlight,
+    /// Set once this exchange stopped counting as in flight.
+    released: AtomicBool,
     /// Response bytes buffered before `send()` must wait for the client to read.
     high_water: usize,
     /// Request bytes read ahead of the app.
@@ -129,8 +131,18 @@ impl Exchange {
             state: Mutex::new(State::default()),
             app_waker,
             in_flight,
+            released: AtomicBool::new(false),
             high_water,
             read_ahead,
+        }
+    }
+
+    /// Stops counting this exchange as in flight: called when the app's task ends, because
+    /// the `Arc` itself may live on in garbage that only Python's cycle collector frees
+    /// (an exception traceback that holds `receive`), which must not hold a slot.
+    pub fn release(&self) {
+        if !self.released.swap(true, Ordering::AcqRel) {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
@@ -397,7 +409,7 @@ impl Exchange {
 
 impl Drop for Exchange {
     fn drop(&mut self) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.release();
     }
 }
 
@@ -425,6 +437,16 @@ mod tests {
     fn in_flight_counts_live_exchanges() {
         let (ex, _, in_flight) = exchange(16);
         assert_eq!(in_flight.load(Ordering::SeqCst), 1);
+        drop(ex);
+        assert_eq!(in_flight.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn release_is_counted_once() {
+        let (ex, _, in_flight) = exchange(16);
+        ex.release();
+        ex.release();
+        assert_eq!(in_flight.load(Ordering::SeqCst), 0);
         drop(ex);
         assert_eq!(in_flight.load(Ordering::SeqCst), 0);
     }
