@@ -2,7 +2,8 @@
 client left. What happens after the client is gone is recorded in EVENTS, readable at
 /events (JSON list of [tag, what]).
 
-    /no-read          answers 200 "not read" without calling receive()
+    /no-read          answers 200 "not read" without calling receive(), after 0.3 s (so a
+                      100 Continue sent too early would come first)
     /read             reads the whole body, answers with it
     /wait-disconnect  reads the body, then waits in receive(); records ("wait-disconnect",
                       <type of the message that arrived>), then tries send() and records
@@ -32,6 +33,7 @@ async def app(scope, receive, send):
         return
     path = scope["path"]
     if path == "/no-read":
+        await asyncio.sleep(0.3)
         await send_response(send, 200, b"not read")
     elif path == "/read":
         body, _ = await read_body(receive)

@@ -38,7 +38,7 @@ START_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0
 
 _RUNNING_RE = re.compile(r"Ferricorn running on (\S+)")
-_ENGINE_MISSING = ("ferricorn._ferricorn", "_ferricorn.")
+_ENGINE_MISSING = ("ferricorn._ferricorn", "_ferricorn.cpython", "_ferricorn.abi3")
 
 
 def free_port() -> int:
@@ -365,14 +365,14 @@ class RawReader:
             size_line = self.read_until(b"\r\n")
             size = int(size_line.split(b";")[0].strip(), 16)
             if size == 0:
-                self.read_until(b"\r\n")  # (no trailers expected) end of the chunked body
+                self.read_until(b"\r\n")  # end of the chunked body (no trailers expected)
                 return body
             body += self.read_exact(size)
             assert self.read_exact(2) == b"\r\n"
 
     def read_response(self, method: str = "GET") -> RawResponse:
-        """One complete response, framed per its headers (skipping interim 1xx responses
-        only if `skip_interim`)."""
+        """One complete response, framed per its headers (a 1xx interim response is
+        returned as it is, without a body)."""
         resp = self.read_head()
         if method == "HEAD" or resp.status in (204, 304) or 100 <= resp.status < 200:
             return resp
@@ -415,5 +415,5 @@ def is_closed(sock: socket.socket, timeout: float = 5.0) -> bool:
                 return True
     except ConnectionResetError:
         return True
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         return False

@@ -1,7 +1,7 @@
 """End-to-end HTTP/1.1 basics: response framing (Content-Length, chunked, close-delimited),
 HEAD, 204/304, streaming without buffering, keep-alive and pipelining.
 
-Served app: tests/apps/basic.py.
+Served apps: tests/apps/basic.py, examples/hello.py and examples/stream.py.
 """
 
 from __future__ import annotations
@@ -55,11 +55,21 @@ def test_streamed_body_is_chunked_on_http11(basic):
     assert response.body == b"Hello, world!"
 
 
-def test_streaming_is_not_buffered(basic):
-    """The streaming example sends three parts one second apart: the first must reach the
-    client long before the last."""
+def test_hello_example(server):
+    srv = server.start("examples.hello:app")
     with http_client() as client:
-        with client.stream("GET", basic.url + "/stream") as response:
+        response = client.get(srv.url + "/")
+    assert response.status_code == 200
+    assert response.text == "Hello, world!"
+    assert srv.stop() == 0
+
+
+def test_streaming_is_not_buffered(server):
+    """The streaming example (examples/stream.py) sends three parts one second apart: the
+    first must reach the client long before the last."""
+    srv = server.start("examples.stream:app")
+    with http_client() as client:
+        with client.stream("GET", srv.url + "/") as response:
             assert response.status_code == 200
             received = b""
             first_at = None

@@ -1,0 +1,169 @@
+"""End-to-end protocol limits with raw sockets: oversized and malformed request heads,
+ambiguous framing, bad chunks, keep-alive and header-read timeouts, and
+--limit-concurrency.
+
+Served apps: tests/apps/basic.py and tests/apps/lifespan_app.py (/sleep).
+"""
+
+from __future__ import annotations
+
+import time
+
+from conftest import RawReader, http_client, is_closed, raw_connection, recv_until_closed
+
+BASIC = "apps.basic:app"
+
+
+def assert_serves(srv) -> None:
+    """A fresh connection still gets a normal answer."""
+    with http_client() as client:
+        response = client.get(srv.url + "/")
+    assert response.status_code == 200
+    assert response.text == "Hello, world!"
+
+
+def test_oversized_head_gets_431(server):
+    srv = server.start(BASIC, "--h11-max-incomplete-event-size", "1024")
+    with raw_connection(srv.port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: test\r\nX-Big: " + b"a" * 4000 + b"\r\n\r\n")
+        data = recv_until_closed(sock)
+    assert data.startswith(b"HTTP/1.1 431"), data[:200]
+    assert_serves(srv)
+
+
+def test_head_within_limit_is_served(server):
+    srv = server.start(BASIC, "--h11-max-incomplete-event-size", "4096")
+    with raw_connection(srv.port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: test\r\nX-Big: " + b"a" * 2000 + b"\r\n\r\n")
+        response = RawReader(sock).read_response()
+    assert response.status == 200
+
+
+def test_default_limit_rejects_huge_head(server):
+    srv = server.start(BASIC)
+    with raw_connection(srv.port) as sock:
+        try:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: test\r\nX-Big: " + b"a" * 100_000
+                         + b"\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server may stop reading (and close) before all of it is sent
+        data = recv_until_closed(sock)
+    assert data.startswith(b"HTTP/1.1 431"), data[:200]
+    assert_serves(srv)
+
+
+def test_malformed_request_line_gets_400(server):
+    srv = server.start(BASIC)
+    with raw_connection(srv.port) as sock:
+        sock.sendall(b"THIS IS NOT HTTP\r\n\r\n")
+        data = recv_until_closed(sock)
+    assert data.startswith(b"HTTP/1.1 400"), data[:200]
+    assert_serves(srv)
+
+
+def test_content_length_with_transfer_encoding_rejected(server):
+    srv = server.start(BASIC)
+    with raw_connection(srv.port) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+                     b"GET /smuggled HTTP/1.1\r\nHost: test\r\n\r\n")
+        data = recv_until_closed(sock)  # the connection must be closed after the answer
+    assert data.startswith(b"HTTP/1.1 400"), data[:300]
+    assert data.count(b"HTTP/1.1 ") == 1, data
+    assert_serves(srv)
+
+
+def test_invalid_chunk_size_rejected(server):
+    srv = server.start(BASIC)
+    with raw_connection(srv.port) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"zz\r\nhello\r\n0\r\n\r\n")
+        data = recv_until_closed(sock)
+    assert data == b"" or data.startswith(b"HTTP/1.1 400"), data[:300]
+    assert_serves(srv)
+
+
+def test_idle_keep_alive_connection_closed_after_timeout(server):
+    srv = server.start(BASIC, "--timeout-keep-alive", "1")
+    with raw_connection(srv.port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        reader = RawReader(sock)
+        assert reader.read_response().status == 200
+        answered = time.monotonic()
+        # 3.5 s: generous for a 1 s timeout, yet short of the 5 s default it replaces.
+        assert is_closed(sock, timeout=3.5), "idle connection still open after 3.5 s"
+        elapsed = time.monotonic() - answered
+    assert elapsed >= 0.5, f"closed after {elapsed:.2f}s, before the keep-alive timeout"
+
+
+def test_keep_alive_timeout_does_not_cut_a_reused_connection(server):
+    srv = server.start(BASIC, "--timeout-keep-alive", "1")
+    with raw_connection(srv.port) as sock:
+        reader = RawReader(sock)
+        for _ in range(3):
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+            assert reader.read_response().body == b"Hello, world!"
+            time.sleep(0.5)  # pacing below the timeout; not an assertion
+
+
+def test_incomplete_head_dropped_after_header_read_timeout(server):
+    # A long keep-alive timeout, so only the header-read timeout can explain the drop.
+    srv = server.start(BASIC, "--timeout-header-read", "1", "--timeout-keep-alive", "30")
+    with raw_connection(srv.port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: test\r\nX-Never: ends")
+        start = time.monotonic()
+        try:
+            data = recv_until_closed(sock, timeout=4.0)
+        except TimeoutError:
+            raise AssertionError(
+                "connection with an incomplete head still open 4 s after it stalled "
+                "(--timeout-header-read 1)"
+            ) from None
+        elapsed = time.monotonic() - start
+    assert data == b"" or data.startswith(b"HTTP/1.1 408"), data[:200]
+    assert elapsed >= 0.5, f"dropped after {elapsed:.2f}s, before the header timeout"
+    assert_serves(srv)
+
+
+def test_silent_connection_dropped_after_header_read_timeout(server):
+    """A client that connects and never sends a byte is dropped too."""
+    srv = server.start(BASIC, "--timeout-header-read", "1", "--timeout-keep-alive", "30")
+    with raw_connection(srv.port) as sock:
+        try:
+            data = recv_until_closed(sock, timeout=4.0)
+        except TimeoutError:
+            raise AssertionError(
+                "silent connection still open after 4 s (--timeout-header-read 1)"
+            ) from None
+    assert data == b"" or data.startswith(b"HTTP/1.1 408"), data[:200]
+
+
+def test_limit_concurrency(server):
+    srv = server.start("apps.lifespan_app:app", "--limit-concurrency", "1")
+    idle = raw_connection(srv.port)
+    try:
+        # An idle keep-alive connection alone does not count against the limit.
+        idle.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        assert RawReader(idle).read_response().status == 200
+        with http_client() as client:
+            assert client.get(srv.url + "/").status_code == 200
+
+        slow = raw_connection(srv.port)
+        try:
+            slow.sendall(b"GET /sleep?s=2 HTTP/1.1\r\nHost: test\r\n\r\n")
+            srv.wait_for_log("SLEEP-STARTED")
+            with raw_connection(srv.port) as second:
+                second.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+                rejected = RawReader(second).read_response()
+            assert rejected.status == 503
+            assert rejected.header("retry-after") is not None
+            slow_response = RawReader(slow).read_response()
+            assert slow_response.status == 200
+            assert slow_response.body == b"slept"
+        finally:
+            slow.close()
+        # With the slow request done, new requests are served again.
+        with http_client() as client:
+            assert client.get(srv.url + "/").status_code == 200
+    finally:
+        idle.close()
