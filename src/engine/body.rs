@@ -5,7 +5,6 @@
 //! unread, and the app's `send()` waits while `response_high_water` bytes are unwritten.
 
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -116,7 +115,6 @@ impl Drop for StreamingBody {
             // hyper dropped the body before its end: the connection is gone.
             self.exchange.client_gone();
         }
-        self.activity.busy.fetch_sub(1, Ordering::Relaxed);
-        self.activity.touch();
+        self.activity.request_ended();
     }
 }

@@ -62,11 +62,18 @@ async fn accept_error(shared: &Shared, e: io::Error) {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
-/// Activity of one connection, read by its idle watchdog.
+/// Activity of one connection, read by its timeout watchdog.
+///
+/// The watchdog applies nginx's rules: a new connection must deliver a complete request
+/// head within the header-read timeout; after a response the connection may idle for the
+/// keep-alive timeout; once the first byte of the next head arrives, the header-read timeout
+/// runs again from that byte.
 pub(super) struct Activity {
     epoch: Instant,
-    /// Milliseconds since `epoch` of the last byte read or request finished.
-    last_active_ms: AtomicU64,
+    /// Milliseconds since `epoch` + 1 when the last response ended (0: none yet).
+    idle_since_ms: AtomicU64,
+    /// Milliseconds since `epoch` + 1 of the first byte read while idle (0: none).
+    head_started_ms: AtomicU64,
     /// Requests being served on this connection right now.
     pub(super) busy: AtomicUsize,
 }
@@ -75,18 +82,54 @@ impl Activity {
     fn new() -> Self {
         Activity {
             epoch: Instant::now(),
-            last_active_ms: AtomicU64::new(0),
+            idle_since_ms: AtomicU64::new(0),
+            head_started_ms: AtomicU64::new(0),
             busy: AtomicUsize::new(0),
         }
     }
 
-    pub(super) fn touch(&self) {
-        let ms = self.epoch.elapsed().as_millis() as u64;
-        self.last_active_ms.store(ms, Ordering::Relaxed);
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
     }
 
-    fn idle_deadline(&self, keep_alive: Duration) -> Instant {
-        self.epoch + Duration::from_millis(self.last_active_ms.load(Ordering::Relaxed)) + keep_alive
+    /// Bytes arrived from the client.
+    fn bytes_read(&self) {
+        if self.busy.load(Ordering::Relaxed) == 0
+            && self.head_started_ms.load(Ordering::Relaxed) == 0
+        {
+            self.head_started_ms
+                .store(self.now_ms() + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// A request head was parsed and handed on.
+    pub(super) fn request_started(&self) {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        self.head_started_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// A response (or the whole exchange) ended.
+    pub(super) fn request_ended(&self) {
+        self.idle_since_ms
+            .store(self.now_ms() + 1, Ordering::Relaxed);
+        self.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// When this connection must be closed if nothing changes, or `None` while busy.
+    fn deadline(&self, keep_alive: Duration, header_read: Duration) -> Option<Instant> {
+        if self.busy.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let at = |ms: u64| self.epoch + Duration::from_millis(ms);
+        let head = self.head_started_ms.load(Ordering::Relaxed);
+        let idle = self.idle_since_ms.load(Ordering::Relaxed);
+        Some(if head > 0 {
+            at(head - 1) + header_read
+        } else if idle == 0 {
+            at(0) + header_read
+        } else {
+            at(idle - 1) + keep_alive
+        })
     }
 }
 
@@ -106,9 +149,9 @@ where
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        // hyper starts this clock when it begins waiting for a request head, idle time
-        // included; the idle watchdog below closes idle connections sooner.
-        .header_read_timeout(cfg.header_read_timeout.max(cfg.keep_alive))
+        // Our watchdog below owns every wait for a request head (hyper's own timer would
+        // count idle keep-alive time as header time).
+        .header_read_timeout(None)
         .max_buf_size(cfg.max_header_bytes.max(8192))
         .max_header_size(cfg.max_header_bytes)
         .auto_date_header(cfg.date_header)
@@ -116,14 +159,16 @@ where
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
 
-    let keep_alive = cfg.keep_alive;
+    let (keep_alive, header_read) = (cfg.keep_alive, cfg.header_read_timeout);
     let mut phase = shared.phase.clone();
     let mut draining = *phase.borrow() == Phase::Draining;
     if draining {
         conn.as_mut().graceful_shutdown();
     }
-    let idle = tokio::time::sleep(keep_alive);
-    tokio::pin!(idle);
+    // Re-checked at least this often; between checks the deadline is exact.
+    let check = keep_alive.min(header_read);
+    let watchdog = tokio::time::sleep(check);
+    tokio::pin!(watchdog);
     loop {
         tokio::select! {
             result = conn.as_mut() => {
@@ -136,17 +181,23 @@ where
                 draining = true;
                 conn.as_mut().graceful_shutdown();
             }
-            _ = idle.as_mut() => {
+            _ = watchdog.as_mut() => {
                 let now = Instant::now();
-                let deadline = activity.idle_deadline(keep_alive);
-                if activity.busy.load(Ordering::Relaxed) > 0 {
-                    idle.as_mut().reset((now + keep_alive).into());
-                } else if deadline > now {
-                    idle.as_mut().reset(deadline.into());
-                } else {
-                    // Idle past the keep-alive timeout: close without a word, as RFC 9112
-                    // allows for idle persistent connections.
-                    break;
+                match activity.deadline(keep_alive, header_read) {
+                    None => watchdog.as_mut().reset((now + check).into()),
+                    Some(deadline) if deadline > now => {
+                        watchdog.as_mut().reset(deadline.min(now + check).into())
+                    }
+                    Some(_) => {
+                        // Idle past the keep-alive timeout, or a head that did not arrive in
+                        // time: close without a word (RFC 9112 9.8 allows it for idle
+                        // connections; a half-sent head gets no answer worth waiting for).
+                        shared.dispatcher.log(
+                            LogLevel::Debug,
+                            "closed a connection: keep-alive or header-read timeout".to_string(),
+                        );
+                        break;
+                    }
                 }
             }
         }
@@ -189,7 +240,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for WatchedIo<S> {
         let this = &mut *self;
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            this.activity.touch();
+            this.activity.bytes_read();
         }
         r
     }
@@ -222,5 +273,49 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WatchedIo<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KA: Duration = Duration::from_secs(5);
+    const HR: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn fresh_connection_gets_the_header_read_timeout() {
+        let a = Activity::new();
+        assert_eq!(a.deadline(KA, HR), Some(a.epoch + HR));
+    }
+
+    #[test]
+    fn busy_connection_has_no_deadline() {
+        let a = Activity::new();
+        a.request_started();
+        assert_eq!(a.deadline(KA, HR), None);
+        a.bytes_read();
+        assert_eq!(
+            a.deadline(KA, HR),
+            None,
+            "pipelined bytes while busy start no clock"
+        );
+    }
+
+    #[test]
+    fn idle_after_a_response_gets_keep_alive_then_header_read_from_first_byte() {
+        let a = Activity::new();
+        a.request_started();
+        a.request_ended();
+        let idle = a.deadline(KA, HR).unwrap();
+        assert!(idle <= Instant::now() + KA && idle > Instant::now() + KA / 2);
+        a.bytes_read();
+        let head = a.deadline(KA, HR).unwrap();
+        assert!(
+            head > Instant::now() + HR / 2,
+            "a started head gets the header-read timeout"
+        );
+        a.request_started();
+        assert_eq!(a.deadline(KA, HR), None);
     }
 }

@@ -95,6 +95,7 @@ struct State {
     client_gone: bool,
     body_failed: bool,
     aborted: bool,
+    abort_flushed: bool,
     engine_done: bool,
     app_waiting: bool,
     engine_waker: Option<Waker>,
@@ -218,9 +219,6 @@ impl Exchange {
     /// and the connection must be cut so the client sees an incomplete response.
     pub fn poll_chunk(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Aborted>>> {
         let mut s = self.lock();
-        if s.aborted {
-            return Poll::Ready(Some(Err(Aborted)));
-        }
         if let Some(chunk) = s.out.pop_front() {
             let was_full = s.out_bytes >= self.high_water;
             s.out_bytes -= chunk.len();
@@ -231,6 +229,16 @@ impl Exchange {
             drop(s);
             self.wake_app_if(wake);
             return Poll::Ready(Some(Ok(chunk)));
+        }
+        // Chunks the app sent before failing still go out; then the cut. One `Pending`
+        // first, so hyper flushes what it buffered before it drops the connection.
+        if s.aborted {
+            if s.abort_flushed {
+                return Poll::Ready(Some(Err(Aborted)));
+            }
+            s.abort_flushed = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
         }
         if s.out_end {
             return Poll::Ready(None);

@@ -82,15 +82,14 @@ impl Drop for InFlightGuard {
                 ex.client_gone();
             }
         }
-        self.activity.busy.fetch_sub(1, Ordering::Relaxed);
-        self.activity.touch();
+        self.activity.request_ended();
     }
 }
 
 impl RequestService {
     async fn handle(self, req: Request<Incoming>) -> HttpResponse<ResponseBody> {
         let shared = &self.shared;
-        self.activity.busy.fetch_add(1, Ordering::Relaxed);
+        self.activity.request_started();
         let mut guard = InFlightGuard {
             activity: self.activity.clone(),
             exchange: None,
