@@ -149,8 +149,9 @@ OPTIONS: tuple[Option, ...] = (
            "[default: no limit].", _T, _int_in(0), metavar="SECONDS"),
     Option("timeout_header_read", 30.0, "Seconds a client has to send a complete request "
            "head.", _T, float, metavar="SECONDS"),
-    Option("engine_threads", 1, "Number of threads of the Rust I/O engine.", "Engine",
-           _int_in(1), metavar="N"),
+    Option("engine_threads", 0, "Threads of the Rust I/O engine; 0 runs it on the event-loop "
+           "thread (fastest when the worker gets about one core).", "Engine", _int_in(0),
+           metavar="N"),
 )
 _BY_NAME = {opt.name: opt for opt in OPTIONS}
 

@@ -27,6 +27,8 @@ logger = logging.getLogger("ferricorn.error")
 RESPONSE_HIGH_WATER = 64 * 1024
 #: Request bytes read ahead of the app's `receive()`.
 REQUEST_READ_AHEAD = 64 * 1024
+#: How often an engine on the loop thread gets a turn even without I/O, for its timers.
+_ENGINE_TICK = 0.05
 #: How often shutdown checks whether in-flight work has finished.
 _DRAIN_POLL = 0.02
 
@@ -123,6 +125,14 @@ async def serve(config: Config, app: Any) -> int:
     )
     doorbell = server.fileno()
     loop.add_reader(doorbell, server.on_readable)
+    if server.local:
+        # The engine's timers (keep-alive, header read) only fire when it turns.
+        def tick() -> None:
+            server.turn()
+            nonlocal ticker
+            ticker = loop.call_later(_ENGINE_TICK, tick)
+
+        ticker = loop.call_later(_ENGINE_TICK, tick)
     logger.info(listen_message)
 
     stop = asyncio.Event()
@@ -148,6 +158,8 @@ async def serve(config: Config, app: Any) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         loop.remove_reader(doorbell)
+        if server.local:
+            ticker.cancel()
         # Polls already scheduled find nothing after this and go to sleep.
         server.shutdown(1.0)
     await lifespan.shutdown()

@@ -46,6 +46,11 @@ impl EventQueue {
         })
     }
 
+    /// Local mode: the loop thread itself produces the events, so it never sleeps on us.
+    fn never_ring(&self) {
+        self.sleeping.store(false, Ordering::SeqCst);
+    }
+
     fn push(&self, event: Event) {
         self.events
             .lock()

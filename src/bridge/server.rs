@@ -41,6 +41,8 @@ pub struct Server {
     error_log: Py<PyAny>,
     access_logging: bool,
     batch: Vec<Event>,
+    /// Local mode: the engine runs on this thread and `fileno` is its poll fd.
+    local_fd: Option<i32>,
 }
 
 fn setting<'py, T: FromPyObjectOwned<'py>>(s: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
@@ -123,6 +125,11 @@ impl Server {
         let engine = py
             .detach(|| Engine::start(listener, config, queue.clone()))
             .map_err(|e| PyOSError::new_err(format!("could not start the engine: {e}")))?;
+        let local_fd = engine.poll_fd();
+        if local_fd.is_some() {
+            // The loop thread drives the engine itself: nobody needs to ring it.
+            queue.never_ring();
+        }
         Ok(Server {
             engine: Some(engine),
             queue,
@@ -137,18 +144,66 @@ impl Server {
             error_log,
             access_logging,
             batch: Vec::with_capacity(256),
+            local_fd,
         })
     }
 
     /// The doorbell fd to register with `loop.add_reader`.
     fn fileno(&self) -> i32 {
-        self.queue.doorbell.fileno()
+        self.local_fd
+            .unwrap_or_else(|| self.queue.doorbell.fileno())
     }
 
     /// `add_reader` callback: the engine rang.
     fn on_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
+        if slf.borrow().local_fd.is_some() {
+            return Self::turn(slf);
+        }
         slf.borrow().queue.doorbell.clear();
         Self::_poll(slf)
+    }
+
+    /// Local mode: run the engine until it is idle (GIL released), then start the requests
+    /// it produced. Also called by a periodic tick so the engine's timers fire.
+    fn turn(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let more = {
+            let this = slf.borrow();
+            match &this.engine {
+                Some(engine) => py.detach(|| engine.turn()),
+                None => false,
+            }
+        };
+        let mut this = slf.borrow_mut();
+        let mut batch = std::mem::take(&mut this.batch);
+        this.queue.take(&mut batch);
+        let mut first_error = None;
+        for event in batch.drain(..) {
+            if let Err(e) = this.handle(py, event) {
+                first_error.get_or_insert(e);
+            }
+        }
+        this.batch = batch;
+        if more && !this.poll_scheduled {
+            this.poll_scheduled = true;
+            let again = slf.getattr(intern!(py, "_turn_again"))?;
+            this.call_soon.call1(py, (again,))?;
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn _turn_again(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.borrow_mut().poll_scheduled = false;
+        Self::turn(slf)
+    }
+
+    /// Whether the engine runs on this thread (see `--engine-threads 0`).
+    #[getter]
+    fn local(&self) -> bool {
+        self.local_fd.is_some()
     }
 
     /// Drains the queue; while there was work, polls again on the next loop iteration

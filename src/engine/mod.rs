@@ -5,14 +5,15 @@
 //! [`Exchange`]. It never imports pyo3 and never takes the GIL: whatever the app must know
 //! travels through the dispatcher, including the engine's log lines.
 //!
-//! Threads: a tokio runtime with `threads` workers, started by [`Engine::start`] and shut
-//! down by [`Engine::shutdown`]. Nothing here runs on the Python loop thread except those
-//! two calls and the cheap counters.
+//! Threads: either a tokio runtime with `threads` workers, or (`threads == 0`) a
+//! current-thread runtime that the bridge drives from the Python loop thread with the GIL
+//! released (see `runtime`). Started by [`Engine::start`], stopped by [`Engine::shutdown`].
 
 mod body;
 mod conn;
 pub mod exchange;
 mod proxy;
+mod runtime;
 mod service;
 
 use std::net::SocketAddr;
@@ -112,23 +113,36 @@ struct Shared {
 }
 
 pub struct Engine {
-    runtime: Option<tokio::runtime::Runtime>,
+    runtime: Option<runtime::EngineRuntime>,
     phase: watch::Sender<Phase>,
     stats: Arc<Stats>,
 }
 
 impl Engine {
-    /// Starts the runtime and begins accepting on `listener`.
+    /// Starts the runtime and begins accepting on `listener`. With `threads == 0` the
+    /// engine runs on the caller's thread, driven through [`Engine::turn`] (see `runtime`).
     pub fn start(
         listener: Listener,
         config: EngineConfig,
         dispatcher: Arc<dyn Dispatcher>,
     ) -> std::io::Result<Engine> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(config.threads.max(1))
-            .thread_name("ferricorn-engine")
-            .enable_all()
-            .build()?;
+        let runtime = if config.threads == 0 {
+            // Where the loop thread cannot drive the engine (not Linux), one engine thread.
+            match runtime::EngineRuntime::local() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    dispatcher.log(
+                        LogLevel::Info,
+                        format!(
+                            "engine on the loop thread unavailable ({e}); using one engine thread"
+                        ),
+                    );
+                    runtime::EngineRuntime::threaded(1)?
+                }
+            }
+        } else {
+            runtime::EngineRuntime::threaded(config.threads)?
+        };
         let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
         let stats = Arc::new(Stats::default());
         let shared = Arc::new(Shared {
@@ -137,16 +151,17 @@ impl Engine {
             stats: stats.clone(),
             phase: phase_rx,
         });
+        let rt = runtime.tokio();
         match listener {
             Listener::Tcp(l) => {
                 l.set_nonblocking(true)?;
-                let l = runtime.block_on(async { tokio::net::TcpListener::from_std(l) })?;
-                runtime.spawn(conn::accept_tcp(l, shared));
+                let l = rt.block_on(async { tokio::net::TcpListener::from_std(l) })?;
+                rt.spawn(conn::accept_tcp(l, shared));
             }
             Listener::Unix(l) => {
                 l.set_nonblocking(true)?;
-                let l = runtime.block_on(async { tokio::net::UnixListener::from_std(l) })?;
-                runtime.spawn(conn::accept_unix(l, shared));
+                let l = rt.block_on(async { tokio::net::UnixListener::from_std(l) })?;
+                rt.spawn(conn::accept_unix(l, shared));
             }
         }
         Ok(Engine {
@@ -154,6 +169,18 @@ impl Engine {
             phase: phase_tx,
             stats,
         })
+    }
+
+    /// For an engine on the caller's thread: the fd that becomes readable when the engine
+    /// has work, to be watched by the event loop.
+    pub fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.runtime.as_ref().and_then(|r| r.poll_fd())
+    }
+
+    /// For an engine on the caller's thread: runs it until it has nothing left to do right
+    /// now. Returns true if it stopped early and wants another turn soon.
+    pub fn turn(&self) -> bool {
+        self.runtime.as_ref().is_some_and(|r| r.turn())
     }
 
     pub fn stats(&self) -> &Arc<Stats> {
@@ -178,7 +205,7 @@ impl Engine {
     pub fn shutdown(&mut self, timeout: Duration) {
         let _ = self.phase.send(Phase::Draining);
         if let Some(rt) = self.runtime.take() {
-            rt.shutdown_timeout(timeout);
+            rt.shutdown(timeout);
         }
     }
 }
@@ -186,7 +213,7 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
+            rt.shutdown(Duration::ZERO);
         }
     }
 }
