@@ -16,6 +16,7 @@ mod wake;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::task::Waker;
 
 use crate::engine::{AppWaker, Dispatcher, IncomingRequest, LogLevel};
 
@@ -32,6 +33,11 @@ pub enum Event {
 /// The queue the engine pushes into and the loop thread drains.
 pub struct EventQueue {
     events: Mutex<Vec<Event>>,
+    /// Local mode only: engine wakers from the app side, run at the start of the next turn.
+    deferred_wakes: Mutex<Vec<Waker>>,
+    /// Local mode only: a turn is already due (one remote wake made the engine fd readable).
+    turn_due: AtomicBool,
+    local: AtomicBool,
     /// Set by the loop thread just before it sleeps on the doorbell.
     sleeping: AtomicBool,
     doorbell: wake::Doorbell,
@@ -41,14 +47,30 @@ impl EventQueue {
     pub fn new() -> std::io::Result<Self> {
         Ok(EventQueue {
             events: Mutex::new(Vec::with_capacity(256)),
+            deferred_wakes: Mutex::new(Vec::new()),
+            turn_due: AtomicBool::new(false),
+            local: AtomicBool::new(false),
             sleeping: AtomicBool::new(true),
             doorbell: wake::Doorbell::new()?,
         })
     }
 
-    /// Local mode: the loop thread itself produces the events, so it never sleeps on us.
-    fn never_ring(&self) {
+    /// Local mode: the loop thread itself produces the events, so it never sleeps on us, and
+    /// engine wakes from the app can wait for the next turn.
+    fn set_local(&self) {
         self.sleeping.store(false, Ordering::SeqCst);
+        self.local.store(true, Ordering::SeqCst);
+    }
+
+    /// Local mode: a turn begins; hands over the wakes deferred since the last one.
+    fn begin_turn(&self) -> Vec<Waker> {
+        self.turn_due.store(false, Ordering::SeqCst);
+        std::mem::take(
+            &mut *self
+                .deferred_wakes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
     }
 
     fn push(&self, event: Event) {
@@ -87,6 +109,20 @@ impl EventQueue {
 impl AppWaker for EventQueue {
     fn wake_app(&self, exchange_id: u64) {
         self.push(Event::Wake(exchange_id));
+    }
+
+    /// In local mode the first wake after a turn goes through tokio (one eventfd write that
+    /// makes the engine fd readable, so a turn follows); the rest of the batch waits for
+    /// that turn and is woken inside it, without a syscall each.
+    fn wake_engine(&self, waker: Waker) {
+        if !self.local.load(Ordering::Relaxed) || !self.turn_due.swap(true, Ordering::SeqCst) {
+            waker.wake();
+        } else {
+            self.deferred_wakes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(waker);
+        }
     }
 }
 

@@ -128,7 +128,7 @@ impl Server {
         let local_fd = engine.poll_fd();
         if local_fd.is_some() {
             // The loop thread drives the engine itself: nobody needs to ring it.
-            queue.never_ring();
+            queue.set_local();
         }
         Ok(Server {
             engine: Some(engine),
@@ -169,8 +169,9 @@ impl Server {
         let py = slf.py();
         let more = {
             let this = slf.borrow();
+            let wakes = this.queue.begin_turn();
             match &this.engine {
-                Some(engine) => py.detach(|| engine.turn()),
+                Some(engine) => py.detach(|| engine.turn(wakes)),
                 None => false,
             }
         };

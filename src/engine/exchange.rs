@@ -17,9 +17,16 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 
-/// How the engine tells the app side that an exchange it waits on has changed.
+/// How the two sides of an exchange wake each other.
 pub trait AppWaker: Send + Sync + 'static {
+    /// The engine changed something the app waits on (called on the engine side).
     fn wake_app(&self, exchange_id: u64);
+
+    /// The app changed something an engine task waits on (called on the app side). The
+    /// bridge may batch these when the engine runs on the loop thread.
+    fn wake_engine(&self, waker: Waker) {
+        waker.wake();
+    }
 }
 
 /// A response head as the app produced it, already validated by the adapter.
@@ -310,7 +317,7 @@ impl Exchange {
             let pump = if more { s.pump_waker.take() } else { None };
             drop(s);
             if let Some(p) = pump {
-                p.wake();
+                self.app_waker.wake_engine(p);
             }
             return BodyRead::Chunk(chunk, more);
         }
@@ -325,7 +332,7 @@ impl Exchange {
         let pump = s.pump_waker.take();
         drop(s);
         if let Some(p) = pump {
-            p.wake();
+            self.app_waker.wake_engine(p);
         }
         BodyRead::Wait
     }
@@ -356,7 +363,7 @@ impl Exchange {
             s.engine_waker.take()
         };
         if let Some(w) = waker {
-            w.wake();
+            self.app_waker.wake_engine(w);
         }
         true
     }
@@ -380,7 +387,7 @@ impl Exchange {
             (s.engine_waker.take(), full)
         };
         if let Some(w) = waker {
-            w.wake();
+            self.app_waker.wake_engine(w);
         }
         if full {
             PushResult::Full
@@ -397,7 +404,7 @@ impl Exchange {
             s.engine_waker.take()
         };
         if let Some(w) = waker {
-            w.wake();
+            self.app_waker.wake_engine(w);
         }
     }
 

@@ -179,8 +179,10 @@ impl Engine {
 
     /// For an engine on the caller's thread: runs it until it has nothing left to do right
     /// now. Returns true if it stopped early and wants another turn soon.
-    pub fn turn(&self) -> bool {
-        self.runtime.as_ref().is_some_and(|r| r.turn())
+    /// `wakes` are engine wakers the app side deferred; they are woken inside the turn,
+    /// where waking is a push onto the local run queue.
+    pub fn turn(&self, wakes: Vec<std::task::Waker>) -> bool {
+        self.runtime.as_ref().is_some_and(|r| r.turn(wakes))
     }
 
     pub fn stats(&self) -> &Arc<Stats> {

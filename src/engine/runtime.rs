@@ -69,13 +69,19 @@ impl EngineRuntime {
         self.local.as_ref().map(|l| l.fd.0)
     }
 
-    pub(super) fn turn(&self) -> bool {
+    pub(super) fn turn(&self, wakes: Vec<std::task::Waker>) -> bool {
         if self.local.is_none() {
+            wakes.into_iter().for_each(std::task::Waker::wake);
             return false;
         }
+        let mut wakes = Some(wakes);
         for _ in 0..MAX_ROUNDS_PER_TURN {
             let before = self.io_events();
-            self.tokio.block_on(tokio::task::yield_now());
+            let first = wakes.take();
+            self.tokio.block_on(async move {
+                first.into_iter().flatten().for_each(std::task::Waker::wake);
+                tokio::task::yield_now().await
+            });
             if self.io_events() == before {
                 return false;
             }
