@@ -20,7 +20,7 @@ use std::task::Waker;
 
 use crate::engine::{AppWaker, Dispatcher, IncomingRequest, LogLevel};
 
-pub use server::{Server, WaiterTable};
+pub use server::Server;
 
 /// Work for the loop thread.
 pub enum Event {

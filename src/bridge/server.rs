@@ -22,9 +22,6 @@ use crate::engine::{
     Engine, EngineConfig, IncomingRequest, Listener, LogLevel, Peer, TrustedProxies,
 };
 
-/// Kept for the type stub: the table of waiting futures lives in `Context`.
-pub type WaiterTable = Context;
-
 #[pyclass(module = "ferricorn._ferricorn")]
 pub struct Server {
     engine: Option<Engine>,

@@ -269,3 +269,44 @@ fn client_leaving_marks_exchange_gone() {
     }
     assert!(ex.is_client_gone(), "disconnect not seen");
 }
+
+/// The local mode: the test thread plays the event loop, turning the engine whenever its
+/// poll fd is readable (and on a short tick, as the bridge does for timers).
+#[cfg(target_os = "linux")]
+#[test]
+fn local_mode_serves_when_turned_by_its_poll_fd() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let mut cfg = config();
+    cfg.threads = 0;
+    let running = Arc::new(start(cfg));
+    let fd = running
+        .engine
+        .poll_fd()
+        .expect("local mode exposes a poll fd");
+    let stop = Arc::new(AtomicBool::new(false));
+    let driver = {
+        let (running, stop) = (running.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let mut p = libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd, 10 ms timeout.
+                unsafe { libc::poll(&mut p, 1, 10) };
+                running.engine.turn(Vec::new());
+            }
+        })
+    };
+    let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /stream HTTP/1.1\r\nHost: x\r\n\r\n";
+    let (out, _) = exchange_bytes(running.port, req, SHORT);
+    stop.store(true, Ordering::Relaxed);
+    driver.join().unwrap();
+    assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 2, "{out}");
+    assert!(
+        out.contains("Hello, world!") && out.contains("three"),
+        "{out}"
+    );
+}
