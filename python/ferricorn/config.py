@@ -141,8 +141,14 @@ OPTIONS: tuple[Option, ...] = (
            metavar="'NAME: VALUE'", multiple=True, cli_name="header"),
     Option("h11_max_incomplete_event_size", None, "Maximum size in bytes of a request head "
            f"[default: {DEFAULT_MAX_HEAD_BYTES}].", _H, _int_in(1), metavar="BYTES"),
-    Option("limit_concurrency", None, "Answer 503 once this many connections or tasks are "
-           "active.", _T, _int_in(1), metavar="N"),
+    Option("limit_concurrency", None, "Requests (not connections) allowed in the app at once; "
+           "past it, 503 with Retry-After.", _T, _int_in(1), metavar="N"),
+    Option("limit_queue", 0, "Requests past --limit-concurrency that wait, first in first out, "
+           "for a free slot instead of a 503.", _T, _int_in(0), metavar="N"),
+    Option("timeout_queue", None, "Seconds a queued request may wait before it gets a 503 "
+           "[default: no limit].", _T, float, metavar="SECONDS"),
+    Option("retry_after", 1, "Retry-After seconds sent with a 503 for overload.", _T, _int_in(0),
+           metavar="SECONDS"),
     Option("timeout_keep_alive", 5, "Close idle keep-alive connections after this many "
            "seconds.", _T, _int_in(0), metavar="SECONDS"),
     Option("timeout_graceful_shutdown", None, "Seconds to wait for open requests on shutdown "

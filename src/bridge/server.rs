@@ -19,7 +19,8 @@ use super::{Event, EventQueue};
 use crate::asgi::scope::version_text;
 use crate::asgi::{AccessInfo, Context, HttpCycle, ScopeBuilder};
 use crate::engine::{
-    Engine, EngineConfig, IncomingRequest, Listener, LogLevel, Peer, TrustedProxies,
+    AdmissionConfig, Engine, EngineConfig, IncomingRequest, Listener, LogLevel, Peer,
+    TrustedProxies,
 };
 
 #[pyclass(module = "ferricorn._ferricorn")]
@@ -77,7 +78,19 @@ fn engine_config(s: &Bound<'_, PyDict>) -> PyResult<EngineConfig> {
         keep_alive: secs("keep_alive")?,
         header_read_timeout: secs("header_read_timeout")?,
         max_header_bytes: setting(s, "max_header_bytes")?,
-        limit_concurrency: setting(s, "limit_concurrency")?,
+        admission: AdmissionConfig {
+            limit: setting(s, "limit_concurrency")?,
+            queue: setting(s, "limit_queue")?,
+            queue_timeout: setting::<Option<f64>>(s, "timeout_queue")?
+                .map(Duration::try_from_secs_f64)
+                .transpose()
+                .map_err(|_| {
+                    PyValueError::new_err(
+                        "--timeout-queue must be a non-negative number of seconds",
+                    )
+                })?,
+        },
+        retry_after: setting(s, "retry_after")?,
         default_headers,
         date_header: setting(s, "date_header")?,
         proxy_headers: setting(s, "proxy_headers")?,

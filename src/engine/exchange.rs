@@ -119,6 +119,8 @@ pub struct Exchange {
     in_flight: InFlight,
     /// Set once this exchange stopped counting as in flight.
     released: AtomicBool,
+    /// The admission slot (`--limit-concurrency`), given back on release.
+    permit: Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
     /// Response bytes buffered before `send()` must wait for the client to read.
     high_water: usize,
     /// Request bytes read ahead of the app.
@@ -140,6 +142,7 @@ impl Exchange {
             app_waker,
             in_flight,
             released: AtomicBool::new(false),
+            permit: Mutex::new(None),
             high_water,
             read_ahead,
         }
@@ -151,7 +154,13 @@ impl Exchange {
     pub fn release(&self) {
         if !self.released.swap(true, Ordering::AcqRel) {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            self.permit.lock().unwrap_or_else(|e| e.into_inner()).take();
         }
+    }
+
+    /// Keeps the request's admission slot until the exchange is released.
+    pub fn hold(&self, permit: Option<tokio::sync::OwnedSemaphorePermit>) {
+        *self.permit.lock().unwrap_or_else(|e| e.into_inner()) = permit;
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

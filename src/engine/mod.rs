@@ -9,6 +9,7 @@
 //! current-thread runtime that the bridge drives from the Python loop thread with the GIL
 //! released (see `runtime`). Started by [`Engine::start`], stopped by [`Engine::shutdown`].
 
+mod admission;
 mod body;
 mod conn;
 pub mod exchange;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
 use tokio::sync::watch;
 
+pub use admission::{AdmissionConfig, Rejection};
 pub use exchange::{AppWaker, Exchange};
 pub use proxy::TrustedProxies;
 
@@ -34,7 +36,10 @@ pub struct EngineConfig {
     pub keep_alive: Duration,
     pub header_read_timeout: Duration,
     pub max_header_bytes: usize,
-    pub limit_concurrency: Option<usize>,
+    /// `--limit-concurrency`, `--limit-queue`, `--timeout-queue`.
+    pub admission: AdmissionConfig,
+    /// `Retry-After` seconds on a 503 for overload.
+    pub retry_after: u64,
     /// Headers added to every response unless the app set them (server, custom `--header`).
     pub default_headers: Vec<(HeaderName, HeaderValue)>,
     pub date_header: bool,
@@ -107,6 +112,7 @@ enum Phase {
 /// State shared by every task of the engine.
 struct Shared {
     config: EngineConfig,
+    admission: admission::Admission,
     dispatcher: Arc<dyn Dispatcher>,
     stats: Arc<Stats>,
     phase: watch::Receiver<Phase>,
@@ -146,6 +152,7 @@ impl Engine {
         let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
         let stats = Arc::new(Stats::default());
         let shared = Arc::new(Shared {
+            admission: admission::Admission::new(config.admission.clone()),
             config,
             dispatcher,
             stats: stats.clone(),

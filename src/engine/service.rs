@@ -96,12 +96,16 @@ impl RequestService {
             answered: false,
         };
         let stats = &shared.stats;
-        if let Some(limit) = shared.config.limit_concurrency {
-            if stats.requests_in_flight.load(Ordering::Relaxed) >= limit {
+        let permit = match shared.admission.admit().await {
+            Ok(permit) => permit,
+            Err(why) => {
                 guard.answered = true;
-                return service_unavailable(shared);
+                if let Some(line) = shared.admission.note_rejection(why) {
+                    shared.dispatcher.log(LogLevel::Warning, line);
+                }
+                return service_unavailable(shared.config.retry_after);
             }
-        }
+        };
         let id = stats.next_exchange_id.fetch_add(1, Ordering::Relaxed);
         let exchange = Arc::new(Exchange::new(
             id,
@@ -110,6 +114,7 @@ impl RequestService {
             shared.config.response_high_water,
             shared.config.request_read_ahead,
         ));
+        exchange.hold(permit);
         guard.exchange = Some(exchange.clone());
 
         let (parts, body) = req.into_parts();
@@ -231,14 +236,11 @@ fn build(
     response
 }
 
-fn service_unavailable(shared: &Shared) -> HttpResponse<ResponseBody> {
-    shared.dispatcher.log(
-        LogLevel::Warning,
-        "concurrency limit reached: answered 503".to_string(),
-    );
+/// 503 for overload: a short body, `Retry-After`, and the connection stays usable.
+fn service_unavailable(retry_after: u64) -> HttpResponse<ResponseBody> {
     let mut r = simple_response(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n");
     r.headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        .insert(RETRY_AFTER, HeaderValue::from(retry_after));
     r
 }
 

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use _ferricorn::engine::exchange::{BodyRead, Response, ResponseHead};
 use _ferricorn::engine::{
-    AppWaker, Dispatcher, Engine, EngineConfig, Exchange, IncomingRequest, Listener, LogLevel,
-    TrustedProxies,
+    AdmissionConfig, AppWaker, Dispatcher, Engine, EngineConfig, Exchange, IncomingRequest,
+    Listener, LogLevel, TrustedProxies,
 };
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -73,7 +73,8 @@ fn config() -> EngineConfig {
         keep_alive: Duration::from_secs(5),
         header_read_timeout: Duration::from_secs(5),
         max_header_bytes: 8192,
-        limit_concurrency: None,
+        admission: AdmissionConfig::default(),
+        retry_after: 1,
         default_headers: vec![],
         date_header: false,
         proxy_headers: false,
@@ -209,7 +210,7 @@ fn bad_chunk_size_gets_400_and_close() {
 #[test]
 fn limit_counts_requests_not_connections() {
     let mut cfg = config();
-    cfg.limit_concurrency = Some(1);
+    cfg.admission.limit = Some(1);
     let r = start(cfg);
     // An idle connection costs nothing against the limit.
     let _idle = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
