@@ -147,6 +147,11 @@ OPTIONS: tuple[Option, ...] = (
            "for a free slot instead of a 503.", _T, _int_in(0), metavar="N"),
     Option("timeout_queue", None, "Seconds a queued request may wait before it gets a 503 "
            "[default: no limit].", _T, float, metavar="SECONDS"),
+    Option("cancel_on_disconnect", False, "Cancel the app's task (CancelledError) when the "
+           "client leaves before the response is complete.", _T, flag=True),
+    Option("timeout_request", None, "Cancel a request that has not finished in this many "
+           "seconds: 504 if nothing was sent, else the connection is cut.", _T, float,
+           metavar="SECONDS"),
     Option("retry_after", 1, "Retry-After seconds sent with a 503 for overload.", _T, _int_in(0),
            metavar="SECONDS"),
     Option("timeout_keep_alive", 5, "Close idle keep-alive connections after this many "

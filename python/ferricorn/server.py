@@ -29,6 +29,8 @@ RESPONSE_HIGH_WATER = 64 * 1024
 REQUEST_READ_AHEAD = 64 * 1024
 #: How often an engine on the loop thread gets a turn even without I/O, for its timers.
 _ENGINE_TICK = 0.05
+#: How often request deadlines (--timeout-request) are checked.
+_DEADLINE_CHECK = 0.05
 #: How often shutdown checks whether in-flight work has finished.
 _DRAIN_POLL = 0.02
 
@@ -66,6 +68,8 @@ def engine_settings(config: Config) -> dict[str, Any]:
         "limit_queue": config.limit_queue,
         "timeout_queue": config.timeout_queue,
         "retry_after": config.retry_after,
+        "cancel_on_disconnect": config.cancel_on_disconnect,
+        "timeout_request": config.timeout_request,
         "default_headers": headers,
         "date_header": config.date_header,
         "proxy_headers": config.proxy_headers,
@@ -136,6 +140,14 @@ async def serve(config: Config, app: Any) -> int:
             ticker = loop.call_later(_ENGINE_TICK, tick)
 
         ticker = loop.call_later(_ENGINE_TICK, tick)
+    if config.timeout_request is not None:
+
+        def check_deadlines() -> None:
+            server.check_deadlines()
+            nonlocal deadline_checker
+            deadline_checker = loop.call_later(_DEADLINE_CHECK, check_deadlines)
+
+        deadline_checker = loop.call_later(_DEADLINE_CHECK, check_deadlines)
     logger.info(listen_message)
 
     stop = asyncio.Event()
@@ -163,6 +175,8 @@ async def serve(config: Config, app: Any) -> int:
         loop.remove_reader(doorbell)
         if server.local:
             ticker.cancel()
+        if config.timeout_request is not None:
+            deadline_checker.cancel()
         # Polls already scheduled find nothing after this and go to sleep.
         server.shutdown(1.0)
     await lifespan.shutdown()

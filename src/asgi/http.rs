@@ -16,6 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
 use super::awaitable::{Done, Ready, Waiting};
+use super::tracking::{Tracker, TrackingConfig};
 use crate::engine::exchange::{BodyRead, Capacity, Exchange, PushResult, Response, ResponseHead};
 
 /// State shared by every cycle of one server: created once, referenced by each cycle.
@@ -27,6 +28,8 @@ pub struct Context {
     done: Py<Done>,
     /// `logger.info` of `ferricorn.access` when access logging is on.
     access_log: Option<Py<PyAny>>,
+    /// Running requests, when cancellation or deadlines need them.
+    pub(crate) tracker: Option<Tracker>,
 }
 
 impl Context {
@@ -34,12 +37,14 @@ impl Context {
         py: Python<'_>,
         event_loop: &Bound<'_, PyAny>,
         access_log: Option<Py<PyAny>>,
+        tracking: TrackingConfig,
     ) -> PyResult<Self> {
         Ok(Context {
             create_future: event_loop.getattr("create_future")?.unbind(),
             waiters: HashMap::new(),
             done: Py::new(py, Done)?,
             access_log,
+            tracker: tracking.enabled().then(|| Tracker::new(tracking)),
         })
     }
 
@@ -95,9 +100,24 @@ pub struct HttpCycle {
     request_done: bool,
     is_head: bool,
     access: Option<Box<AccessInfo>>,
+    /// `--timeout-request` cancelled the task: answer 504 rather than 500.
+    timed_out: bool,
 }
 
 impl HttpCycle {
+    pub fn id(&self) -> u64 {
+        self.exchange.id
+    }
+
+    /// The client left before the response was complete.
+    pub fn abandoned(&self) -> bool {
+        !matches!(self.response, ResponseState::Complete) && self.exchange.is_client_gone()
+    }
+
+    pub fn mark_timed_out(&mut self) {
+        self.timed_out = true;
+    }
+
     pub fn new(
         exchange: Arc<Exchange>,
         ctx: Py<Context>,
@@ -112,6 +132,7 @@ impl HttpCycle {
             request_done: false,
             is_head,
             access,
+            timed_out: false,
         }
     }
 
@@ -384,6 +405,31 @@ impl HttpCycle {
         )
     }
 
+    fn timeout_response() -> Response {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        Response::Full(
+            ResponseHead {
+                status: StatusCode::GATEWAY_TIMEOUT,
+                headers,
+            },
+            Bytes::from_static(b"Gateway Timeout: the request took too long"),
+        )
+    }
+
+    /// The app's task is over: free its admission slot and stop tracking it.
+    fn ended(slf: &Bound<'_, Self>) {
+        let this = slf.borrow();
+        this.exchange.release();
+        if let Some(tracker) = this.ctx.bind(slf.py()).borrow_mut().tracker.as_mut() {
+            // Dropped after the borrows end: the task and cycle references go with it.
+            let _finished = tracker.finish(this.exchange.id);
+        }
+    }
+
     /// Ends the cycle after the app's task stopped; `failed` when it raised.
     fn conclude(slf: &Bound<'_, Self>, failed: bool) -> PyResult<Option<&'static str>> {
         let mut this = slf.borrow_mut();
@@ -395,6 +441,11 @@ impl HttpCycle {
         }
         let problem = match state {
             ResponseState::Complete => return Ok(None),
+            ResponseState::Pending | ResponseState::Started(_) if this.timed_out => {
+                this.status = 504;
+                this.exchange.respond(Self::timeout_response(), true);
+                "ASGI callable did not finish within --timeout-request."
+            }
             ResponseState::Pending | ResponseState::Started(_) => {
                 this.status = 500;
                 this.exchange.respond(Self::error_response(), true);
@@ -505,7 +556,7 @@ impl HttpCycle {
     /// Called by the runner when the app returned; returns a problem to log, if any.
     fn app_returned(slf: &Bound<'_, Self>) -> PyResult<Option<&'static str>> {
         let result = Self::conclude(slf, false);
-        slf.borrow().exchange.release();
+        Self::ended(slf);
         result
     }
 
@@ -514,7 +565,7 @@ impl HttpCycle {
     fn app_failed(slf: &Bound<'_, Self>) -> PyResult<bool> {
         let gone = slf.borrow().exchange.is_client_gone();
         let result = Self::conclude(slf, true);
-        slf.borrow().exchange.release();
+        Self::ended(slf);
         result.map(|_| gone)
     }
 

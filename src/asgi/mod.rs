@@ -6,6 +6,8 @@
 pub mod awaitable;
 pub mod http;
 pub mod scope;
+pub mod tracking;
 
 pub use self::http::{AccessInfo, Context, HttpCycle};
 pub use scope::ScopeBuilder;
+pub use tracking::TrackingConfig;

@@ -17,7 +17,7 @@ use pyo3::types::PyDict;
 
 use super::{Event, EventQueue};
 use crate::asgi::scope::version_text;
-use crate::asgi::{AccessInfo, Context, HttpCycle, ScopeBuilder};
+use crate::asgi::{AccessInfo, Context, HttpCycle, ScopeBuilder, TrackingConfig};
 use crate::engine::{
     AdmissionConfig, Engine, EngineConfig, IncomingRequest, Listener, LogLevel, Peer,
     TrustedProxies,
@@ -39,6 +39,8 @@ pub struct Server {
     error_log: Py<PyAny>,
     access_logging: bool,
     batch: Vec<Event>,
+    /// Requests are tracked for cancellation or deadlines.
+    tracking: bool,
     /// Local mode: the engine runs on this thread and `fileno` is its poll fd.
     local_fd: Option<i32>,
 }
@@ -91,6 +93,7 @@ fn engine_config(s: &Bound<'_, PyDict>) -> PyResult<EngineConfig> {
                 })?,
         },
         retry_after: setting(s, "retry_after")?,
+        cancel_on_disconnect: setting(s, "cancel_on_disconnect")?,
         default_headers,
         date_header: setting(s, "date_header")?,
         proxy_headers: setting(s, "proxy_headers")?,
@@ -130,7 +133,19 @@ impl Server {
         };
         let queue = Arc::new(EventQueue::new()?);
         let access_logging = access_log.is_some();
-        let ctx = Py::new(py, Context::new(py, event_loop, access_log)?)?;
+        let tracking = TrackingConfig {
+            cancel_on_disconnect: setting(settings, "cancel_on_disconnect")?,
+            timeout: setting::<Option<f64>>(settings, "timeout_request")?
+                .map(Duration::try_from_secs_f64)
+                .transpose()
+                .map_err(|_| {
+                    PyValueError::new_err(
+                        "--timeout-request must be a non-negative number of seconds",
+                    )
+                })?,
+        };
+        let tracked = tracking.enabled();
+        let ctx = Py::new(py, Context::new(py, event_loop, access_log, tracking)?)?;
         let scope = ScopeBuilder::new(py, &root_path, state, unix_path.as_deref())?;
         let engine = py
             .detach(|| Engine::start(listener, config, queue.clone()))
@@ -155,6 +170,7 @@ impl Server {
             access_logging,
             batch: Vec::with_capacity(256),
             local_fd,
+            tracking: tracked,
         })
     }
 
@@ -209,6 +225,14 @@ impl Server {
     fn _turn_again(slf: &Bound<'_, Self>) -> PyResult<()> {
         slf.borrow_mut().poll_scheduled = false;
         Self::turn(slf)
+    }
+
+    /// Cancels requests past `--timeout-request`; called a few times a second.
+    fn check_deadlines(&self, py: Python<'_>) -> PyResult<()> {
+        if let Some(tracker) = self.ctx.bind(py).borrow_mut().tracker.as_mut() {
+            tracker.expire(py, &self.error_log)?;
+        }
+        Ok(())
     }
 
     /// Whether the engine runs on this thread (see `--engine-threads 0`).
@@ -280,7 +304,14 @@ impl Server {
     fn handle(&mut self, py: Python<'_>, event: Event) -> PyResult<()> {
         match event {
             Event::Request(req) => self.start_request(py, *req),
-            Event::Wake(id) => Context::wake(self.ctx.bind(py), id),
+            Event::Wake(id) => {
+                let ctx = self.ctx.bind(py);
+                Context::wake(ctx, id)?;
+                if let Some(tracker) = ctx.borrow_mut().tracker.as_mut() {
+                    tracker.on_wake(py, id, &self.error_log)?;
+                }
+                Ok(())
+            }
             Event::Log(level, message) => {
                 let level = match level {
                     LogLevel::Debug => 10,
@@ -319,14 +350,21 @@ impl Server {
             })
         });
         let is_head = req.method == http::Method::HEAD;
+        let id = req.exchange.id;
+        let label = self.tracking.then(|| format!("{} {}", req.method, req.uri));
         let cycle = Py::new(
             py,
             HttpCycle::new(req.exchange, self.ctx.clone_ref(py), is_head, access),
         )?;
         let coro = self
             .runner
-            .call1(py, (self.app.clone_ref(py), scope, cycle))?;
-        self.create_task.call1(py, (coro,))?;
+            .call1(py, (self.app.clone_ref(py), scope, cycle.clone_ref(py)))?;
+        let task = self.create_task.call1(py, (coro,))?;
+        if let Some(label) = label {
+            if let Some(tracker) = self.ctx.bind(py).borrow_mut().tracker.as_mut() {
+                tracker.start(id, task, cycle, label);
+            }
+        }
         Ok(())
     }
 }

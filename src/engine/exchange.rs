@@ -100,6 +100,8 @@ struct State {
     out_end: bool,
     // Lifecycle.
     client_gone: bool,
+    /// Tell the app side about a disconnect even when it is not waiting (it may cancel).
+    announce_gone: bool,
     body_failed: bool,
     aborted: bool,
     abort_flushed: bool,
@@ -267,14 +269,24 @@ impl Exchange {
     pub fn client_gone(&self) {
         let (waiting, pump) = {
             let mut s = self.lock();
+            let announce = s.announce_gone && !s.client_gone;
             s.client_gone = true;
             s.engine_done = true;
-            (std::mem::take(&mut s.app_waiting), s.pump_waker.take())
+            (
+                std::mem::take(&mut s.app_waiting) || announce,
+                s.pump_waker.take(),
+            )
         };
         if let Some(p) = pump {
             p.wake();
         }
         self.wake_app_if(waiting);
+    }
+
+    /// `--cancel-on-disconnect`: a disconnect wakes the app side even when it is busy with
+    /// something of its own, so the bridge can cancel its task.
+    pub fn announce_disconnect(&self) {
+        self.lock().announce_gone = true;
     }
 
     /// The request body could not be decoded. To the app the request is over (it sees

@@ -40,6 +40,8 @@ pub struct EngineConfig {
     pub admission: AdmissionConfig,
     /// `Retry-After` seconds on a 503 for overload.
     pub retry_after: u64,
+    /// Tell the app side about every disconnect before the response ended.
+    pub cancel_on_disconnect: bool,
     /// Headers added to every response unless the app set them (server, custom `--header`).
     pub default_headers: Vec<(HeaderName, HeaderValue)>,
     pub date_header: bool,

@@ -115,6 +115,9 @@ impl RequestService {
             shared.config.request_read_ahead,
         ));
         exchange.hold(permit);
+        if shared.config.cancel_on_disconnect {
+            exchange.announce_disconnect();
+        }
         guard.exchange = Some(exchange.clone());
 
         let (parts, body) = req.into_parts();
