@@ -152,6 +152,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("timeout_request", None, "Cancel a request that has not finished in this many "
            "seconds: 504 if nothing was sent, else the connection is cut.", _T, float,
            metavar="SECONDS"),
+    Option("blocked_loop_warning", 1.0, "Warn, with the Python stack, when the event loop is "
+           "blocked this many seconds; 0 turns it off.", _T, float, metavar="SECONDS"),
     Option("retry_after", 1, "Retry-After seconds sent with a 503 for overload.", _T, _int_in(0),
            metavar="SECONDS"),
     Option("timeout_keep_alive", 5, "Close idle keep-alive connections after this many "

@@ -20,6 +20,7 @@ from typing import Any
 from ferricorn._ferricorn import Server
 from ferricorn.config import AppLoadError, Config
 from ferricorn.lifespan import Lifespan
+from ferricorn.watchdog import LoopWatchdog
 
 logger = logging.getLogger("ferricorn.error")
 
@@ -140,6 +141,10 @@ async def serve(config: Config, app: Any) -> int:
             ticker = loop.call_later(_ENGINE_TICK, tick)
 
         ticker = loop.call_later(_ENGINE_TICK, tick)
+    watchdog = None
+    if config.blocked_loop_warning:
+        watchdog = LoopWatchdog(loop, config.blocked_loop_warning)
+        watchdog.start()
     if config.timeout_request is not None:
 
         def check_deadlines() -> None:
@@ -177,6 +182,8 @@ async def serve(config: Config, app: Any) -> int:
             ticker.cancel()
         if config.timeout_request is not None:
             deadline_checker.cancel()
+        if watchdog is not None:
+            watchdog.stop()
         # Polls already scheduled find nothing after this and go to sleep.
         server.shutdown(1.0)
     await lifespan.shutdown()
