@@ -75,6 +75,7 @@ fn config() -> EngineConfig {
         max_header_bytes: 8192,
         admission: AdmissionConfig::default(),
         retry_after: 1,
+        cancel_on_disconnect: false,
         default_headers: vec![],
         date_header: false,
         proxy_headers: false,
