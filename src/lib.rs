@@ -6,12 +6,15 @@
 //!   thread; the only module that takes or releases the GIL.
 //! - [`asgi`]: scopes, `receive`/`send` and their awaitables, run on the loop thread.
 //!
-//! Configuration is resolved in Python (`ferricorn/config.py`) and handed to the engine as
-//! plain values; the process model (supervisor) lives in Python for now.
+//! - [`supervisor`]: worker processes, restarts, signals, reload; no tokio, no Python.
+//!
+//! Configuration is resolved in Python (`ferricorn/config.py`) and handed over as plain
+//! values.
 
 pub mod asgi;
 pub mod bridge;
 pub mod engine;
+pub mod supervisor;
 
 use pyo3::prelude::*;
 
@@ -19,6 +22,7 @@ use pyo3::prelude::*;
 fn _ferricorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<bridge::Server>()?;
+    m.add_function(wrap_pyfunction!(bridge::processes::supervise, m)?)?;
     m.add_class::<asgi::HttpCycle>()?;
     m.add_class::<asgi::Context>()?;
     m.add_class::<asgi::awaitable::Done>()?;

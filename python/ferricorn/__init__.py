@@ -21,10 +21,16 @@ def run(app: Any, **kwargs: Any) -> None:
     raises SystemExit with the server's exit code otherwise.
     """
     config = Config(app, **kwargs)
+    if config.reload and config.worker_count > 1:
+        raise ValueError("reload=True and workers > 1 cannot be combined: drop one of them")
+    if config.needs_supervisor:
+        from ferricorn.supervisor import run_supervisor
 
-    from ferricorn.server import run_config
+        code = run_supervisor(config)
+    else:
+        from ferricorn.server import run_config
 
-    code = run_config(config)
+        code = run_config(config)
     if code:
         raise SystemExit(code)
 

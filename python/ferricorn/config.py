@@ -102,6 +102,13 @@ class Option:
 
 
 _B, _A, _L, _H, _T = "Socket binding", "Application", "Logging", "HTTP", "Limits and timeouts"
+_P = "Processes"
+#: Options the supervisor keeps for itself; a worker gets the others (see `worker_env`).
+SUPERVISOR_ONLY = frozenset({
+    "app", "host", "port", "uds", "fd", "backlog", "workers", "reload", "reload_dirs",
+    "reload_includes", "reload_excludes", "reload_delay", "timeout_worker_healthcheck",
+    "pid_file",
+})
 OPTIONS: tuple[Option, ...] = (
     Option("app", None, 'ASGI application as "<module>:<attribute>", e.g. main:app.', "",
            metavar="APP"),
@@ -162,6 +169,28 @@ OPTIONS: tuple[Option, ...] = (
            "[default: no limit].", _T, _int_in(0), metavar="SECONDS"),
     Option("timeout_header_read", 30.0, "Seconds a client has to send a complete request "
            "head.", _T, float, metavar="SECONDS"),
+    Option("workers", None, "Worker processes [default: $WEB_CONCURRENCY or 1].", _P,
+           _int_in(1), metavar="N"),
+    Option("reload", False, "Restart the worker when files change (development).", _P,
+           flag=True),
+    Option("reload_dirs", [], "Directory to watch for --reload [default: the current "
+           "directory]; repeatable.", _P, metavar="DIR", multiple=True, cli_name="reload_dir"),
+    Option("reload_includes", [], "Glob of files that trigger a reload [default: *.py]; "
+           "repeatable.", _P, metavar="GLOB", multiple=True, cli_name="reload_include"),
+    Option("reload_excludes", [], "Glob of files that never trigger a reload [default: .*, "
+           ".py[cod], .sw.*, ~*]; repeatable.", _P, metavar="GLOB", multiple=True,
+           cli_name="reload_exclude"),
+    Option("reload_delay", 0.25, "Seconds to wait for more changes before reloading.", _P,
+           float, metavar="SECONDS"),
+    Option("limit_max_requests", None, "Replace a worker after it served this many requests.",
+           _P, _int_in(1), metavar="N"),
+    Option("limit_max_requests_jitter", 0, "Add up to this many requests to each worker's "
+           "--limit-max-requests, so workers do not restart together.", _P, _int_in(0),
+           metavar="N"),
+    Option("timeout_worker_healthcheck", 5.0, "Replace a worker whose event loop has not "
+           "answered for this many seconds.", _P, float, metavar="SECONDS"),
+    Option("pid_file", None, "Write the server's process id to this file.", _P,
+           metavar="PATH"),
     Option("engine_threads", 0, "Threads of the Rust I/O engine; 0 runs it on the event-loop "
            "thread (fastest when the worker gets about one core).", "Engine", _int_in(0),
            metavar="N"),
@@ -232,6 +261,31 @@ class Config:
         if raw is None:
             raw = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
         return [item.strip() for item in raw.split(",") if item.strip()]
+
+    @property
+    def worker_count(self) -> int:
+        """--workers, else $WEB_CONCURRENCY, else 1."""
+        if self.workers is not None:
+            return self.workers
+        try:
+            return max(1, int(os.environ.get("WEB_CONCURRENCY", "1")))
+        except ValueError:
+            return 1
+
+    @property
+    def needs_supervisor(self) -> bool:
+        return self.reload or self.worker_count > 1
+
+    def worker_env(self) -> dict[str, str]:
+        """FERRICORN_<NAME> variables that give a worker process this configuration (the
+        options that differ from their defaults, less the supervisor's own)."""
+        env = {}
+        for opt in OPTIONS:
+            value = getattr(self, opt.name, None)
+            if opt.name in SUPERVISOR_ONLY or value == opt.default or isinstance(value, dict):
+                continue
+            env[opt.env] = _to_text(value)
+        return env
 
     @property
     def max_head_bytes(self) -> int:
@@ -342,6 +396,15 @@ class Config:
     def listen_message(self, sock: socket.socket) -> str:
         """Startup line: "Ferricorn running on http://127.0.0.1:8000 (Press CTRL+C to quit)"."""
         return f"Ferricorn running on {sockets.describe(sock)} (Press CTRL+C to quit)"
+
+
+def _to_text(value: Any) -> str:
+    """The inverse of `Option.from_text`, for passing settings through the environment."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "\n".join(f"{v[0]}: {v[1]}" if isinstance(v, tuple) else str(v) for v in value)
+    return str(value)
 
 
 def _check_asgi3_signature(app: Any, factory: bool) -> None:

@@ -18,6 +18,17 @@ def main(argv: list[str] | None = None) -> None:
     """Run the server as `ferricorn [OPTIONS] APP` would; always ends with sys.exit."""
     options = parse_cli(sys.argv[1:] if argv is None else argv)
     config = Config(options.pop("app"), **options)
+    if config.reload and config.worker_count > 1:
+        print(
+            "Error: --reload and --workers > 1 cannot be combined: reload restarts a single "
+            "worker. Drop one of them.",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    if config.needs_supervisor:
+        from ferricorn.supervisor import run_supervisor
+
+        sys.exit(run_supervisor(config))
 
     from ferricorn.server import run_config
 

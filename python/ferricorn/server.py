@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import signal
 import socket
 import time
@@ -32,6 +33,8 @@ REQUEST_READ_AHEAD = 64 * 1024
 _ENGINE_TICK = 0.05
 #: How often request deadlines (--timeout-request) are checked.
 _DEADLINE_CHECK = 0.05
+#: How often a supervised worker tells its supervisor it is alive.
+_HEARTBEAT = 1.0
 #: How often shutdown checks whether in-flight work has finished.
 _DRAIN_POLL = 0.02
 
@@ -156,6 +159,19 @@ async def serve(config: Config, app: Any) -> int:
     logger.info(listen_message)
 
     stop = asyncio.Event()
+    supervisor_link = _SupervisorLink.from_environment(loop)
+    if config.limit_max_requests is not None:
+        limit = config.limit_max_requests + random.randint(0, config.limit_max_requests_jitter)
+
+        def check_request_count() -> None:
+            nonlocal request_counter
+            if server.requests_total() >= limit:
+                logger.info("Served %d requests (--limit-max-requests): shutting down.", limit)
+                stop.set()
+                return
+            request_counter = loop.call_later(_DEADLINE_CHECK, check_request_count)
+
+        request_counter = loop.call_later(_DEADLINE_CHECK, check_request_count)
     signals_seen = 0
 
     def on_signal() -> None:
@@ -184,11 +200,44 @@ async def serve(config: Config, app: Any) -> int:
             deadline_checker.cancel()
         if watchdog is not None:
             watchdog.stop()
+        if supervisor_link is not None:
+            supervisor_link.close()
+        if config.limit_max_requests is not None:
+            request_counter.cancel()
         # Polls already scheduled find nothing after this and go to sleep.
         server.shutdown(1.0)
     await lifespan.shutdown()
     logger.info("Finished server process")
     return 0
+
+
+class _SupervisorLink:
+    """A worker's line to its supervisor: "R" once serving, then "H" every second while the
+    event loop runs (the supervisor replaces a worker whose heartbeat stops)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        self.loop, self.fd = loop, fd
+        os.set_blocking(fd, False)
+        self._send(b"R")
+        self._handle = loop.call_later(_HEARTBEAT, self._beat)
+
+    @classmethod
+    def from_environment(cls, loop: asyncio.AbstractEventLoop) -> _SupervisorLink | None:
+        fd = os.environ.get("FERRICORN_SUPERVISOR_FD")
+        return cls(loop, int(fd)) if fd else None
+
+    def _send(self, data: bytes) -> None:
+        try:
+            os.write(self.fd, data)
+        except (BlockingIOError, BrokenPipeError):
+            pass  # the supervisor is slow or gone; it has its own way of noticing
+
+    def _beat(self) -> None:
+        self._send(b"H")
+        self._handle = self.loop.call_later(_HEARTBEAT, self._beat)
+
+    def close(self) -> None:
+        self._handle.cancel()
 
 
 async def _wait_for_drain(server: Server, timeout: float | None, forced: Any) -> bool:

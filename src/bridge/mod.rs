@@ -11,6 +11,7 @@
 //!
 //! Python objects are created and dropped on the loop thread only.
 
+pub mod processes;
 mod server;
 mod wake;
 
@@ -20,6 +21,7 @@ use std::task::Waker;
 
 use crate::engine::{AppWaker, Dispatcher, IncomingRequest, LogLevel};
 
+pub use processes::supervise;
 pub use server::Server;
 
 /// Work for the loop thread.

@@ -285,6 +285,11 @@ impl Server {
         self.engine.as_ref().map_or(0, |e| e.connections_open())
     }
 
+    /// Requests received since the start (for `--limit-max-requests`).
+    fn requests_total(&self) -> u64 {
+        self.engine.as_ref().map_or(0, |e| e.requests_total())
+    }
+
     fn requests_in_flight(&self) -> usize {
         self.engine.as_ref().map_or(0, |e| e.requests_in_flight())
     }

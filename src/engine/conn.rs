@@ -62,6 +62,9 @@ async fn accept_error(shared: &Shared, e: io::Error) {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
+/// How long a draining server keeps an idle connection open for a request in flight.
+const DRAIN_GRACE: Duration = Duration::from_millis(1000);
+
 /// Activity of one connection, read by its timeout watchdog.
 ///
 /// The watchdog applies nginx's rules: a new connection must deliver a complete request
@@ -161,13 +164,19 @@ where
 
     let (keep_alive, header_read) = (cfg.keep_alive, cfg.header_read_timeout);
     let mut phase = shared.phase.clone();
-    let mut draining = *phase.borrow() == Phase::Draining;
-    if draining {
-        conn.as_mut().graceful_shutdown();
-    }
+    // While draining, an idle connection stays open a moment for a request the client may
+    // already have sent (closing at once would lose it); responses then say
+    // `Connection: close` (service.rs), so each connection ends after at most one more.
+    let drain_grace = keep_alive.min(DRAIN_GRACE);
+    let mut drain_deadline =
+        (*phase.borrow() == Phase::Draining).then(|| Instant::now() + drain_grace);
     // Re-checked at least this often; between checks the deadline is exact.
     let check = keep_alive.min(header_read);
-    let watchdog = tokio::time::sleep(check);
+    let watchdog = tokio::time::sleep(if drain_deadline.is_some() {
+        Duration::ZERO
+    } else {
+        check
+    });
     tokio::pin!(watchdog);
     loop {
         tokio::select! {
@@ -177,24 +186,28 @@ where
                 }
                 break;
             }
-            _ = phase.changed(), if !draining => {
-                draining = true;
-                conn.as_mut().graceful_shutdown();
+            _ = phase.changed(), if drain_deadline.is_none() => {
+                drain_deadline = Some(Instant::now() + drain_grace);
+                watchdog.as_mut().reset(Instant::now().into());
             }
             _ = watchdog.as_mut() => {
                 let now = Instant::now();
-                match activity.deadline(keep_alive, header_read) {
+                let deadline = activity
+                    .deadline(keep_alive, header_read)
+                    .map(|d| drain_deadline.map_or(d, |g| d.min(g)));
+                match deadline {
                     None => watchdog.as_mut().reset((now + check).into()),
                     Some(deadline) if deadline > now => {
                         watchdog.as_mut().reset(deadline.min(now + check).into())
                     }
                     Some(_) => {
-                        // Idle past the keep-alive timeout, or a head that did not arrive in
-                        // time: close without a word (RFC 9112 9.8 allows it for idle
-                        // connections; a half-sent head gets no answer worth waiting for).
+                        // Idle past the keep-alive timeout (or the drain grace), or a head
+                        // that did not arrive in time: close without a word (RFC 9112 9.8
+                        // allows it for idle connections; a half-sent head gets no answer
+                        // worth waiting for).
                         shared.dispatcher.log(
                             LogLevel::Debug,
-                            "closed a connection: keep-alive or header-read timeout".to_string(),
+                            "closed a connection: keep-alive, header-read or drain timeout".to_string(),
                         );
                         break;
                     }

@@ -102,6 +102,8 @@ pub struct Stats {
     pub connections_open: AtomicUsize,
     pub requests_in_flight: Arc<AtomicUsize>,
     pub next_exchange_id: AtomicU64,
+    /// Set when draining: responses carry `Connection: close`.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -201,11 +203,16 @@ impl Engine {
     /// Closes the listening socket (new connections are refused from now on) and asks every
     /// connection to close once its current request is answered.
     pub fn drain(&self) {
+        self.stats.draining.store(true, Ordering::Relaxed);
         let _ = self.phase.send(Phase::Draining);
     }
 
     pub fn connections_open(&self) -> usize {
         self.stats.connections_open.load(Ordering::Relaxed)
+    }
+
+    pub fn requests_total(&self) -> u64 {
+        self.stats.next_exchange_id.load(Ordering::Relaxed)
     }
 
     pub fn requests_in_flight(&self) -> usize {

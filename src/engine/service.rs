@@ -172,10 +172,11 @@ impl RequestService {
         let response = poll_fn(|cx| exchange.poll_response(cx)).await;
         guard.answered = true;
         let defaults = &shared.config.default_headers;
+        let draining = stats.draining.load(Ordering::Relaxed);
         match response {
             Response::Full(head, body) => {
                 exchange.engine_done();
-                build(head, ResponseBody::full(body), defaults)
+                build(head, ResponseBody::full(body), defaults, draining)
             }
             Response::BadRequestBody => {
                 shared.dispatcher.log(
@@ -188,7 +189,7 @@ impl RequestService {
                 // The guard's job passes to the body: the request stays busy until it ends.
                 self.activity.busy.fetch_add(1, Ordering::Relaxed);
                 let body = ResponseBody::streaming(exchange.clone(), self.activity.clone());
-                build(head, body, defaults)
+                build(head, body, defaults, draining)
             }
         }
     }
@@ -226,6 +227,7 @@ fn build(
     head: ResponseHead,
     body: ResponseBody,
     defaults: &[(http::HeaderName, HeaderValue)],
+    draining: bool,
 ) -> HttpResponse<ResponseBody> {
     let mut response = HttpResponse::new(body);
     *response.status_mut() = head.status;
@@ -234,6 +236,10 @@ fn build(
         if !headers.contains_key(name) {
             headers.insert(name.clone(), value.clone());
         }
+    }
+    if draining {
+        // The last response on this connection: the client reconnects elsewhere.
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
     }
     *response.headers_mut() = headers;
     response

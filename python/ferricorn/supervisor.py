@@ -1,0 +1,71 @@
+"""Several workers, or a reloading one: the supervisor process (`--workers`, `--reload`).
+
+Owns what happens before the Rust supervisor takes over: the listening socket is bound here,
+once, and made inheritable; the workers are `python -m ferricorn APP --fd N` processes that
+get every other option through FERRICORN_* variables. The app is never imported in this
+process, and no tokio runtime is started in it: a process that ran tokio must not fork.
+The supervising itself (spawning, restarts, signals, file watching, log prefixes) is in
+`src/supervisor/`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from ferricorn.config import Config
+
+logger = logging.getLogger("ferricorn.error")
+
+
+def run_supervisor(config: Config) -> int:
+    """Runs workers until SIGINT/SIGTERM; returns the exit code."""
+    from ferricorn._ferricorn import supervise
+
+    config.configure_logging()
+    if not isinstance(config.app, str):
+        logger.error(
+            "To use workers or reload, pass the application as an import string, "
+            'e.g. ferricorn.run("main:app", workers=4).'
+        )
+        return 1
+    try:
+        sock = config.bind_socket()
+    except OSError as exc:
+        logger.error("Could not bind the listening socket: %s", exc)
+        return 1
+    sock.set_inheritable(True)
+    fd = sock.fileno()
+    if config.pid_file:
+        with open(config.pid_file, "w", encoding="utf-8") as fh:
+            fh.write(f"{os.getpid()}\n")
+    workers = 1 if config.reload else config.worker_count
+    logger.info(config.listen_message(sock))
+    logger.info(
+        "Started supervisor process [%d] with %d worker(s)%s",
+        os.getpid(),
+        workers,
+        " and reload" if config.reload else "",
+    )
+    command = [sys.executable, "-m", "ferricorn", config.app, "--fd", str(fd)]
+    env = config.worker_env()
+    env["PYTHONUNBUFFERED"] = "1"
+    settings = {
+        "workers": workers,
+        "reload": config.reload,
+        "reload_dirs": [os.path.abspath(d) for d in (config.reload_dirs or [os.getcwd()])],
+        "reload_includes": config.reload_includes or ["*.py"],
+        "reload_excludes": config.reload_excludes or [".*", "*.py[cod]", "*.sw.*", "~*"],
+        "reload_delay": config.reload_delay,
+        "healthcheck": config.timeout_worker_healthcheck,
+    }
+    try:
+        return supervise(command, sorted(env.items()), settings)
+    finally:
+        sock.close()
+        if config.pid_file:
+            try:
+                os.unlink(config.pid_file)
+            except OSError:
+                pass

@@ -1,0 +1,64 @@
+//! `supervise()`: the Python entry point of the supervisor. Converts the settings and runs
+//! `crate::supervisor::run` with the GIL released for the whole life of the server.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::supervisor::{self, ReloadConfig, SupervisorConfig};
+
+fn get<'py, T: FromPyObjectOwned<'py>>(s: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
+    s.get_item(key)?
+        .ok_or_else(|| PyValueError::new_err(format!("supervisor setting {key:?} is missing")))?
+        .extract::<T>()
+        .map_err(|e| {
+            let e: PyErr = e.into();
+            PyValueError::new_err(format!("supervisor setting {key:?}: {e}"))
+        })
+}
+
+fn seconds(v: f64, what: &str) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(v).map_err(|_| {
+        PyValueError::new_err(format!("{what} must be a non-negative number of seconds"))
+    })
+}
+
+/// Runs and supervises worker processes until SIGINT/SIGTERM; returns the exit code.
+#[pyfunction]
+pub fn supervise(
+    py: Python<'_>,
+    command: Vec<String>,
+    env: Vec<(String, String)>,
+    settings: &Bound<'_, PyDict>,
+) -> PyResult<i32> {
+    if command.is_empty() {
+        return Err(PyValueError::new_err("supervise() needs a worker command"));
+    }
+    let reload = if get::<bool>(settings, "reload")? {
+        Some(ReloadConfig {
+            dirs: get::<Vec<String>>(settings, "reload_dirs")?
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
+            includes: get(settings, "reload_includes")?,
+            excludes: get(settings, "reload_excludes")?,
+            delay: seconds(get(settings, "reload_delay")?, "--reload-delay")?,
+        })
+    } else {
+        None
+    };
+    let healthcheck: f64 = get(settings, "healthcheck")?;
+    let config = SupervisorConfig {
+        command,
+        env,
+        workers: get(settings, "workers")?,
+        reload,
+        healthcheck: (healthcheck > 0.0)
+            .then(|| seconds(healthcheck, "--timeout-worker-healthcheck"))
+            .transpose()?,
+    };
+    Ok(py.detach(|| supervisor::run(config)))
+}
