@@ -30,9 +30,3 @@ fn _ferricorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<asgi::awaitable::Waiting>()?;
     Ok(())
 }
-
-// Request heads are allocated on engine threads and freed on the loop thread; glibc's
-// allocator handles that cross-thread pattern poorly (measured: `_int_free` was the top
-// symbol of the loop thread). mimalloc is built for it.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -274,7 +274,17 @@ class Config:
 
     @property
     def needs_supervisor(self) -> bool:
-        return self.reload or self.worker_count > 1
+        """A supervisor runs when asked for workers (even one: it replaces a worker that
+        dies, is recycled by --limit-max-requests or fails its healthcheck) or reload. A
+        worker never supervises: it is started with FERRICORN_SUPERVISOR_FD set."""
+        if "FERRICORN_SUPERVISOR_FD" in os.environ:
+            return False
+        return (
+            self.reload
+            or self.workers is not None
+            or "WEB_CONCURRENCY" in os.environ
+            or self.limit_max_requests is not None
+        )
 
     def worker_env(self) -> dict[str, str]:
         """FERRICORN_<NAME> variables that give a worker process this configuration (the

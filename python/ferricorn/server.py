@@ -95,6 +95,10 @@ def run_config(config: Config) -> int:
         return 1
     loop = config.create_event_loop()
     asyncio.set_event_loop(loop)
+    supervised = "FERRICORN_SUPERVISOR_FD" in os.environ
+    if config.pid_file and not supervised:
+        with open(config.pid_file, "w", encoding="utf-8") as fh:
+            fh.write(f"{os.getpid()}\n")
     try:
         return loop.run_until_complete(serve(config, app))
     except KeyboardInterrupt:
@@ -102,6 +106,17 @@ def run_config(config: Config) -> int:
     finally:
         loop.close()
         asyncio.set_event_loop(None)
+        if not supervised:
+            for path in (config.pid_file, config.uds):
+                if path:
+                    _remove_quietly(path)
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 async def serve(config: Config, app: Any) -> int:
@@ -119,7 +134,8 @@ async def serve(config: Config, app: Any) -> int:
         await lifespan.shutdown()
         return 1
 
-    unix_path = config.uds if sock.family == socket.AF_UNIX else None
+    # From the socket itself: a worker gets it as --fd, without --uds.
+    unix_path = (sock.getsockname() or "") if sock.family == socket.AF_UNIX else None
     listen_message = config.listen_message(sock)
     access = logging.getLogger("ferricorn.access")
     access_log = access.info if config.access_log and access.isEnabledFor(logging.INFO) else None

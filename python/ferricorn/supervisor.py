@@ -64,8 +64,9 @@ def run_supervisor(config: Config) -> int:
         return supervise(command, sorted(env.items()), settings)
     finally:
         sock.close()
-        if config.pid_file:
-            try:
-                os.unlink(config.pid_file)
-            except OSError:
-                pass
+        for path in (config.pid_file, config.uds):
+            if path:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass

@@ -79,10 +79,20 @@ impl Worker {
             outputs_wanted = true;
         }
         // SAFETY: runs in the child between fork and exec and calls only async-signal-safe
-        // functions (sigprocmask, fcntl).
+        // functions (sigprocmask, fcntl, prctl, getppid).
+        let supervisor = std::process::id() as libc::pid_t;
         unsafe {
             cmd.pre_exec(move || {
                 unblock_all_in_child()?;
+                // A worker must not outlive a supervisor that was killed: it would keep
+                // serving the inherited socket with nobody watching it.
+                #[cfg(target_os = "linux")]
+                {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                    if libc::getppid() != supervisor {
+                        libc::_exit(1);
+                    }
+                }
                 // The status pipe's write end is this child's to keep.
                 if libc::fcntl(status_fd, libc::F_SETFD, 0) < 0 {
                     return Err(io::Error::last_os_error());
