@@ -23,6 +23,7 @@ async def app(scope, receive, send):
     interval = float(query.get("interval", ["0.01"])[0])
     await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
     for i in range(count):
-        await send({"type": "http.response.body", "body": b"data: tok%d\n\n" % i, "more_body": True})
+        body = b"data: tok%d\n\n" % i
+        await send({"type": "http.response.body", "body": body, "more_body": True})
         await asyncio.sleep(interval)
     await send({"type": "http.response.body", "body": b""})
