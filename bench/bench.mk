@@ -5,7 +5,8 @@
 # `make bench` creates .venv-bench (uvicorn with uvloop and httptools, Granian, FastAPI,
 # matplotlib), installs wrk from Debian's packages when missing (as root), installs ferricorn
 # from this checkout with `pip install .` (a release Rust build), builds the hyper ceiling
-# server and runs bench/run.py, which writes bench/RESULTS.md and docs/bench.png.
+# server and the loadgen load generator (for the sse-tokens and idle-10k scenarios) and runs
+# bench/run.py, which writes bench/RESULTS.md and docs/bench.png.
 #
 # Variables:
 #   BENCH_ARGS    extra arguments for bench/run.py, e.g. BENCH_ARGS="--rounds 5 --pin"
@@ -21,7 +22,7 @@ BENCH_ARGS ?=
 BENCH_PACKAGES := granian "uvicorn[standard]" uvloop httptools fastapi pydantic matplotlib
 
 .PHONY: bench bench-setup bench-run bench-quick bench-tools bench-ferricorn bench-hyper \
-	bench-clean
+	bench-loadgen bench-clean
 
 bench: bench-setup
 	$(BENCH_PY) bench/run.py $(BENCH_ARGS)
@@ -32,7 +33,8 @@ bench-quick: bench-setup
 bench-run:
 	$(BENCH_PY) bench/run.py $(BENCH_ARGS)
 
-bench-setup: bench-tools $(BENCH_VENV)/.packages-installed bench-ferricorn bench-hyper
+bench-setup: bench-tools $(BENCH_VENV)/.packages-installed bench-ferricorn bench-hyper \
+	bench-loadgen
 
 # wrk comes from Debian's packages; installing it needs root.
 bench-tools:
@@ -58,6 +60,11 @@ bench-ferricorn: $(BENCH_VENV)/.packages-installed
 # After bench-ferricorn, never alongside it: one Rust build at a time on a 2-core machine.
 bench-hyper: bench-ferricorn
 	cargo build --release --example hyper_hello
+
+# The load generator for sse-tokens and idle-10k (bench/loadgen.rs); after the hyper build,
+# for the same reason.
+bench-loadgen: bench-hyper
+	cargo build --release --example loadgen
 
 bench-clean:
 	rm -rf $(BENCH_VENV) bench/out

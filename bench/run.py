@@ -11,6 +11,12 @@ across rounds with the ratios of the baseline server (ferricorn) to each other s
 table on stdout, as Markdown (``--out``, default bench/RESULTS.md) and as a chart (``--chart``,
 default docs/bench.png). Raw per-run data and logs go to bench/out/.
 
+Two scenarios are measured with ``target/release/examples/loadgen`` (bench/loadgen.rs) instead
+of wrk, because wrk can neither time the events inside a response nor hold connections idle:
+``sse-tokens`` (1,000 concurrent token streams: events/s, inter-event delays, peak RSS per
+stream) and ``idle-10k`` (10,000 idle connections: RSS per connection, latency of the requests
+served meanwhile, connections still open at the end). They get their own report section.
+
 Run it from anywhere; when ``.venv-bench`` exists in the repo root and this is not already its
 interpreter, the script re-executes itself with it. ``make bench`` (bench/bench.mk) sets up
 that venv. Only the standard library is needed, plus matplotlib for the chart.
@@ -32,6 +38,8 @@ import json
 import os
 import platform
 import re
+import resource
+import select
 import shlex
 import shutil
 import signal
@@ -109,8 +117,25 @@ class Scenario:
     lua: str | None = None  # file name in bench/lua/
     body: bytes = field(default=b"", repr=False)
     content_type: str | None = None
-    ideal_rps: float | None = None  # when the app itself bounds the throughput
+    ideal_rps: float | None = None  # when the app itself bounds the throughput (events/s: sse)
     wrk_timeout_s: int = 5
+    kind: str = "wrk"  # the load generator: "wrk", or a loadgen mode ("sse", "idle")
+    load_path: str | None = None  # loadgen's request path, when it differs from ``path``
+    hold_s: float = 0.0  # idle: seconds loadgen holds the connections once all are open
+
+
+# sse-tokens: what each of the 1,000 streams carries (bench/apps/sse_tokens.py).
+SSE_EVENTS = 200
+SSE_INTERVAL_S = 0.01
+SSE_DELAY_TARGET_MS = 2 * SSE_INTERVAL_S * 1000  # p99 inter-event delay to stay under
+# idle-10k: RSS is read this long after loadgen reports all connections open.
+IDLE_SETTLE_S = 1.0
+# idle-10k: loadgen connects one at a time without a timeout, so a server that stops accepting
+# (Granian at its --backpressure, which defaults to its --backlog, 1024) stalls it in SYN
+# retries. The run is cut short when the server's socket count has not grown for this long.
+IDLE_STALL_S = 10.0
+RSS_SAMPLE_S = 0.05  # RSS sampling period while loadgen runs
+LOADGEN_TIMEOUT_S = 180.0  # a loadgen run taking longer than this is killed and marked failed
 
 
 def _stream_body() -> bytes:
@@ -182,6 +207,30 @@ SCENARIOS: dict[str, Scenario] = {
                 '{"name":"widget","total":29.97,"tag_count":3}',
             ),
         ),
+        Scenario(
+            name="sse-tokens",
+            app="bench.apps.sse_tokens:app",
+            summary=f"1,000 concurrent GET text/event-stream streams of {SSE_EVENTS} small"
+            f" `data:` events {SSE_INTERVAL_S * 1000:g} ms apart (LLM-style token streaming),"
+            " measured with loadgen; ideal 100,000 events/s, target p99 inter-event delay"
+            f" <= {SSE_DELAY_TARGET_MS:g} ms",
+            kind="sse",
+            path="/?n=3&interval=0",  # the readiness check; the load uses load_path
+            load_path=f"/?n={SSE_EVENTS}&interval={SSE_INTERVAL_S}",
+            connections=1000,
+            ideal_rps=1000 / SSE_INTERVAL_S,
+            check=expect_body(b"data: tok0\n\ndata: tok1\n\ndata: tok2\n\n"),
+        ),
+        Scenario(
+            name="idle-10k",
+            app="bench.apps.hello:app",
+            summary="10,000 idle connections (nothing sent) held open 3 s while loadgen times"
+            " one GET / on a fresh connection every 100 ms; measures RSS per connection",
+            kind="idle",
+            connections=10_000,
+            hold_s=3.0,
+            check=expect_body(b"Hello, world!"),
+        ),
     ]
 }
 
@@ -191,12 +240,22 @@ SCENARIOS: dict[str, Scenario] = {
 # --------------------------------------------------------------------------------------------
 
 
-def hyper_binary() -> Path:
-    """Where ``cargo build --release --example hyper_hello`` puts the ceiling server."""
+def example_binary(name: str) -> Path:
+    """Where ``cargo build --release --example NAME`` puts that example."""
     target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
     if not target.is_absolute():
         target = REPO / target
-    return target / "release" / "examples" / "hyper_hello"
+    return target / "release" / "examples" / name
+
+
+def hyper_binary() -> Path:
+    """The ceiling server (examples/hyper_hello.rs)."""
+    return example_binary("hyper_hello")
+
+
+def loadgen_binary() -> Path:
+    """The load generator for the sse-tokens and idle-10k scenarios (bench/loadgen.rs)."""
+    return example_binary("loadgen")
 
 
 def server_command(
@@ -228,16 +287,21 @@ def server_command(
     raise ValueError(f"unknown server {server!r}")
 
 
-def missing_requirements(servers: list[str]) -> list[str]:
-    """What is missing to run ``servers`` (empty when all is there)."""
+def missing_requirements(servers: list[str], scenarios: list[str]) -> list[str]:
+    """What is missing to run ``scenarios`` on ``servers`` (empty when all is there)."""
     problems = []
-    if shutil.which("wrk") is None:
+    kinds = {SCENARIOS[name].kind for name in scenarios}
+    if "wrk" in kinds and shutil.which("wrk") is None:
         problems.append("wrk is not on PATH (apt-get install wrk)")
+    if kinds - {"wrk"} and not loadgen_binary().exists():
+        problems.append(
+            f"{loadgen_binary()} is missing (cargo build --release --example loadgen)"
+        )
     modules = {"ferricorn": "ferricorn", "granian": "granian", "uvicorn": "uvicorn"}
     for server in servers:
         if server in modules and importlib.util.find_spec(modules[server]) is None:
             problems.append(f"{server} is not installed in {sys.prefix}")
-        if server == "hyper" and not hyper_binary().exists():
+        if server == "hyper" and "hello" in scenarios and not hyper_binary().exists():
             problems.append(
                 f"{hyper_binary()} is missing "
                 "(cargo build --release --example hyper_hello)"
@@ -247,6 +311,23 @@ def missing_requirements(servers: list[str]) -> list[str]:
             if importlib.util.find_spec(module) is None:
                 problems.append(f"{module} is not installed in {sys.prefix}")
     return problems
+
+
+def raise_fd_limit(needed: int) -> str | None:
+    """Raise this process's soft RLIMIT_NOFILE to ``needed`` or more (servers inherit it).
+
+    Returns what is wrong when the hard limit is too low, else None.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return None
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        return (
+            f"the open-file limit is {hard} (hard), {needed} are needed for idle-10k"
+            f" (raise it, e.g. ulimit -n {needed}, or leave idle-10k out)"
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -298,6 +379,22 @@ def tree_cpu_seconds(root: int) -> float:
         if pid == root:
             ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
     return ticks / CLOCK_TICKS
+
+
+def tree_socket_count(root: int) -> int:
+    """Sockets open in the process tree (listening socket and connections)."""
+    count = 0
+    for pid in process_tree(root):
+        try:
+            entries = list(os.scandir(f"/proc/{pid}/fd"))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                count += os.readlink(entry.path).startswith("socket:")
+            except OSError:
+                pass
+    return count
 
 
 def tree_rss_mib(root: int) -> float:
@@ -484,10 +581,15 @@ class Run:
     errors: int | None = None
     command: str | None = None
     wrk_command: str | None = None
+    # loadgen scenarios (sse, idle): the figures derived for the report (see measure_sse and
+    # measure_idle), loadgen's own JSON line, and its command line.
+    loadgen: dict[str, float] | None = None
+    loadgen_output: dict[str, float] | None = None
+    loadgen_command: str | None = None
 
 
 def measure(scenario: Scenario, server: str, round_no: int, args: argparse.Namespace) -> Run:
-    """Start ``server`` on ``scenario``, warm it up, measure it with wrk, stop it."""
+    """Start ``server`` on ``scenario``, check its answer, measure it, stop it."""
     port = free_port()
     command = server_command(server, scenario, port, args.ferricorn_args)
     assert command is not None
@@ -512,33 +614,42 @@ def measure(scenario: Scenario, server: str, round_no: int, args: argparse.Names
                 tail = " | ".join(tail.strip().splitlines()[-3:])
                 run.error = f"{problem}" + (f" (log: {tail})" if tail else "")
                 return run
-            if args.warmup > 0:
-                subprocess.run(
-                    wrk_command(scenario, port, args.warmup, args.threads),
-                    capture_output=True, preexec_fn=child_setup(args.wrk_cpus), check=False,
-                )
-            wrk = wrk_command(scenario, port, args.duration, args.threads)
-            run.wrk_command = shlex.join(wrk)
-            cpu_before, wall_before = tree_cpu_seconds(proc.pid), time.monotonic()
-            completed = subprocess.run(
-                wrk, capture_output=True, text=True, check=False,
-                preexec_fn=child_setup(args.wrk_cpus),
-            )
-            cpu_after, wall_after = tree_cpu_seconds(proc.pid), time.monotonic()
-            run.rss_mib = round(tree_rss_mib(proc.pid), 1)
-            (log_dir / f"{stem}.wrk.txt").write_text(completed.stdout + completed.stderr)
-            if proc.poll() is not None:
-                run.error = f"server died during the run (exit code {proc.returncode})"
-                return run
-            if completed.returncode != 0:
-                run.error = f"wrk exited with {completed.returncode}: {completed.stderr.strip()}"
-                return run
-            result = parse_wrk(completed.stdout)
+            measurer = {"wrk": measure_wrk, "sse": measure_sse, "idle": measure_idle}
+            measurer[scenario.kind](run, proc, scenario, port, args, log_dir, stem)
         except ValueError as err:
             run.error = str(err)
-            return run
         finally:
             stop_server(proc)
+    return run
+
+
+def measure_wrk(
+    run: Run, proc: subprocess.Popen, scenario: Scenario, port: int, args: argparse.Namespace,
+    log_dir: Path, stem: str,
+) -> None:
+    """Warm up with wrk, then the measured wrk run; fills in ``run``."""
+    if args.warmup > 0:
+        subprocess.run(
+            wrk_command(scenario, port, args.warmup, args.threads),
+            capture_output=True, preexec_fn=child_setup(args.wrk_cpus), check=False,
+        )
+    wrk = wrk_command(scenario, port, args.duration, args.threads)
+    run.wrk_command = shlex.join(wrk)
+    cpu_before, wall_before = tree_cpu_seconds(proc.pid), time.monotonic()
+    completed = subprocess.run(
+        wrk, capture_output=True, text=True, check=False,
+        preexec_fn=child_setup(args.wrk_cpus),
+    )
+    cpu_after, wall_after = tree_cpu_seconds(proc.pid), time.monotonic()
+    run.rss_mib = round(tree_rss_mib(proc.pid), 1)
+    (log_dir / f"{stem}.wrk.txt").write_text(completed.stdout + completed.stderr)
+    if proc.poll() is not None:
+        run.error = f"server died during the run (exit code {proc.returncode})"
+        return
+    if completed.returncode != 0:
+        run.error = f"wrk exited with {completed.returncode}: {completed.stderr.strip()}"
+        return
+    result = parse_wrk(completed.stdout)
     cpu = cpu_after - cpu_before
     run.ok = result.requests > 0
     run.error = None if run.ok else "no request completed"
@@ -548,7 +659,222 @@ def measure(scenario: Scenario, server: str, round_no: int, args: argparse.Names
     run.errors = result.errors
     run.cpu_us_per_request = cpu / result.requests * 1e6 if result.requests else None
     run.cpu_utilisation = cpu / (wall_after - wall_before)
-    return run
+
+
+# --------------------------------------------------------------------------------------------
+# loadgen: token streams and idle connections
+# --------------------------------------------------------------------------------------------
+
+
+def start_loadgen(command: list[str], args: argparse.Namespace) -> subprocess.Popen:
+    """Start loadgen (on the wrk CPUs when pinning), its stdout and stderr piped.
+
+    Each writes a line or two, so the pipes never fill while the caller samples the server.
+    """
+    return subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, preexec_fn=child_setup(args.wrk_cpus),
+    )
+
+
+def watch_rss(root: int, loadgen: subprocess.Popen, seconds: float) -> float:
+    """Peak RSS (MiB) of the ``root`` tree, sampled every RSS_SAMPLE_S.
+
+    Samples until ``loadgen`` exits or ``seconds`` have passed, whichever comes first.
+    """
+    peak = 0.0
+    end = time.monotonic() + seconds
+    while loadgen.poll() is None and time.monotonic() < end:
+        peak = max(peak, tree_rss_mib(root))
+        time.sleep(RSS_SAMPLE_S)
+    return peak
+
+
+def finish_loadgen(
+    loadgen: subprocess.Popen, proc: subprocess.Popen, mode: str, log_dir: Path, stem: str,
+    timeout: float = LOADGEN_TIMEOUT_S,
+) -> dict[str, float]:
+    """Wait up to ``timeout`` s for loadgen (then kill it), log and parse its JSON line.
+
+    Raises ValueError when loadgen or the server failed.
+    """
+    try:
+        out, err = loadgen.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        loadgen.kill()
+        out, err = loadgen.communicate()
+        (log_dir / f"{stem}.loadgen.txt").write_text(out + err)
+        raise ValueError(f"loadgen {mode} did not finish in {LOADGEN_TIMEOUT_S:g} s") from None
+    (log_dir / f"{stem}.loadgen.txt").write_text(out + err)
+    if proc.poll() is not None:
+        raise ValueError(f"server died during the run (exit code {proc.returncode})")
+    if loadgen.returncode != 0:
+        raise ValueError(f"loadgen exited with {loadgen.returncode}: {err.strip()[-300:]}")
+    lines = out.strip().splitlines()
+    try:
+        result = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        raise ValueError(f"unrecognised loadgen output: {out[-300:]!r}") from None
+    if result.get("mode") != mode:
+        raise ValueError(f"unrecognised loadgen output: {out[-300:]!r}")
+    return result
+
+
+def measure_sse(
+    run: Run, proc: subprocess.Popen, scenario: Scenario, port: int, args: argparse.Namespace,
+    log_dir: Path, stem: str,
+) -> None:
+    """``scenario.connections`` concurrent event streams with ``loadgen sse``.
+
+    The server's RSS is sampled every RSS_SAMPLE_S while loadgen runs: the peak minus the RSS
+    before, divided by the streams, gives the memory per open stream.
+    """
+    binary = str(loadgen_binary())
+    if args.warmup > 0:  # 100 short streams (~0.1 s), discarded
+        warm = [binary, "sse", "--port", str(port), "--clients", "100",
+                "--path", f"/?n=10&interval={SSE_INTERVAL_S}"]
+        finish_loadgen(start_loadgen(warm, args), proc, "sse", log_dir, f"{stem}.warmup")
+    command = [binary, "sse", "--port", str(port), "--path", scenario.load_path or scenario.path,
+               "--clients", str(scenario.connections)]
+    run.loadgen_command = shlex.join(command)
+    rss_before = tree_rss_mib(proc.pid)
+    cpu_before = tree_cpu_seconds(proc.pid)
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    loadgen = start_loadgen(command, args)
+    rss_peak = max(rss_before, watch_rss(proc.pid, loadgen, LOADGEN_TIMEOUT_S))
+    cpu = tree_cpu_seconds(proc.pid) - cpu_before
+    result = finish_loadgen(loadgen, proc, "sse", log_dir, stem, timeout=5.0)
+    # Only loadgen is reaped in between: this is its own CPU time (client-side load).
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    loadgen_cpu = (children.ru_utime + children.ru_stime
+                   - children_before.ru_utime - children_before.ru_stime)
+    run.loadgen_output = result
+    completed, clients, seconds = result["completed"], result["clients"], result["seconds"]
+    # loadgen also counts each completed stream's final chunk ("0\r\n\r\n") as an event.
+    events = result["events"] - completed
+    run.loadgen = {
+        "clients": clients,
+        "completed": completed,
+        "events": events,
+        "seconds": seconds,
+        "events_per_s": events / seconds if seconds else 0.0,
+        "delay_p50_ms": result["delay_p50_ms"],
+        "delay_p99_ms": result["delay_p99_ms"],
+        "delay_max_ms": result["delay_max_ms"],
+        "rss_before_mib": round(rss_before, 2),
+        "rss_peak_mib": round(rss_peak, 2),
+        "kib_per_stream": (rss_peak - rss_before) * 1024 / clients,
+        "cpu_us_per_event": cpu / events * 1e6 if events else 0.0,
+        "cpu_utilisation": cpu / seconds if seconds else 0.0,
+        "loadgen_cpu_utilisation": loadgen_cpu / seconds if seconds else 0.0,
+    }
+    run.rss_mib = round(rss_peak, 1)
+    run.ok = events > 0
+    run.error = None if run.ok else "no event delivered"
+
+
+def wait_for_open(
+    loadgen: subprocess.Popen, root: int, sockets_before: int
+) -> tuple[bool, int]:
+    """Wait for loadgen's "open N" line on stderr while watching the server accept.
+
+    Returns (True, _) once loadgen reports its connections open, (False, accepted) when the
+    server's socket count has not grown for IDLE_STALL_S, when loadgen exits first or after
+    LOADGEN_TIMEOUT_S.
+    """
+    deadline = time.monotonic() + LOADGEN_TIMEOUT_S
+    accepted, last_growth = 0, time.monotonic()
+    while time.monotonic() < deadline:
+        readable, _, _ = select.select([loadgen.stderr], [], [], 0.5)
+        if readable:
+            line = loadgen.stderr.readline()
+            if line.startswith("open "):
+                return True, accepted
+            if not line:  # loadgen exited
+                break
+            continue
+        now_accepted = tree_socket_count(root) - sockets_before
+        if now_accepted > accepted:
+            accepted, last_growth = now_accepted, time.monotonic()
+        elif time.monotonic() - last_growth > IDLE_STALL_S:
+            break
+    return False, tree_socket_count(root) - sockets_before
+
+
+def measure_idle(
+    run: Run, proc: subprocess.Popen, scenario: Scenario, port: int, args: argparse.Namespace,
+    log_dir: Path, stem: str,
+) -> None:
+    """``scenario.connections`` idle connections with ``loadgen idle``.
+
+    RSS is read IDLE_SETTLE_S after loadgen reports all connections open; (that - RSS before)
+    / connections is the memory per idle connection. The server's socket count at that moment
+    tells how many it had accepted. loadgen times a request every 100 ms meanwhile, and
+    reports at the end how many of its connections the server has not closed.
+
+    When the server stops accepting before all are open (see IDLE_STALL_S), loadgen is stopped
+    and the run records a stall: how many connections the server accepted, and the memory
+    per accepted connection; the request latencies and still-open count are then unknown.
+    """
+    command = [str(loadgen_binary()), "idle", "--port", str(port), "--path", scenario.path,
+               "--connections", str(scenario.connections), "--hold", f"{scenario.hold_s:g}"]
+    run.loadgen_command = shlex.join(command)
+    rss_before = tree_rss_mib(proc.pid)
+    sockets_before = tree_socket_count(proc.pid)
+    started = time.monotonic()
+    loadgen = start_loadgen(command, args)
+    opened, accepted = wait_for_open(loadgen, proc.pid, sockets_before)
+    if not opened:
+        rss_stalled = tree_rss_mib(proc.pid)
+        exited = loadgen.poll() is not None
+        if not exited:
+            loadgen.kill()
+        out, err = loadgen.communicate()
+        (log_dir / f"{stem}.loadgen.txt").write_text(out + err)
+        if proc.poll() is not None:
+            raise ValueError(f"server died during the run (exit code {proc.returncode})")
+        if exited or accepted <= 0:
+            raise ValueError(
+                f"loadgen never reported its connections open (exit code {loadgen.returncode}"
+                f"{': ' + err.strip()[-200:] if err.strip() else ''})"
+            )
+        # The server stopped accepting: a result about the server, not a harness failure.
+        run.loadgen = {
+            "stalled": 1,
+            "accepted": accepted,
+            "rss_before_mib": round(rss_before, 2),
+            "rss_open_mib": round(rss_stalled, 2),
+            "kib_per_connection": (rss_stalled - rss_before) * 1024 / accepted,
+        }
+        run.rss_mib = round(rss_stalled, 1)
+        run.ok = True
+        return
+    open_s = time.monotonic() - started
+    rss_peak = watch_rss(proc.pid, loadgen, IDLE_SETTLE_S)
+    rss_open = tree_rss_mib(proc.pid)
+    accepted = tree_socket_count(proc.pid) - sockets_before
+    rss_peak = max(rss_peak, rss_open, watch_rss(proc.pid, loadgen, LOADGEN_TIMEOUT_S))
+    result = finish_loadgen(loadgen, proc, "idle", log_dir, stem, timeout=5.0)
+    run.loadgen_output = result
+    connections = result["connections"]
+    run.loadgen = {
+        "stalled": 0,
+        "connections": connections,
+        "failed": result["failed"],
+        "open_s": round(open_s, 3),
+        "accepted": accepted,
+        "rss_before_mib": round(rss_before, 2),
+        "rss_open_mib": round(rss_open, 2),
+        "rss_peak_mib": round(rss_peak, 2),
+        "kib_per_connection": (rss_open - rss_before) * 1024 / connections if connections else 0,
+        "requests": result["requests"],
+        "latency_p50_ms": result["latency_p50_ms"],
+        "latency_max_ms": result["latency_max_ms"],
+        "still_open": result["still_open"],
+    }
+    run.rss_mib = round(rss_open, 1)
+    run.ok = connections > 0
+    run.error = None if run.ok else "no connection opened"
 
 
 def describe(run: Run) -> str:
@@ -556,6 +882,31 @@ def describe(run: Run) -> str:
     head = f"[round {run.round}] {run.scenario:<11} {run.server:<9}"
     if not run.ok:
         return f"{head} FAILED: {run.error}"
+    g = run.loadgen
+    if g is not None and "events_per_s" in g:
+        return (
+            f"{head} {g['events_per_s']:>10,.0f} events/s  delay p50 {g['delay_p50_ms']:.2f}"
+            f" p99 {g['delay_p99_ms']:.2f} max {g['delay_max_ms']:.2f} ms"
+            f"  streams {g['completed']:.0f}/{g['clients']:.0f}"
+            f"  RSS {g['rss_before_mib']:.1f} -> peak {g['rss_peak_mib']:.1f} MiB"
+            f" ({g['kib_per_stream']:.1f} KiB/stream)  cores: server"
+            f" {g['cpu_utilisation']:.2f}, loadgen {g['loadgen_cpu_utilisation']:.2f}"
+        )
+    if g is not None and g.get("stalled"):
+        return (
+            f"{head} STALLED: the server stopped accepting at {g['accepted']:.0f} connections"
+            f" (no new one for {IDLE_STALL_S:g} s)  RSS {g['rss_before_mib']:.1f} ->"
+            f" {g['rss_open_mib']:.1f} MiB ({g['kib_per_connection']:.2f} KiB/accepted conn)"
+        )
+    if g is not None:
+        return (
+            f"{head} {g['connections']:.0f} open in {g['open_s']:.1f} s"
+            f" ({g['accepted']:.0f} accepted)"
+            f"  RSS {g['rss_before_mib']:.1f} -> {g['rss_open_mib']:.1f} MiB"
+            f" ({g['kib_per_connection']:.2f} KiB/conn)  {g['requests']:.0f} requests"
+            f" p50 {g['latency_p50_ms']:.2f} max {g['latency_max_ms']:.2f} ms"
+            f"  still open {g['still_open']:.0f}"
+        )
     lat = run.latency_ms or {}
     return (
         f"{head} {run.rps:>10,.0f} req/s  p50 {lat['50']:7.2f} ms  p99 {lat['99']:7.2f} ms  "
@@ -604,10 +955,10 @@ class Summary:
 
 
 def summarise(runs: list[Run]) -> dict[tuple[str, str], Summary]:
-    """Group the successful runs by (scenario, server) and take medians."""
+    """Group the successful wrk runs by (scenario, server) and take medians."""
     groups: dict[tuple[str, str], list[Run]] = {}
     for run in runs:
-        if run.ok:
+        if run.ok and run.loadgen is None:
             groups.setdefault((run.scenario, run.server), []).append(run)
     return {
         key: Summary(
@@ -701,6 +1052,216 @@ def ratio_header(baseline: str, others: list[str]) -> list[str]:
     )
 
 
+LoadgenSummary = dict[tuple[str, str], dict[str, float]]
+
+
+def summarise_loadgen(runs: list[Run]) -> LoadgenSummary:
+    """Per (scenario, server): the median of each loadgen figure across the successful rounds,
+    plus "rounds"."""
+    groups: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for run in runs:
+        if run.ok and run.loadgen is not None:
+            groups.setdefault((run.scenario, run.server), []).append(run.loadgen)
+    summary: LoadgenSummary = {}
+    for key, group in groups.items():
+        names = dict.fromkeys(name for g in group for name in g)
+        summary[key] = {
+            name: statistics.median(g[name] for g in group if name in g) for name in names
+        } | {"rounds": len(group), "stalled_rounds": sum(g.get("stalled", 0) for g in group)}
+    return summary
+
+
+def loadgen_scenario(kind: str, scenarios: list[str]) -> str | None:
+    """The (first) selected scenario measured with loadgen mode ``kind``."""
+    return next((n for n in scenarios if SCENARIOS[n].kind == kind), None)
+
+
+SSE_HEADER = [
+    "server", "events/s", "of ideal", "delay p50 ms", "delay p99 ms", "delay max ms",
+    f"p99 <= {SSE_DELAY_TARGET_MS:g} ms", "streams done", "RSS before MiB", "RSS peak MiB",
+    "KiB/stream", "CPU us/event", "rounds", "notes",
+]
+
+IDLE_HEADER = [
+    "server", "open", "accepted", "open in s", "RSS before MiB", "RSS open MiB", "KiB/conn",
+    "requests", "req p50 ms", "req max ms", "still open", "rounds", "notes",
+]
+
+
+def sse_rows(summary: LoadgenSummary, name: str, servers: list[str]) -> list[list[str]]:
+    """Rows of the sse-tokens table: one per server measured."""
+    ideal = SCENARIOS[name].ideal_rps
+    rows = []
+    for server in servers:
+        g = summary.get((name, server))
+        if g is None:
+            continue
+        notes = []
+        if g["completed"] < g["clients"]:
+            notes.append(f"{g['clients'] - g['completed']:,.0f} streams incomplete")
+        rows.append([
+            server, fmt_rps(g["events_per_s"]),
+            f"{g['events_per_s'] / ideal:.0%}" if ideal else "-",
+            f"{g['delay_p50_ms']:.2f}", f"{g['delay_p99_ms']:.2f}", f"{g['delay_max_ms']:.2f}",
+            "yes" if g["delay_p99_ms"] <= SSE_DELAY_TARGET_MS else "no",
+            f"{g['completed']:,.0f}/{g['clients']:,.0f}",
+            f"{g['rss_before_mib']:.1f}", f"{g['rss_peak_mib']:.1f}",
+            f"{g['kib_per_stream']:.1f}", f"{g['cpu_us_per_event']:.1f}",
+            f"{g['rounds']:.0f}", ", ".join(notes),
+        ])
+    return rows
+
+
+def idle_rows(summary: LoadgenSummary, name: str, servers: list[str]) -> list[list[str]]:
+    """Rows of the idle-10k table: one per server measured."""
+
+    def cell(g: dict[str, float], figure: str, fmt: str) -> str:
+        return fmt.format(g[figure]) if figure in g else "-"
+
+    rows = []
+    for server in servers:
+        g = summary.get((name, server))
+        if g is None:
+            continue
+        notes = []
+        if g["stalled_rounds"]:
+            notes.append(
+                f"stopped accepting at {g['accepted']:,.0f} connections for"
+                f" {IDLE_STALL_S:g} s in {g['stalled_rounds']:.0f} of {g['rounds']:.0f}"
+                " round(s); KiB/conn over the accepted ones"
+            )
+        if g.get("failed"):
+            notes.append(f"{g['failed']:,.0f} connects failed")
+        if "connections" in g and g["accepted"] < g["connections"]:
+            notes.append(f"{g['connections'] - g['accepted']:,.0f} not accepted after"
+                         f" {IDLE_SETTLE_S:g} s")
+        if "still_open" in g and g["still_open"] < g["connections"]:
+            notes.append(f"server closed {g['connections'] - g['still_open']:,.0f} idle")
+        rows.append([
+            server, cell(g, "connections", "{:,.0f}"), cell(g, "accepted", "{:,.0f}"),
+            cell(g, "open_s", "{:.1f}"), cell(g, "rss_before_mib", "{:.1f}"),
+            cell(g, "rss_open_mib", "{:.1f}"), cell(g, "kib_per_connection", "{:.2f}"),
+            cell(g, "requests", "{:.0f}"), cell(g, "latency_p50_ms", "{:.2f}"),
+            cell(g, "latency_max_ms", "{:.2f}"), cell(g, "still_open", "{:,.0f}"),
+            f"{g['rounds']:.0f}", ", ".join(notes),
+        ])
+    return rows
+
+
+def loadgen_comparison(
+    summary: LoadgenSummary, scenarios: list[str], servers: list[str], baseline: str
+) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the side-by-side table: the key figures of the loadgen scenarios per
+    server, with the baseline's ratio to each other server where a ratio means something."""
+    present = [s for s in servers if any((n, s) in summary for n in scenarios)]
+    others = comparison_columns(baseline, present)
+    header = ["metric", *present, *[f"{baseline}/{o}" for o in others]]
+    specs = []  # (scenario, figure, label, format, ratio?)
+    if sse := loadgen_scenario("sse", scenarios):
+        specs += [
+            (sse, "events_per_s", f"{sse}: events/s (higher is better)", fmt_rps, True),
+            (sse, "delay_p99_ms", f"{sse}: p99 inter-event delay ms (target <="
+             f" {SSE_DELAY_TARGET_MS:g})", "{:.2f}".format, False),
+            (sse, "kib_per_stream", f"{sse}: KiB per stream (peak)", "{:.1f}".format, True),
+            (sse, "cpu_us_per_event", f"{sse}: CPU us/event", "{:.1f}".format, True),
+        ]
+    if idle := loadgen_scenario("idle", scenarios):
+        specs += [
+            (idle, "kib_per_connection", f"{idle}: KiB per idle connection",
+             "{:.2f}".format, True),
+            (idle, "latency_p50_ms", f"{idle}: request p50 ms", "{:.2f}".format, False),
+            (idle, "still_open", f"{idle}: connections still open at the end",
+             "{:,.0f}".format, False),
+        ]
+    rows = []
+    for name, figure, label, fmt, with_ratio in specs:
+        values = {s: summary[(name, s)][figure] for s in present
+                  if figure in summary.get((name, s), {})}
+        if not values:
+            continue
+        row = [label]
+        for server in present:
+            g = summary.get((name, server), {})
+            cell = fmt(values[server]) if server in values else "-"
+            if server in values and g.get("stalled_rounds"):
+                cell += f" ({g['accepted']:,.0f} accepted)"
+            row.append(cell)
+        for other in others:
+            row.append(ratio(values.get(baseline), values.get(other)) if with_ratio else "-")
+        rows.append(row)
+    return header, rows
+
+
+def loadgen_sections(data: dict, table: Callable, prose: bool) -> list[str]:
+    """The "Streams and idle connections" section: a table per loadgen scenario and the
+    side-by-side comparison. ``table`` renders (header, rows); ``prose`` adds the
+    explanations (Markdown)."""
+    settings = data["settings"]
+    scenarios, servers = settings["scenarios"], settings["servers"]
+    summary = summarise_loadgen([Run(**r) for r in data["runs"]])
+    sse, idle = loadgen_scenario("sse", scenarios), loadgen_scenario("idle", scenarios)
+    if not any(k[0] in (sse, idle) for k in summary):
+        return []
+    lines = ["## Streams and idle connections", ""]
+    if prose:
+        lines += [
+            "Measured with `loadgen` (`bench/loadgen.rs`, built by `cargo build --release"
+            " --example loadgen`) instead of wrk: one run per round and server, medians across"
+            " rounds. RSS is that of the server's whole process tree.",
+            "",
+        ]
+    if sse and (rows := sse_rows(summary, sse, servers)):
+        scenario = SCENARIOS[sse]
+        lines += [f"### {sse}", ""]
+        if prose:
+            lines += [
+                f"{scenario.connections:,} concurrent clients each read one stream of"
+                f" {SSE_EVENTS} `data:` events {SSE_INTERVAL_S * 1000:g} ms apart"
+                f" (`bench/apps/sse_tokens.py`, `{scenario.load_path}`), so the ideal is"
+                f" {scenario.ideal_rps:,.0f} events/s. events/s counts the events delivered"
+                " (loadgen's count minus the final chunk it also counts once per stream) over"
+                " loadgen's wall time, connection set-up included. The delays are the gaps"
+                " between consecutive events of a stream as the client reads them: the app"
+                f" sleeps {SSE_INTERVAL_S * 1000:g} ms between events, so anything above that"
+                f" is lag; the target is a p99 of at most {SSE_DELAY_TARGET_MS:g} ms. RSS is"
+                f" sampled every {RSS_SAMPLE_S * 1000:g} ms while loadgen runs; KiB/stream is"
+                " (peak - before) / clients. CPU us/event is the server's CPU time during the"
+                " run per event delivered.",
+                "",
+            ]
+        lines += [table(SSE_HEADER, rows), ""]
+    if idle and (rows := idle_rows(summary, idle, servers)):
+        scenario = SCENARIOS[idle]
+        lines += [f"### {idle}", ""]
+        if prose:
+            lines += [
+                f"loadgen opens {scenario.connections:,} connections one after another and"
+                f" sends nothing on them, then holds them {scenario.hold_s:g} s while it times"
+                f" one `GET {scenario.path}` (hello app) on a fresh connection every 100 ms."
+                " open in s: until all connects returned. accepted: how many more sockets the"
+                f" server held {IDLE_SETTLE_S:g} s later; RSS open is read at that moment, and"
+                " KiB/conn is (RSS open - RSS before) / connections. still open: connections"
+                " the server had not closed when the hold ended (every server runs with its"
+                " default timeouts). loadgen connects one at a time, so a server that stops"
+                " accepting stalls it: when the server's socket count has not grown for"
+                f" {IDLE_STALL_S:g} s the run is cut short, and the row shows how many"
+                " connections it accepted and the KiB per accepted connection.",
+                "",
+            ]
+        lines += [table(IDLE_HEADER, rows), ""]
+    header, rows = loadgen_comparison(summary, scenarios, servers, settings["baseline"])
+    if rows:
+        lines += [f"### Side by side ({settings['baseline']} / other)", ""]
+        if prose:
+            lines += [
+                "Ratios only where they mean something: events/s above 1, KiB and CPU below 1"
+                f" favour {settings['baseline']}.",
+                "",
+            ]
+        lines += [table(header, rows), ""]
+    return lines
+
+
 def text_table(header: list[str], rows: list[list[str]]) -> str:
     """A plain aligned table; numbers right-aligned."""
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
@@ -717,7 +1278,7 @@ def text_table(header: list[str], rows: list[list[str]]) -> str:
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     """A GitHub-flavoured Markdown table."""
-    aligns = ["---" if h in ("scenario", "server", "notes") else "---:" for h in header]
+    aligns = ["---" if h in ("scenario", "server", "notes", "metric") else "---:" for h in header]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(aligns) + " |"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
@@ -783,6 +1344,16 @@ def write_markdown(path: Path, data: dict, chart: Path | None) -> None:
         f"server on CPUs {settings['server_cpus']}, wrk on CPUs {settings['wrk_cpus']}"
         if settings["server_cpus"] else "none (scheduler's choice)"
     )
+    loadgen_used = [n for n in scenarios if SCENARIOS[n].kind != "wrk"]
+    generator = f"{env['wrk']}, {settings['threads']} thread(s)" if len(loadgen_used) < len(
+        scenarios) else ""
+    if loadgen_used:
+        generator += ("; " if generator else "") + (
+            "`target/release/examples/loadgen` (bench/loadgen.rs) for "
+            + ", ".join(loadgen_used)
+        )
+    wrk_rows = results_rows(summary, scenarios, servers)
+    wrk_ratio_rows = ratio_rows(summary, scenarios, baseline, others)
     lines = [
         "# ferricorn benchmark results",
         "",
@@ -790,7 +1361,9 @@ def write_markdown(path: Path, data: dict, chart: Path | None) -> None:
         f" [bench/README.md]({os.path.relpath(REPO / 'bench' / 'README.md', path.parent)})"
         " for what each scenario"
         " measures and how to run it). Medians across rounds; each server runs one worker on"
-        " the same machine, with the same app and the same wrk load, servers alternating.",
+        " the same machine, with the same app and the same"
+        + (" wrk load" if not loadgen_used else " load (wrk, or loadgen where stated)")
+        + ", servers alternating.",
         "",
         "## Command",
         "",
@@ -807,31 +1380,36 @@ def write_markdown(path: Path, data: dict, chart: Path | None) -> None:
         f"- Load average (1, 5, 15 min) when the run started: {env.get('load_average', '?')}",
         f"- Python: {env['python']}",
         "- Packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
-        f"- Load generator: {env['wrk']}, {settings['threads']} thread(s)",
+        f"- Load generator: {generator}",
         f"- Repository: {env['git']}",
-        f"- Rounds: {settings['rounds']}; measured {settings['duration']} s per run after a"
-        f" {settings['warmup']} s warm-up; CPU pinning: {pin}",
-        "",
-        "## Results",
-        "",
-        markdown_table(RESULT_HEADER, results_rows(summary, scenarios, servers)),
-        "",
-        "CPU us/req is the server's user+system CPU time (whole process tree, from /proc)"
-        " during the measured run divided by the requests completed: lower is better, and it"
-        " is steadier than req/s on a loaded 2-core machine where wrk competes for the CPU.",
+        f"- Rounds: {settings['rounds']}; "
+        + (f"measured {settings['duration']} s per run after a {settings['warmup']} s"
+           " warm-up; " if len(loadgen_used) < len(scenarios) else "")
+        + f"CPU pinning: {pin}",
         "",
     ]
-    if others:
+    if wrk_rows:
+        lines += [
+            "## Results",
+            "",
+            markdown_table(RESULT_HEADER, wrk_rows),
+            "",
+            "CPU us/req is the server's user+system CPU time (whole process tree, from /proc)"
+            " during the measured run divided by the requests completed: lower is better, and"
+            " it is steadier than req/s on a loaded 2-core machine where wrk competes for the"
+            " CPU.",
+            "",
+        ]
+    if others and wrk_ratio_rows:
         lines += [
             f"## Ratios ({baseline} / other)",
             "",
             "req/s ratios above 1 and CPU/req ratios below 1 favour " + baseline + ".",
             "",
-            markdown_table(
-                ratio_header(baseline, others), ratio_rows(summary, scenarios, baseline, others)
-            ),
+            markdown_table(ratio_header(baseline, others), wrk_ratio_rows),
             "",
         ]
+    lines += loadgen_sections(data, markdown_table, prose=True)
     failures = [r for r in runs if not r.ok]
     if failures:
         lines += ["## Failed runs", ""]
@@ -842,7 +1420,8 @@ def write_markdown(path: Path, data: dict, chart: Path | None) -> None:
         lines += ["## Chart", "", f"![requests per second]({rel})", ""]
     lines += ["## Scenarios", ""]
     lines += [
-        f"- **{name}**: {SCENARIOS[name].summary}; {SCENARIOS[name].connections} connections"
+        f"- **{name}**: {SCENARIOS[name].summary}"
+        + (f"; {SCENARIOS[name].connections} connections" if SCENARIOS[name].kind == "wrk" else "")
         for name in scenarios
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -868,44 +1447,71 @@ def write_chart(path: Path, data: dict) -> bool:
     settings = data["settings"]
     summary = summarise([Run(**r) for r in data["runs"]])
     baseline = settings["baseline"]
-    names = [n for n in settings["scenarios"] if any(k[0] == n for k in summary)]
-    if not names:
+    # (title, {server: value}, ideal, {server: bar label suffix}): req/s per wrk scenario,
+    # then events/s of sse-tokens and KiB per connection of idle-10k.
+    panels: list[tuple[str, dict[str, float], float | None, dict[str, str]]] = []
+    for name in settings["scenarios"]:
+        values = {s: summary[(name, s)].rps for s in settings["servers"] if (name, s) in summary}
+        if values:
+            ideal = SCENARIOS[name].ideal_rps
+            title = f"{name} (- - ideal {ideal:,.0f})" if ideal else name
+            panels.append((title, values, ideal, {}))
+    wrk_panels = len(panels)
+    loadgen = summarise_loadgen([Run(**r) for r in data["runs"]])
+    if name := loadgen_scenario("sse", settings["scenarios"]):
+        values = {s: loadgen[(name, s)]["events_per_s"] for s in settings["servers"]
+                  if (name, s) in loadgen}
+        ideal = SCENARIOS[name].ideal_rps
+        if values:
+            panels.append((f"{name}: events/s (- - ideal {ideal / 1000:g}k)", values, ideal, {}))
+    if name := loadgen_scenario("idle", settings["scenarios"]):
+        found = {s: loadgen[(name, s)] for s in settings["servers"] if (name, s) in loadgen}
+        values = {s: g["kib_per_connection"] for s, g in found.items()}
+        stalls = {s: f"\n({g['accepted']:,.0f} accepted)" for s, g in found.items()
+                  if g["stalled_rounds"]}
+        if values:
+            panels.append((f"{name}: KiB/conn (lower is better)", values, None, stalls))
+    if not panels:
         return False
-    cols = min(4, len(names))
-    rows = -(-len(names) // cols)
+    cols = min(4, len(panels))
+    rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.4 * rows), squeeze=False)
     thousands = FuncFormatter(lambda v, _pos: f"{v / 1000:g}k" if v >= 1000 else f"{v:g}")
-    for ax, name in zip(axes.flat, names, strict=False):
-        present = [s for s in settings["servers"] if (name, s) in summary]
-        values = [summary[(name, s)].rps for s in present]
+    for ax, (title, by_server, ideal, suffixes) in zip(axes.flat, panels, strict=False):
+        present = list(by_server)
+        values = [by_server[s] for s in present]
         bars = ax.bar(present, values, color=[SERVER_COLOURS.get(s, "#495057") for s in present])
-        for bar, value in zip(bars, values, strict=True):
+        for bar, value, server in zip(bars, values, present, strict=True):
+            label = f"{value / 1000:.1f}k" if value >= 1000 else (
+                f"{value:.0f}" if value >= 100 else f"{value:.3g}")
             ax.annotate(
-                f"{value / 1000:.1f}k" if value >= 1000 else f"{value:.0f}",
+                label + suffixes.get(server, ""),
                 (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                 xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=8,
             )
-        ideal = SCENARIOS[name].ideal_rps
         if ideal:
             ax.axhline(ideal, color="#495057", linestyle="--", linewidth=0.8)
         top = max(values + ([ideal] if ideal else []))
-        ax.set_ylim(0, top * 1.2)
+        ax.set_ylim(0, top * 1.2 if top > 0 else 1)
         ax.yaxis.set_major_formatter(thousands)
         ax.tick_params(axis="both", labelsize=8)
-        title = f"{name} (- - ideal {ideal:,.0f})" if ideal else name
         ax.set_title(title, fontsize=10, fontweight="bold")
         if baseline in present:
-            base = summary[(name, baseline)].rps
-            labels = [f"{baseline}/{s}: {base / summary[(name, s)].rps:.2f}x"
+            base = by_server[baseline]
+            labels = [f"{baseline}/{s}: {ratio(base, by_server[s])}"
                       for s in present if s != baseline]
             ax.text(0.5, -0.14, "\n".join(labels), transform=ax.transAxes, ha="center",
                     va="top", fontsize=8)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    fig.suptitle(
-        f"Requests/s, median of {settings['rounds']} round(s), one worker each"
-        " (higher is better)", fontsize=11,
-    )
+    median = f"median of {settings['rounds']} round(s), one worker each"
+    if len(panels) == wrk_panels:
+        suptitle = f"Requests/s, {median} (higher is better)"
+    elif wrk_panels:
+        suptitle = f"Requests/s unless the panel says otherwise, {median}"
+    else:
+        suptitle = median[0].upper() + median[1:]
+    fig.suptitle(suptitle, fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -918,14 +1524,18 @@ def print_tables(data: dict) -> None:
     settings = data["settings"]
     summary = summarise([Run(**r) for r in data["runs"]])
     scenarios, servers, baseline = settings["scenarios"], settings["servers"], settings["baseline"]
-    print()
-    print(text_table(RESULT_HEADER, results_rows(summary, scenarios, servers)))
-    others = comparison_columns(baseline, servers)
-    if others:
+    rows = results_rows(summary, scenarios, servers)
+    if rows:
         print()
-        print(text_table(ratio_header(baseline, others),
-                         ratio_rows(summary, scenarios, baseline, others)))
+        print(text_table(RESULT_HEADER, rows))
+    others = comparison_columns(baseline, servers)
+    rows = ratio_rows(summary, scenarios, baseline, others)
+    if others and rows:
+        print()
+        print(text_table(ratio_header(baseline, others), rows))
     print()
+    for line in loadgen_sections(data, text_table, prose=False):
+        print(line)
 
 
 # --------------------------------------------------------------------------------------------
@@ -966,9 +1576,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         " (hyper runs the hello scenario only)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--duration", type=float, default=5.0,
-                        help="seconds per measured wrk run (default 5)")
+                        help="seconds per measured wrk run (default 5; the loadgen"
+                        " scenarios sse-tokens and idle-10k have a fixed size)")
     parser.add_argument("--warmup", type=float, default=1.0,
-                        help="seconds of wrk warm-up before each measured run (default 1; 0: none)")
+                        help="seconds of wrk warm-up before each measured run (default 1;"
+                        " 0: none; sse-tokens warms up with 100 short streams, idle-10k not)")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
     parser.add_argument("--baseline", default="ferricorn",
                         help="server whose ratios to the others are reported (default ferricorn)")
@@ -1022,7 +1634,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         data = json.loads(args.from_json.read_text())
     else:
-        problems = missing_requirements(args.servers)
+        problems = missing_requirements(args.servers, args.scenarios)
+        idle = [SCENARIOS[n].connections for n in args.scenarios if SCENARIOS[n].kind == "idle"]
+        if idle and (problem := raise_fd_limit(max(idle) + 1024)):
+            problems.append(problem)
         if problems:
             print("cannot run the benchmark:\n  " + "\n  ".join(problems), file=sys.stderr)
             print("`make bench` sets everything up (see bench/README.md).", file=sys.stderr)

@@ -107,7 +107,7 @@ _P = "Processes"
 SUPERVISOR_ONLY = frozenset({
     "app", "host", "port", "uds", "fd", "backlog", "workers", "reload", "reload_dirs",
     "reload_includes", "reload_excludes", "reload_delay", "timeout_worker_healthcheck",
-    "pid_file",
+    "pid_file", "metrics_port", "metrics_host",
 })
 OPTIONS: tuple[Option, ...] = (
     Option("app", None, 'ASGI application as "<module>:<attribute>", e.g. main:app.', "",
@@ -161,6 +161,9 @@ OPTIONS: tuple[Option, ...] = (
            metavar="SECONDS"),
     Option("blocked_loop_warning", 1.0, "Warn, with the Python stack, when the event loop is "
            "blocked this many seconds; 0 turns it off.", _T, float, metavar="SECONDS"),
+    Option("metrics_port", None, "Serve Prometheus metrics (all workers together) at /metrics "
+           "on this port.", _T, _int_in(0, 65535), metavar="PORT"),
+    Option("metrics_host", "127.0.0.1", "Address for --metrics-port.", _T, metavar="HOST"),
     Option("retry_after", 1, "Retry-After seconds sent with a 503 for overload.", _T, _int_in(0),
            metavar="SECONDS"),
     Option("timeout_keep_alive", 5, "Close idle keep-alive connections after this many "

@@ -74,6 +74,17 @@ def engine_settings(config: Config) -> dict[str, Any]:
         "retry_after": config.retry_after,
         "cancel_on_disconnect": config.cancel_on_disconnect,
         "timeout_request": config.timeout_request,
+        # Supervised workers count into their slot of a shared file; the supervisor serves it.
+        "metrics_slot": (
+            (os.environ["FERRICORN_METRICS_FILE"], int(os.environ["FERRICORN_METRICS_SLOT"]))
+            if "FERRICORN_METRICS_FILE" in os.environ
+            else None
+        ),
+        "metrics_addr": (
+            (config.metrics_host, config.metrics_port)
+            if config.metrics_port is not None and "FERRICORN_SUPERVISOR_FD" not in os.environ
+            else None
+        ),
         "default_headers": headers,
         "date_header": config.date_header,
         "proxy_headers": config.proxy_headers,
@@ -162,7 +173,7 @@ async def serve(config: Config, app: Any) -> int:
         ticker = loop.call_later(_ENGINE_TICK, tick)
     watchdog = None
     if config.blocked_loop_warning:
-        watchdog = LoopWatchdog(loop, config.blocked_loop_warning)
+        watchdog = LoopWatchdog(loop, config.blocked_loop_warning, server.add_loop_blocked)
         watchdog.start()
     if config.timeout_request is not None:
 
@@ -176,6 +187,9 @@ async def serve(config: Config, app: Any) -> int:
 
     stop = asyncio.Event()
     supervisor_link = _SupervisorLink.from_environment(loop)
+    if supervisor_link is not None:
+        # The supervisor reads gauges from the shared metrics file.
+        supervisor_link.on_beat = server.publish_gauges
     if config.limit_max_requests is not None:
         limit = config.limit_max_requests + random.randint(0, config.limit_max_requests_jitter)
 
@@ -233,6 +247,7 @@ class _SupervisorLink:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
         self.loop, self.fd = loop, fd
+        self.on_beat: Any = None
         os.set_blocking(fd, False)
         self._send(b"R")
         self._handle = loop.call_later(_HEARTBEAT, self._beat)
@@ -250,6 +265,8 @@ class _SupervisorLink:
 
     def _beat(self) -> None:
         self._send(b"H")
+        if self.on_beat is not None:
+            self.on_beat()
         self._handle = self.loop.call_later(_HEARTBEAT, self._beat)
 
     def close(self) -> None:

@@ -59,6 +59,9 @@ def run_supervisor(config: Config) -> int:
         "reload_excludes": config.reload_excludes or [".*", "*.py[cod]", "*.sw.*", "~*"],
         "reload_delay": config.reload_delay,
         "healthcheck": config.timeout_worker_healthcheck,
+        "metrics_addr": (
+            (config.metrics_host, config.metrics_port) if config.metrics_port is not None else None
+        ),
     }
     try:
         return supervise(command, sorted(env.items()), settings)

@@ -15,13 +15,20 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 
 logger = logging.getLogger("ferricorn.error")
 
 
 class LoopWatchdog:
-    def __init__(self, loop: asyncio.AbstractEventLoop, threshold: float) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        threshold: float,
+        report: Callable[[float], None] | None = None,
+    ) -> None:
         self.loop = loop
+        self.report = report
         self.threshold = threshold
         self.interval = max(threshold / 4, 0.01)
         self.blocked_seconds_total = 0.0
@@ -55,6 +62,8 @@ class LoopWatchdog:
                 continue
             reported_for = beat
             self.blocked_seconds_total += stalled
+            if self.report is not None:
+                self.report(stalled)
             frame = sys._current_frames().get(self._loop_thread)
             stack = "".join(traceback.format_stack(frame)) if frame is not None else ""
             logger.warning(

@@ -11,6 +11,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 
 use super::http::HttpCycle;
+use crate::engine::metrics::{MetricsBlock, Rejected};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TrackingConfig {
@@ -81,7 +82,12 @@ impl Tracker {
     }
 
     /// Cancels the tasks whose deadline passed; the cycle then answers 504 if it can.
-    pub fn expire(&mut self, py: Python<'_>, log: &Py<PyAny>) -> PyResult<()> {
+    pub fn expire(
+        &mut self,
+        py: Python<'_>,
+        log: &Py<PyAny>,
+        metrics: &MetricsBlock,
+    ) -> PyResult<()> {
         let Some(timeout) = self.config.timeout else {
             return Ok(());
         };
@@ -93,6 +99,7 @@ impl Tracker {
             self.deadlines.pop_front();
             if let Some(r) = self.running.remove(&id) {
                 r.cycle.bind(py).borrow_mut().mark_timed_out();
+                metrics.rejected(Rejected::Deadline);
                 r.task.call_method0(py, intern!(py, "cancel"))?;
                 log.call_method1(
                     py,

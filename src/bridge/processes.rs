@@ -51,7 +51,18 @@ pub fn supervise(
         None
     };
     let healthcheck: f64 = get(settings, "healthcheck")?;
+    let metrics = match get::<Option<(String, u16)>>(settings, "metrics_addr")? {
+        Some((host, port)) => Some(std::net::TcpListener::bind((host.as_str(), port)).map_err(
+            |e| {
+                pyo3::exceptions::PyOSError::new_err(format!(
+                    "cannot listen for metrics on {host}:{port}: {e}"
+                ))
+            },
+        )?),
+        None => None,
+    };
     let config = SupervisorConfig {
+        metrics,
         command,
         env,
         workers: get(settings, "workers")?,

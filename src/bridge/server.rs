@@ -18,6 +18,7 @@ use pyo3::types::PyDict;
 use super::{Event, EventQueue};
 use crate::asgi::scope::version_text;
 use crate::asgi::{AccessInfo, Context, HttpCycle, ScopeBuilder, TrackingConfig};
+use crate::engine::metrics::MetricsBlock;
 use crate::engine::{
     AdmissionConfig, Engine, EngineConfig, IncomingRequest, Listener, LogLevel, Peer,
     TrustedProxies,
@@ -41,6 +42,7 @@ pub struct Server {
     batch: Vec<Event>,
     /// Requests are tracked for cancellation or deadlines.
     tracking: bool,
+    metrics: &'static MetricsBlock,
     /// Local mode: the engine runs on this thread and `fileno` is its poll fd.
     local_fd: Option<i32>,
 }
@@ -53,6 +55,19 @@ fn setting<'py, T: FromPyObjectOwned<'py>>(s: &Bound<'py, PyDict>, key: &str) ->
             let e: PyErr = e.into();
             PyValueError::new_err(format!("engine setting {key:?}: {e}"))
         })
+}
+
+/// This process's metrics: its slot in the workers' shared file, or its own block.
+fn metrics_block(s: &Bound<'_, PyDict>) -> PyResult<&'static MetricsBlock> {
+    match setting::<Option<(String, usize)>>(s, "metrics_slot")? {
+        Some((path, slot)) => {
+            crate::supervisor::shared_metrics::worker_block(std::path::Path::new(&path), slot)
+                .map_err(|e| {
+                    PyOSError::new_err(format!("cannot map the workers' metrics file {path}: {e}"))
+                })
+        }
+        None => Ok(MetricsBlock::leaked()),
+    }
 }
 
 fn engine_config(s: &Bound<'_, PyDict>) -> PyResult<EngineConfig> {
@@ -94,6 +109,19 @@ fn engine_config(s: &Bound<'_, PyDict>) -> PyResult<EngineConfig> {
         },
         retry_after: setting(s, "retry_after")?,
         cancel_on_disconnect: setting(s, "cancel_on_disconnect")?,
+        metrics: metrics_block(s)?,
+        metrics_addr: setting::<Option<(String, u16)>>(s, "metrics_addr")?
+            .map(|(host, port)| {
+                use std::net::ToSocketAddrs;
+                (host.as_str(), port)
+                    .to_socket_addrs()
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .ok_or_else(|| {
+                        PyValueError::new_err(format!("--metrics-host {host:?} does not resolve"))
+                    })
+            })
+            .transpose()?,
         default_headers,
         date_header: setting(s, "date_header")?,
         proxy_headers: setting(s, "proxy_headers")?,
@@ -122,6 +150,7 @@ impl Server {
         access_log: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         let config = engine_config(settings)?;
+        let metrics = config.metrics;
         let root_path: String = setting(settings, "root_path")?;
         // SAFETY: the caller hands over a listening socket it no longer uses (it detached
         // it), so this is the only owner of the fd.
@@ -171,6 +200,7 @@ impl Server {
             batch: Vec::with_capacity(256),
             local_fd,
             tracking: tracked,
+            metrics,
         })
     }
 
@@ -230,7 +260,7 @@ impl Server {
     /// Cancels requests past `--timeout-request`; called a few times a second.
     fn check_deadlines(&self, py: Python<'_>) -> PyResult<()> {
         if let Some(tracker) = self.ctx.bind(py).borrow_mut().tracker.as_mut() {
-            tracker.expire(py, &self.error_log)?;
+            tracker.expire(py, &self.error_log, self.metrics)?;
         }
         Ok(())
     }
@@ -283,6 +313,18 @@ impl Server {
 
     fn connections_open(&self) -> usize {
         self.engine.as_ref().map_or(0, |e| e.connections_open())
+    }
+
+    /// Copies gauges into the metrics block; called a few times a second.
+    fn publish_gauges(&self) {
+        if let Some(e) = &self.engine {
+            e.publish_gauges(self.metrics);
+        }
+    }
+
+    /// The blocked-loop watchdog reports a stall.
+    fn add_loop_blocked(&self, seconds: f64) {
+        self.metrics.loop_blocked(seconds);
     }
 
     /// Requests received since the start (for `--limit-max-requests`).

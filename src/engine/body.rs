@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 
 use super::conn::Activity;
 use super::exchange::{Aborted, Exchange};
+use super::metrics::MetricsBlock;
 
 /// Reads the request body into the exchange, starting only when the app first calls
 /// `receive()` (that first read is what makes hyper send `100 Continue`).
@@ -54,6 +55,15 @@ pub struct StreamingBody {
     exchange: Arc<Exchange>,
     activity: Arc<Activity>,
     finished: bool,
+    record: StreamRecord,
+}
+
+/// What the metrics need when a streamed response ends.
+pub(super) struct StreamRecord {
+    pub metrics: &'static MetricsBlock,
+    pub method: http::Method,
+    pub status: u16,
+    pub started: std::time::Instant,
 }
 
 impl ResponseBody {
@@ -61,11 +71,16 @@ impl ResponseBody {
         ResponseBody::Full(Some(bytes))
     }
 
-    pub(super) fn streaming(exchange: Arc<Exchange>, activity: Arc<Activity>) -> Self {
+    pub(super) fn streaming(
+        exchange: Arc<Exchange>,
+        activity: Arc<Activity>,
+        record: StreamRecord,
+    ) -> Self {
         ResponseBody::Streaming(StreamingBody {
             exchange,
             activity,
             finished: false,
+            record,
         })
     }
 }
@@ -109,6 +124,8 @@ impl Body for ResponseBody {
 
 impl Drop for StreamingBody {
     fn drop(&mut self) {
+        let r = &self.record;
+        r.metrics.record(&r.method, r.status, r.started.elapsed());
         if self.finished {
             self.exchange.engine_done();
         } else {

@@ -102,6 +102,52 @@ async fn first_bytes<S: FirstByte>(stream: &S, shared: &Shared) -> bool {
     ready
 }
 
+/// `/metrics` on its own listener (single-process mode), in Prometheus text format.
+pub(super) async fn serve_metrics(listener: TcpListener, shared: Arc<Shared>) {
+    use http_body_util::Full;
+    let mut phase = shared.phase.clone();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((s, _)) => s,
+                Err(e) => { accept_error(&shared, e).await; continue; }
+            },
+            _ = phase.changed() => break,
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let shared = shared.clone();
+                    async move {
+                        let metrics = shared.config.metrics;
+                        super::publish_gauges(&shared.stats, metrics);
+                        let (status, body) = if req.uri().path() == "/metrics" {
+                            (
+                                200,
+                                super::metrics::render(&[metrics], &[std::process::id()]),
+                            )
+                        } else {
+                            (404, "Not Found: metrics are at /metrics\n".to_string())
+                        };
+                        let mut r = hyper::Response::new(Full::new(bytes::Bytes::from(body)));
+                        *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or_default();
+                        r.headers_mut().insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static(
+                                "text/plain; version=0.0.4; charset=utf-8",
+                            ),
+                        );
+                        Ok::<_, std::convert::Infallible>(r)
+                    }
+                });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
 /// Out of file descriptors or a similar transient failure: say so, back off, keep going.
 async fn accept_error(shared: &Shared, e: io::Error) {
     shared.dispatcher.log(

@@ -13,6 +13,7 @@ mod admission;
 mod body;
 mod conn;
 pub mod exchange;
+pub mod metrics;
 mod proxy;
 mod runtime;
 mod service;
@@ -42,6 +43,10 @@ pub struct EngineConfig {
     pub retry_after: u64,
     /// Tell the app side about every disconnect before the response ended.
     pub cancel_on_disconnect: bool,
+    /// Where this process counts requests (its own, or its slot in the workers' file).
+    pub metrics: &'static metrics::MetricsBlock,
+    /// Serve `/metrics` here (single-process mode; the supervisor serves it otherwise).
+    pub metrics_addr: Option<SocketAddr>,
     /// Headers added to every response unless the app set them (server, custom `--header`).
     pub default_headers: Vec<(HeaderName, HeaderValue)>,
     pub date_header: bool,
@@ -163,6 +168,12 @@ impl Engine {
             phase: phase_rx,
         });
         let rt = runtime.tokio();
+        if let Some(addr) = shared.config.metrics_addr {
+            let l = std::net::TcpListener::bind(addr)?;
+            l.set_nonblocking(true)?;
+            let l = rt.block_on(async { tokio::net::TcpListener::from_std(l) })?;
+            rt.spawn(conn::serve_metrics(l, shared.clone()));
+        }
         match listener {
             Listener::Tcp(l) => {
                 l.set_nonblocking(true)?;
@@ -211,6 +222,11 @@ impl Engine {
         self.stats.connections_open.load(Ordering::Relaxed)
     }
 
+    /// Copies the gauges into the metrics block (a few times a second, off the hot path).
+    pub fn publish_gauges(&self, metrics: &metrics::MetricsBlock) {
+        publish_gauges(&self.stats, metrics);
+    }
+
     pub fn requests_total(&self) -> u64 {
         self.stats.next_exchange_id.load(Ordering::Relaxed)
     }
@@ -226,6 +242,16 @@ impl Engine {
             rt.shutdown(timeout);
         }
     }
+}
+
+fn publish_gauges(stats: &Stats, metrics: &metrics::MetricsBlock) {
+    let load = |a: &AtomicUsize| a.load(Ordering::Relaxed) as u64;
+    metrics
+        .connections_open
+        .store(load(&stats.connections_open), Ordering::Relaxed);
+    metrics
+        .in_flight
+        .store(load(&stats.requests_in_flight), Ordering::Relaxed);
 }
 
 impl Drop for Engine {

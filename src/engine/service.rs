@@ -20,9 +20,10 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::body::{pump_request_body, ResponseBody};
+use super::body::{pump_request_body, ResponseBody, StreamRecord};
 use super::conn::Activity;
 use super::exchange::{Exchange, Response, ResponseHead};
+use super::metrics::Rejected;
 use super::{IncomingRequest, LogLevel, Peer, Shared};
 
 /// Request bodies up to this size, with a Content-Length and no `Expect: 100-continue`, are
@@ -90,6 +91,9 @@ impl RequestService {
     async fn handle(self, req: Request<Incoming>) -> HttpResponse<ResponseBody> {
         let shared = &self.shared;
         self.activity.request_started();
+        let started = std::time::Instant::now();
+        let metrics = shared.config.metrics;
+        let method = req.method().clone();
         let mut guard = InFlightGuard {
             activity: self.activity.clone(),
             exchange: None,
@@ -100,6 +104,11 @@ impl RequestService {
             Ok(permit) => permit,
             Err(why) => {
                 guard.answered = true;
+                metrics.rejected(match why {
+                    super::Rejection::Limit => Rejected::Limit,
+                    super::Rejection::QueueTimeout => Rejected::QueueTimeout,
+                });
+                metrics.record(&method, 503, started.elapsed());
                 if let Some(line) = shared.admission.note_rejection(why) {
                     shared.dispatcher.log(LogLevel::Warning, line);
                 }
@@ -176,6 +185,7 @@ impl RequestService {
         match response {
             Response::Full(head, body) => {
                 exchange.engine_done();
+                metrics.record(&method, head.status.as_u16(), started.elapsed());
                 build(head, ResponseBody::full(body), defaults, draining)
             }
             Response::BadRequestBody => {
@@ -188,7 +198,13 @@ impl RequestService {
             Response::Streaming(head) => {
                 // The guard's job passes to the body: the request stays busy until it ends.
                 self.activity.busy.fetch_add(1, Ordering::Relaxed);
-                let body = ResponseBody::streaming(exchange.clone(), self.activity.clone());
+                let finish = StreamRecord {
+                    metrics,
+                    method,
+                    status: head.status.as_u16(),
+                    started,
+                };
+                let body = ResponseBody::streaming(exchange.clone(), self.activity.clone(), finish);
                 build(head, body, defaults, draining)
             }
         }

@@ -20,6 +20,7 @@
 //! [`run`]). Log lines go to stderr in the same `LEVEL:    message` shape as Python's.
 
 mod reload;
+pub mod shared_metrics;
 mod signals;
 mod worker;
 
@@ -36,6 +37,8 @@ pub struct SupervisorConfig {
     pub workers: usize,
     pub reload: Option<ReloadConfig>,
     pub healthcheck: Option<Duration>,
+    /// Serve the workers' summed metrics on this listener.
+    pub metrics: Option<std::net::TcpListener>,
 }
 
 fn log(level: &str, message: &str) {
@@ -63,6 +66,7 @@ struct Supervisor {
     /// Under --reload, the last start failed: wait for a change before trying again.
     waiting_for_change: bool,
     exit_code: i32,
+    metrics: Option<shared_metrics::SharedMetrics>,
 }
 
 /// Runs the workers until SIGINT/SIGTERM; returns the process exit code.
@@ -91,7 +95,22 @@ pub fn run(config: SupervisorConfig) -> i32 {
             &format!("Will watch for changes in these directories: {dirs:?}"),
         );
     }
+    let metrics = match config.metrics.as_ref().map(|l| l.try_clone()) {
+        Some(Ok(l)) => match shared_metrics::SharedMetrics::new(l) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                log("ERROR", &format!("cannot set up the shared metrics: {e}"));
+                return 1;
+            }
+        },
+        Some(Err(e)) => {
+            log("ERROR", &format!("metrics listener: {e}"));
+            return 1;
+        }
+        None => None,
+    };
     let mut sup = Supervisor {
+        metrics,
         target: config.workers.max(1),
         config,
         workers: Vec::new(),
@@ -134,9 +153,19 @@ impl Supervisor {
     fn spawn(&mut self, replaces: Option<usize>) {
         let id = self.next_id;
         self.next_id += 1;
+        let mut env = self.config.env.clone();
+        if let Some(m) = self.metrics.as_mut() {
+            match m.assign(id) {
+                Some(vars) => env.extend(vars),
+                None => log(
+                    "WARNING",
+                    "more workers than metrics slots: this one is not counted",
+                ),
+            }
+        }
         let how = Spawn {
             command: &self.config.command,
-            env: &self.config.env,
+            env: &env,
             prefix_output: self.target > 1 || self.config.workers > 1,
         };
         match Worker::spawn(id, &how) {
@@ -175,10 +204,12 @@ impl Supervisor {
     }
 
     fn wait_for_io(&mut self, timeout: Duration) {
+        let metrics_fd = self.metrics.as_ref().map(|m| m.listener_fd());
         let mut fds: Vec<libc::pollfd> = self
             .workers
             .iter()
             .flat_map(|w| w.fds())
+            .chain(metrics_fd)
             .map(|fd| libc::pollfd {
                 fd,
                 events: libc::POLLIN,
@@ -195,6 +226,11 @@ impl Supervisor {
         }
         for w in &mut self.workers {
             w.read();
+        }
+        if let Some(m) = &self.metrics {
+            let mut pids = vec![std::process::id()];
+            pids.extend(self.workers.iter().map(|w| w.pid()));
+            m.serve(&pids);
         }
     }
 
@@ -333,6 +369,9 @@ impl Supervisor {
                 continue;
             };
             let w = self.workers.remove(i);
+            if let Some(m) = self.metrics.as_mut() {
+                m.release(w.id);
+            }
             match w.state {
                 State::Stopping => {
                     log(

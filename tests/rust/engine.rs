@@ -76,6 +76,8 @@ fn config() -> EngineConfig {
         admission: AdmissionConfig::default(),
         retry_after: 1,
         cancel_on_disconnect: false,
+        metrics: _ferricorn::engine::metrics::MetricsBlock::leaked(),
+        metrics_addr: None,
         default_headers: vec![],
         date_header: false,
         proxy_headers: false,

@@ -1,0 +1,82 @@
+"""--metrics-port: Prometheus text at /metrics, parsed by prometheus_client, for one process
+and summed over workers."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+APP = "apps.basic:app"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port: int) -> dict:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def requests_total(samples: dict, method: str, status: str) -> float:
+    key = ("ferricorn_http_requests_total", (("method", method), ("status", status)))
+    return samples.get(key, 0.0)
+
+
+def test_single_process_metrics(server):
+    mport = free_port()
+    srv = server.start(APP, "--metrics-port", str(mport))
+    with httpx.Client() as c:
+        for _ in range(7):
+            assert c.get(srv.url + "/").status_code == 200
+        c.post(srv.url + "/echo", content=b"x")
+    samples = scrape(mport)
+    assert requests_total(samples, "GET", "200") == 7
+    assert samples[("ferricorn_http_request_duration_seconds_count", ())] >= 8
+    assert samples[("ferricorn_http_request_duration_seconds_bucket", (("le", "+Inf"),))] >= 8
+    assert samples[("process_resident_memory_bytes", ())] > 1_000_000
+    assert ("ferricorn_http_requests_rejected_total", (("reason", "limit"),)) in samples
+    assert httpx.get(f"http://127.0.0.1:{mport}/other").status_code == 404
+
+
+def test_rejections_are_counted(server):
+    mport = free_port()
+    srv = server.start(APP, "--metrics-port", str(mport), "--limit-concurrency", "1")
+    with httpx.Client(timeout=10) as slow, httpx.Client(timeout=10) as fast:
+        import threading
+
+        t = threading.Thread(target=lambda: slow.get(srv.url + "/stream?delay=0.5"))
+        t.start()
+        time.sleep(0.3)
+        assert fast.get(srv.url + "/").status_code == 503
+        t.join()
+    samples = scrape(mport)
+    assert samples[("ferricorn_http_requests_rejected_total", (("reason", "limit"),))] == 1
+    assert requests_total(samples, "GET", "503") == 1
+
+
+def test_metrics_cover_all_workers(server):
+    mport = free_port()
+    srv = server.start(APP, "--workers", "2", "--metrics-port", str(mport))
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            httpx.get(srv.url + "/", timeout=1)
+            break
+        except httpx.HTTPError:
+            assert time.monotonic() < deadline, "workers did not answer"
+            time.sleep(0.1)
+    for _ in range(30):
+        with httpx.Client() as c:  # new connections spread over the workers
+            assert c.get(srv.url + "/").status_code == 200
+    samples = scrape(mport)
+    assert requests_total(samples, "GET", "200") >= 31
