@@ -593,3 +593,21 @@ def test_unix_socket_with_two_workers(server, tmp_path):
     assert len(outcomes) == 200
     assert pids_of(outcomes) == workers
     assert srv.stop(signal.SIGTERM) == 0
+
+
+def test_inherited_fd_with_two_workers(server):
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        fd = sock.fileno()
+        srv = server.start(APP, "--fd", str(fd), "--workers", "2", pass_fds=(fd,))
+    finally:
+        sock.close()  # the server holds its own copy
+    workers = wait_workers(srv, 2)
+    outcomes = Load(srv.url, keepalive=False, pause=0, max_requests=100).start().join()
+    assert failures(outcomes) == []
+    assert pids_of(outcomes) == workers
+    assert srv.stop(signal.SIGTERM) == 0
