@@ -27,8 +27,9 @@ logger = logging.getLogger("ferricorn.error")
 
 #: Response bytes buffered per request before `send()` waits for a slow client.
 RESPONSE_HIGH_WATER = 64 * 1024
-#: Request bytes read ahead of the app's `receive()`.
-REQUEST_READ_AHEAD = 64 * 1024
+#: Request bytes read ahead of the app's `receive()` (an upload streams in while the app
+#: handles what it has; bounded per request).
+REQUEST_READ_AHEAD = 256 * 1024
 #: How often an engine on the loop thread gets a turn even without I/O, for its timers.
 _ENGINE_TICK = 0.05
 #: How often request deadlines (--timeout-request) are checked.

@@ -159,7 +159,11 @@ impl HttpCycle {
                 self.request_done = !more;
                 let d = PyDict::new(py);
                 d.set_item(intern!(py, "type"), intern!(py, "http.request"))?;
-                d.set_item(intern!(py, "body"), PyBytes::new(py, &body))?;
+                let bytes = PyBytes::new_with(py, body.len(), |out| {
+                    body.copy_into(out);
+                    Ok(())
+                })?;
+                d.set_item(intern!(py, "body"), bytes)?;
                 d.set_item(intern!(py, "more_body"), more)?;
                 Ok(Some(d.into_any().unbind()))
             }

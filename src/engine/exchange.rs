@@ -66,10 +66,46 @@ impl std::fmt::Display for Aborted {
 
 impl std::error::Error for Aborted {}
 
+/// Request body for the app: the chunks as they arrived, to be copied once, straight into
+/// the Python `bytes` object (no concatenation first).
+#[derive(Default)]
+pub struct BodyChunks(Vec<Bytes>);
+
+impl BodyChunks {
+    pub fn len(&self) -> usize {
+        self.0.iter().map(Bytes::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(Bytes::is_empty)
+    }
+
+    /// Copies the chunks into `out`, which must be `len()` bytes long.
+    pub fn copy_into(&self, out: &mut [u8]) {
+        let mut at = 0;
+        for c in &self.0 {
+            out[at..at + c.len()].copy_from_slice(c);
+            at += c.len();
+        }
+    }
+
+    pub fn to_bytes(&self) -> Bytes {
+        match &self.0[..] {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            _ => {
+                let mut v = vec![0; self.len()];
+                self.copy_into(&mut v);
+                Bytes::from(v)
+            }
+        }
+    }
+}
+
 /// What the app gets when it asks for request body.
 pub enum BodyRead {
-    /// A chunk (possibly empty) and whether more follows.
-    Chunk(Bytes, bool),
+    /// Chunks (possibly none) and whether more follows.
+    Chunk(BodyChunks, bool),
     /// Nothing yet: the app side must wait for a wake.
     Wait,
     /// The client is gone.
@@ -321,18 +357,9 @@ impl Exchange {
     /// The app asks for request body. `Wait` registers the app as waiting.
     pub fn read_body(&self) -> BodyRead {
         let mut s = self.lock();
-        if let Some(first) = s.body.pop_front() {
+        if !s.body.is_empty() {
             // Hand over everything buffered at once: fewer messages, fewer wakeups.
-            let chunk = if s.body.is_empty() {
-                first
-            } else {
-                let mut all = Vec::with_capacity(s.body_bytes);
-                all.extend_from_slice(&first);
-                for c in s.body.drain(..) {
-                    all.extend_from_slice(&c);
-                }
-                Bytes::from(all)
-            };
+            let chunk = BodyChunks(s.body.drain(..).collect());
             s.body_bytes = 0;
             let more = !s.body_end;
             let pump = if more { s.pump_waker.take() } else { None };
@@ -343,7 +370,7 @@ impl Exchange {
             return BodyRead::Chunk(chunk, more);
         }
         if s.body_end {
-            return BodyRead::Chunk(Bytes::new(), false);
+            return BodyRead::Chunk(BodyChunks::default(), false);
         }
         if s.client_gone {
             return BodyRead::Disconnected;
@@ -498,7 +525,7 @@ mod tests {
         assert_eq!(waker.0.load(Ordering::SeqCst), 1);
         match ex.read_body() {
             BodyRead::Chunk(c, more) => {
-                assert_eq!(&c[..], b"abcd");
+                assert_eq!(&c.to_bytes()[..], b"abcd");
                 assert!(more);
             }
             _ => panic!("expected the buffered chunks"),
@@ -511,7 +538,9 @@ mod tests {
     fn full_body_is_one_message() {
         let (ex, _, _) = exchange(16);
         ex.set_full_body(Bytes::from_static(b"hello"));
-        assert!(matches!(ex.read_body(), BodyRead::Chunk(c, false) if &c[..] == b"hello"));
+        assert!(
+            matches!(ex.read_body(), BodyRead::Chunk(c, false) if &c.to_bytes()[..] == b"hello")
+        );
     }
 
     #[test]
