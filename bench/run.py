@@ -17,6 +17,13 @@ of wrk, because wrk can neither time the events inside a response nor hold conne
 stream) and ``idle-10k`` (10,000 idle connections: RSS per connection, latency of the requests
 served meanwhile, connections still open at the end). They get their own report section.
 
+Two more get the "Cancellation and overload" section: ``cancel`` (asyncio clients in this
+process abandon requests whose app task sleeps; the delay from each close to the
+``CancelledError`` in the app, bench/apps/cancel_probe.py) and ``overload`` (the 100 ms app
+under twice the load its concurrency limit admits, wrk counting the responses by status with
+bench/lua/count_status.lua). Scenarios can pass their own flags to each server
+(``Scenario.server_args``), e.g. ferricorn's ``--cancel-on-disconnect``.
+
 Run it from anywhere; when ``.venv-bench`` exists in the repo root and this is not already its
 interpreter, the script re-executes itself with it. ``make bench`` (bench/bench.mk) sets up
 that venv. Only the standard library is needed, plus matplotlib for the chart.
@@ -31,10 +38,13 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import datetime
 import importlib.metadata
 import importlib.util
 import json
+import math
 import os
 import platform
 import re
@@ -122,6 +132,10 @@ class Scenario:
     kind: str = "wrk"  # the load generator: "wrk", or a loadgen mode ("sse", "idle")
     load_path: str | None = None  # loadgen's request path, when it differs from ``path``
     hold_s: float = 0.0  # idle: seconds loadgen holds the connections once all are open
+    # Extra command-line flags per server ("ferricorn", "granian", "uvicorn"), e.g. limits.
+    server_args: dict[str, tuple[str, ...]] = field(
+        default_factory=dict, hash=False, compare=False, repr=False
+    )
 
 
 # sse-tokens: what each of the 1,000 streams carries (bench/apps/sse_tokens.py).
@@ -136,6 +150,17 @@ IDLE_SETTLE_S = 1.0
 IDLE_STALL_S = 10.0
 RSS_SAMPLE_S = 0.05  # RSS sampling period while loadgen runs
 LOADGEN_TIMEOUT_S = 180.0  # a loadgen run taking longer than this is killed and marked failed
+# cancel: the client sends GET /work?id=N, waits CANCEL_HOLD_S and closes the connection, with
+# CANCEL_CONCURRENCY such clients at a time; CANCEL_SETTLE_S after the last close the harness
+# collects the app's cancel times. --cancel-requests sets N (default CANCEL_REQUESTS).
+CANCEL_REQUESTS = 300
+CANCEL_CONCURRENCY = 20
+CANCEL_HOLD_S = 0.05
+CANCEL_SETTLE_S = 1.0
+# overload: the 100 ms app with OVERLOAD_CONNECTIONS wrk connections, twice the OVERLOAD_LIMIT
+# requests that ferricorn (and uvicorn, counting connections) let in at once.
+OVERLOAD_LIMIT = 200
+OVERLOAD_CONNECTIONS = 2 * OVERLOAD_LIMIT
 
 
 def _stream_body() -> bytes:
@@ -231,6 +256,35 @@ SCENARIOS: dict[str, Scenario] = {
             hold_s=3.0,
             check=expect_body(b"Hello, world!"),
         ),
+        Scenario(
+            name="cancel",
+            app="bench.apps.cancel_probe:app",
+            summary="GET /work?id=N (the app sleeps 60 s), client closes the connection after"
+            f" {CANCEL_HOLD_S * 1000:g} ms; delay from the close to CancelledError in the app's"
+            f" task, {CANCEL_CONCURRENCY} clients at a time (asyncio sockets in the harness);"
+            " ferricorn with --cancel-on-disconnect, the others with their defaults",
+            kind="cancel",
+            path="/results",  # the readiness check
+            check=expect_json(lambda d: isinstance(d, dict) and "cancels" in d, "results"),
+            server_args={"ferricorn": ("--cancel-on-disconnect",)},
+        ),
+        Scenario(
+            name="overload",
+            app="bench.apps.slow_100ms:app",
+            summary=f"the 100 ms app under {OVERLOAD_CONNECTIONS} wrk connections, twice the"
+            f" {OVERLOAD_LIMIT} requests ferricorn lets in at once (--limit-concurrency"
+            f" {OVERLOAD_LIMIT} --limit-queue 0: the rest get 503 at once); uvicorn with"
+            f" --limit-concurrency {OVERLOAD_LIMIT} (counts connections), Granian has no such"
+            " limit (defaults); responses counted by status (bench/lua/count_status.lua)",
+            kind="overload",
+            connections=OVERLOAD_CONNECTIONS,
+            lua="count_status.lua",
+            check=expect_body(b"Hello, world!"),
+            server_args={
+                "ferricorn": ("--limit-concurrency", str(OVERLOAD_LIMIT), "--limit-queue", "0"),
+                "uvicorn": ("--limit-concurrency", str(OVERLOAD_LIMIT)),
+            },
+        ),
     ]
 }
 
@@ -263,22 +317,23 @@ def server_command(
 ) -> list[str] | None:
     """The command line serving ``scenario`` on ``port``, or None if the server can't run it."""
     py = sys.executable
+    extra = list(scenario.server_args.get(server, ()))
     if server == "ferricorn":
         return [
             py, "-m", "ferricorn", scenario.app, "--port", str(port),
-            "--no-access-log", "--log-level", "warning", *ferricorn_args,
+            "--no-access-log", "--log-level", "warning", *extra, *ferricorn_args,
         ]
     if server == "granian":
         # --http 1: all load here is HTTP/1.1, and the other servers speak only that.
         return [
             py, "-m", "granian", "--interface", "asgi", "--port", str(port), "--workers", "1",
             "--loop", "uvloop", "--http", "1", "--no-access-log", "--log-level", "warning",
-            scenario.app,
+            *extra, scenario.app,
         ]
     if server == "uvicorn":
         return [
             py, "-m", "uvicorn", scenario.app, "--port", str(port), "--loop", "uvloop",
-            "--http", "httptools", "--no-access-log", "--log-level", "warning",
+            "--http", "httptools", "--no-access-log", "--log-level", "warning", *extra,
         ]
     if server == "hyper":
         if scenario.name != "hello":
@@ -291,9 +346,9 @@ def missing_requirements(servers: list[str], scenarios: list[str]) -> list[str]:
     """What is missing to run ``scenarios`` on ``servers`` (empty when all is there)."""
     problems = []
     kinds = {SCENARIOS[name].kind for name in scenarios}
-    if "wrk" in kinds and shutil.which("wrk") is None:
+    if kinds & {"wrk", "overload"} and shutil.which("wrk") is None:
         problems.append("wrk is not on PATH (apt-get install wrk)")
-    if kinds - {"wrk"} and not loadgen_binary().exists():
+    if kinds & {"sse", "idle"} and not loadgen_binary().exists():
         problems.append(
             f"{loadgen_binary()} is missing (cargo build --release --example loadgen)"
         )
@@ -586,6 +641,9 @@ class Run:
     loadgen: dict[str, float] | None = None
     loadgen_output: dict[str, float] | None = None
     loadgen_command: str | None = None
+    # cancel and overload: the figures for their report section (see measure_cancel and
+    # measure_overload).
+    figures: dict[str, float] | None = None
 
 
 def measure(scenario: Scenario, server: str, round_no: int, args: argparse.Namespace) -> Run:
@@ -614,7 +672,8 @@ def measure(scenario: Scenario, server: str, round_no: int, args: argparse.Names
                 tail = " | ".join(tail.strip().splitlines()[-3:])
                 run.error = f"{problem}" + (f" (log: {tail})" if tail else "")
                 return run
-            measurer = {"wrk": measure_wrk, "sse": measure_sse, "idle": measure_idle}
+            measurer = {"wrk": measure_wrk, "sse": measure_sse, "idle": measure_idle,
+                        "cancel": measure_cancel, "overload": measure_overload}
             measurer[scenario.kind](run, proc, scenario, port, args, log_dir, stem)
         except ValueError as err:
             run.error = str(err)
@@ -877,11 +936,149 @@ def measure_idle(
     run.error = None if run.ok else "no connection opened"
 
 
+# --------------------------------------------------------------------------------------------
+# cancel (asyncio clients in this process) and overload (wrk, responses counted by status)
+# --------------------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank ``q`` quantile (0 < q <= 1) of a non-empty list."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered), max(1, math.ceil(q * len(ordered)))) - 1]
+
+
+async def cancel_clients(port: int, count: int) -> tuple[dict[int, float], int]:
+    """``count`` clients, CANCEL_CONCURRENCY at a time: each sends ``GET /work?id=N``, waits
+    CANCEL_HOLD_S and closes its connection. Returns {N: time.monotonic() just before the
+    close} and the number of clients that could not connect or send."""
+    closes: dict[int, float] = {}
+    failed = 0
+    gate = asyncio.Semaphore(CANCEL_CONCURRENCY)
+
+    async def client(request_id: int) -> None:
+        nonlocal failed
+        async with gate:
+            try:
+                _reader, writer = await asyncio.open_connection(HOST, port)
+            except OSError:
+                failed += 1
+                return
+            try:
+                writer.write(f"GET /work?id={request_id} HTTP/1.1\r\nHost: {HOST}:{port}"
+                             "\r\n\r\n".encode())
+                await writer.drain()
+                await asyncio.sleep(CANCEL_HOLD_S)
+                closes[request_id] = time.monotonic()
+            except OSError:
+                failed += 1
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+
+    await asyncio.gather(*(client(i) for i in range(count)))
+    return closes, failed
+
+
+def measure_cancel(
+    run: Run, proc: subprocess.Popen, scenario: Scenario, port: int, args: argparse.Namespace,
+    log_dir: Path, stem: str,
+) -> None:
+    """Client close -> CancelledError in the app (bench/apps/cancel_probe.py).
+
+    The clients run in this process (asyncio), so their time.monotonic() and the app's read
+    the same clock. CANCEL_SETTLE_S after the last close the harness fetches the app's
+    /results, then /release ends the sleeps nobody cancelled so that the server stops at once.
+    """
+    count = args.cancel_requests
+    started = time.monotonic()
+    closes, failed = asyncio.run(cancel_clients(port, count))
+    seconds = time.monotonic() - started
+    time.sleep(CANCEL_SETTLE_S)
+    base = f"http://{HOST}:{port}"
+    with urllib.request.urlopen(f"{base}/results", timeout=10) as response:
+        results = json.loads(response.read())
+    with urllib.request.urlopen(f"{base}/release", timeout=10) as response:
+        released = int(response.read())
+    (log_dir / f"{stem}.cancel.json").write_text(json.dumps(
+        {"closes": closes, "failed": failed, "released": released, **results}) + "\n")
+    if proc.poll() is not None:
+        raise ValueError(f"server died during the run (exit code {proc.returncode})")
+    reached = {request_id for request_id, _ in results["arrivals"]} & set(closes)
+    delays = [(cancelled_at - closes[request_id]) * 1000
+              for request_id, cancelled_at in results["cancels"] if request_id in closes]
+    run.figures = {
+        "requests": len(closes),
+        "failed": failed,
+        "reached": len(reached),
+        "cancelled": len(delays),
+        "not_cancelled": len(closes) - len(delays),
+        "released": released,
+        "seconds": round(seconds, 3),
+    }
+    if delays:
+        run.figures |= {
+            "delay_p50_ms": percentile(delays, 0.50),
+            "delay_p99_ms": percentile(delays, 0.99),
+            "delay_max_ms": max(delays),
+        }
+    run.ok = len(closes) > 0
+    run.error = None if run.ok else f"no client got its request out ({failed} failed)"
+
+
+_RE_STATUSES = re.compile(r"^statuses:(.*)$", re.MULTILINE)
+
+
+def measure_overload(
+    run: Run, proc: subprocess.Popen, scenario: Scenario, port: int, args: argparse.Namespace,
+    log_dir: Path, stem: str,
+) -> None:
+    """A wrk run (as measure_wrk) whose Lua script counts the responses by status."""
+    measure_wrk(run, proc, scenario, port, args, log_dir, stem)
+    if not run.ok:
+        return
+    output = (log_dir / f"{stem}.wrk.txt").read_text()
+    result = parse_wrk(output)
+    match = _RE_STATUSES.search(output)
+    if match is None:
+        raise ValueError(f"no status counts in the wrk output ({scenario.lua})")
+    statuses = {int(code): int(n) for code, n in
+                (part.split("=") for part in match.group(1).split())}
+    ok = statuses.get(200, 0)
+    total = sum(statuses.values())
+    run.figures = {
+        "responses": total,
+        "ok": ok,
+        "shed_503": statuses.get(503, 0),
+        "other_status": total - ok - statuses.get(503, 0),
+        "socket_errors": result.connect_errors + result.read_errors + result.write_errors,
+        "timeouts": result.timeouts,
+        "ok_per_s": ok / result.seconds,
+        "responses_per_s": total / result.seconds,
+        "shed_share": (total - ok) / total if total else 0.0,
+        "latency_p50_ms": result.latency_ms["50"],
+        "latency_p99_ms": result.latency_ms["99"],
+    }
+
+
 def describe(run: Run) -> str:
     """One progress line."""
     head = f"[round {run.round}] {run.scenario:<11} {run.server:<9}"
     if not run.ok:
         return f"{head} FAILED: {run.error}"
+    f = run.figures
+    if f is not None and "cancelled" in f:
+        delays = (f" delay p50 {f['delay_p50_ms']:.2f} p99 {f['delay_p99_ms']:.2f}"
+                  f" max {f['delay_max_ms']:.2f} ms" if f["cancelled"] else "")
+        return (f"{head} cancelled {f['cancelled']:.0f} of {f['requests']:.0f}"
+                f" (reached the app {f['reached']:.0f}){delays}")
+    if f is not None:
+        return (
+            f"{head} {f['ok_per_s']:>8,.0f} x200/s of {f['responses_per_s']:,.0f} responses/s"
+            f"  shed {f['shed_share']:.1%}  p50 {f['latency_p50_ms']:.2f}"
+            f" p99 {f['latency_p99_ms']:.2f} ms  socket errors {f['socket_errors']:.0f},"
+            f" timeouts {f['timeouts']:.0f}"
+        )
     g = run.loadgen
     if g is not None and "events_per_s" in g:
         return (
@@ -958,7 +1155,7 @@ def summarise(runs: list[Run]) -> dict[tuple[str, str], Summary]:
     """Group the successful wrk runs by (scenario, server) and take medians."""
     groups: dict[tuple[str, str], list[Run]] = {}
     for run in runs:
-        if run.ok and run.loadgen is None:
+        if run.ok and run.loadgen is None and run.figures is None:
             groups.setdefault((run.scenario, run.server), []).append(run)
     return {
         key: Summary(
@@ -1055,13 +1252,13 @@ def ratio_header(baseline: str, others: list[str]) -> list[str]:
 LoadgenSummary = dict[tuple[str, str], dict[str, float]]
 
 
-def summarise_loadgen(runs: list[Run]) -> LoadgenSummary:
-    """Per (scenario, server): the median of each loadgen figure across the successful rounds,
-    plus "rounds"."""
+def summarise_loadgen(runs: list[Run], attribute: str = "loadgen") -> LoadgenSummary:
+    """Per (scenario, server): the median of each loadgen figure (or of each of the figures
+    in ``attribute``) across the successful rounds, plus "rounds"."""
     groups: dict[tuple[str, str], list[dict[str, float]]] = {}
     for run in runs:
-        if run.ok and run.loadgen is not None:
-            groups.setdefault((run.scenario, run.server), []).append(run.loadgen)
+        if run.ok and getattr(run, attribute) is not None:
+            groups.setdefault((run.scenario, run.server), []).append(getattr(run, attribute))
     summary: LoadgenSummary = {}
     for key, group in groups.items():
         names = dict.fromkeys(name for g in group for name in g)
@@ -1262,6 +1459,111 @@ def loadgen_sections(data: dict, table: Callable, prose: bool) -> list[str]:
     return lines
 
 
+CANCEL_HEADER = [
+    "server", "flags", "requests", "reached app", "cancelled", "not cancelled",
+    "delay p50 ms", "delay p99 ms", "delay max ms", "rounds",
+]
+
+OVERLOAD_HEADER = [
+    "server", "flags", "200/s", "responses/s", "shed", "503s", "other status",
+    "socket errors", "timeouts", "p50 ms", "p99 ms", "rounds",
+]
+
+
+def server_flags(name: str, server: str, code: bool) -> str:
+    """The scenario's extra flags for ``server``, for the tables (``code``: in backquotes)."""
+    flags = SCENARIOS[name].server_args.get(server) if name in SCENARIOS else None
+    if not flags:
+        return "defaults"
+    return f"`{shlex.join(flags)}`" if code else shlex.join(flags)
+
+
+def cancel_rows(
+    summary: LoadgenSummary, name: str, servers: list[str], code: bool
+) -> list[list[str]]:
+    """Rows of the cancel table: one per server measured."""
+    rows = []
+    for server in servers:
+        f = summary.get((name, server))
+        if f is None:
+            continue
+        delays = [f"{f[k]:.2f}" if k in f else "-"
+                  for k in ("delay_p50_ms", "delay_p99_ms", "delay_max_ms")]
+        rows.append([
+            server, server_flags(name, server, code), f"{f['requests']:,.0f}",
+            f"{f['reached']:,.0f}", f"{f['cancelled']:,.0f}",
+            f"{f['not_cancelled']:,.0f} of {f['requests']:,.0f}", *delays, f"{f['rounds']:.0f}",
+        ])
+    return rows
+
+
+def overload_rows(
+    summary: LoadgenSummary, name: str, servers: list[str], code: bool
+) -> list[list[str]]:
+    """Rows of the overload table: one per server measured."""
+    rows = []
+    for server in servers:
+        f = summary.get((name, server))
+        if f is None:
+            continue
+        rows.append([
+            server, server_flags(name, server, code), fmt_rps(f["ok_per_s"]),
+            fmt_rps(f["responses_per_s"]), f"{f['shed_share']:.1%}", f"{f['shed_503']:,.0f}",
+            f"{f['other_status']:,.0f}", f"{f['socket_errors']:,.0f}", f"{f['timeouts']:,.0f}",
+            f"{f['latency_p50_ms']:.2f}", f"{f['latency_p99_ms']:.2f}", f"{f['rounds']:.0f}",
+        ])
+    return rows
+
+
+def robustness_sections(data: dict, table: Callable, prose: bool) -> list[str]:
+    """The "Cancellation and overload" section: a table for each of the two scenarios."""
+    settings = data["settings"]
+    scenarios, servers = settings["scenarios"], settings["servers"]
+    summary = summarise_loadgen([Run(**r) for r in data["runs"]], attribute="figures")
+    cancel, overload = loadgen_scenario("cancel", scenarios), loadgen_scenario(
+        "overload", scenarios)
+    lines: list[str] = []
+    if cancel and (rows := cancel_rows(summary, cancel, servers, prose)):
+        lines += [f"### {cancel}", ""]
+        if prose:
+            requests = settings.get("cancel_requests", CANCEL_REQUESTS)
+            lines += [
+                f"{requests} clients, {CANCEL_CONCURRENCY} at a time (asyncio sockets in the"
+                f" harness), each sends `GET /work?id=N` to `bench/apps/cancel_probe.py`, whose"
+                " task then sleeps 60 s without calling `receive()`; the client closes its"
+                f" connection {CANCEL_HOLD_S * 1000:g} ms later. The delay is from just before"
+                " the client's close to the `CancelledError` in the app's task (both"
+                " `time.monotonic()` on the same host); reached app: requests the app saw"
+                " start. A server that only reports a disconnect through `receive()` never"
+                " cancels such a task: it shows as not cancelled (the sleeps are released"
+                f" {CANCEL_SETTLE_S:g} s after the last close, and not counted as cancels).",
+                "",
+            ]
+        lines += [table(CANCEL_HEADER, rows), ""]
+    if overload and (rows := overload_rows(summary, overload, servers, prose)):
+        scenario = SCENARIOS[overload]
+        lines += [f"### {overload}", ""]
+        if prose:
+            lines += [
+                f"wrk with {scenario.connections} connections (`{scenario.lua}` counts the"
+                " responses by status) against the 100 ms app (`bench/apps/slow_100ms.py`)."
+                f" With {OVERLOAD_LIMIT} requests let in at once, a server answers at most"
+                f" {OVERLOAD_LIMIT * 10:,} requests/s with 200, so the load is twice what the"
+                " limit allows; the excess should be shed fast (503) rather than queued."
+                " 200/s: responses with status 200 per second; shed: share of the responses"
+                " that were not 200; the latencies are wrk's, over all responses (shed ones"
+                " included). wrk keeps every connection busy, so a connection that gets a fast"
+                " 503 asks again at once: the shed share mostly counts how fast the 503s are,"
+                " and 200/s is the figure to compare. Granian has no limit on requests in"
+                " flight, so it serves all"
+                f" {scenario.connections} connections; uvicorn's --limit-concurrency counts"
+                " connections as well as requests.",
+                "",
+            ]
+        lines += [table(OVERLOAD_HEADER, rows), ""]
+    return ["## Cancellation and overload", "", *lines] if lines else []
+
+
 def text_table(header: list[str], rows: list[list[str]]) -> str:
     """A plain aligned table; numbers right-aligned."""
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
@@ -1278,7 +1580,8 @@ def text_table(header: list[str], rows: list[list[str]]) -> str:
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     """A GitHub-flavoured Markdown table."""
-    aligns = ["---" if h in ("scenario", "server", "notes", "metric") else "---:" for h in header]
+    left = ("scenario", "server", "notes", "metric", "flags")
+    aligns = ["---" if h in left else "---:" for h in header]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(aligns) + " |"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
@@ -1344,9 +1647,9 @@ def write_markdown(path: Path, data: dict, chart: Path | None) -> None:
         f"server on CPUs {settings['server_cpus']}, wrk on CPUs {settings['wrk_cpus']}"
         if settings["server_cpus"] else "none (scheduler's choice)"
     )
-    loadgen_used = [n for n in scenarios if SCENARIOS[n].kind != "wrk"]
-    generator = f"{env['wrk']}, {settings['threads']} thread(s)" if len(loadgen_used) < len(
-        scenarios) else ""
+    loadgen_used = [n for n in scenarios if SCENARIOS[n].kind in ("sse", "idle")]
+    wrk_used = [n for n in scenarios if SCENARIOS[n].kind in ("wrk", "overload")]
+    generator = f"{env['wrk']}, {settings['threads']} thread(s)" if wrk_used else ""
     if loadgen_used:
         generator += ("; " if generator else "") + (
             "`target/release/examples/loadgen` (bench/loadgen.rs) for "
@@ -1384,7 +1687,7 @@ def write_markdown(path: Path, data: dict, chart: Path | None) -> None:
         f"- Repository: {env['git']}",
         f"- Rounds: {settings['rounds']}; "
         + (f"measured {settings['duration']} s per run after a {settings['warmup']} s"
-           " warm-up; " if len(loadgen_used) < len(scenarios) else "")
+           " warm-up; " if wrk_used else "")
         + f"CPU pinning: {pin}",
         "",
     ]
@@ -1410,6 +1713,7 @@ def write_markdown(path: Path, data: dict, chart: Path | None) -> None:
             "",
         ]
     lines += loadgen_sections(data, markdown_table, prose=True)
+    lines += robustness_sections(data, markdown_table, prose=True)
     failures = [r for r in runs if not r.ok]
     if failures:
         lines += ["## Failed runs", ""]
@@ -1536,6 +1840,8 @@ def print_tables(data: dict) -> None:
     print()
     for line in loadgen_sections(data, text_table, prose=False):
         print(line)
+    for line in robustness_sections(data, text_table, prose=False):
+        print(line)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1582,6 +1888,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="seconds of wrk warm-up before each measured run (default 1;"
                         " 0: none; sse-tokens warms up with 100 short streams, idle-10k not)")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
+    parser.add_argument("--cancel-requests", type=int, default=CANCEL_REQUESTS,
+                        help=f"requests the cancel scenario opens and abandons per run (default"
+                        f" {CANCEL_REQUESTS}, {CANCEL_CONCURRENCY} at a time)")
     parser.add_argument("--baseline", default="ferricorn",
                         help="server whose ratios to the others are reported (default ferricorn)")
     parser.add_argument("--ferricorn-args", default="",
@@ -1602,8 +1911,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="skip measuring: re-render the reports from a saved --json file")
     args = parser.parse_args(argv)
     args.ferricorn_args = shlex.split(args.ferricorn_args)
-    if args.rounds < 1 or args.duration <= 0 or args.threads < 1:
-        parser.error("--rounds, --duration and --threads must be positive")
+    if args.rounds < 1 or args.duration <= 0 or args.threads < 1 or args.cancel_requests < 1:
+        parser.error("--rounds, --duration, --threads and --cancel-requests must be positive")
     if args.pin:
         usable = sorted(os.sched_getaffinity(0))
         if len(usable) < 2:
@@ -1653,6 +1962,7 @@ def main(argv: list[str] | None = None) -> int:
             "duration": args.duration,
             "warmup": args.warmup,
             "threads": args.threads,
+            "cancel_requests": args.cancel_requests,
             "ferricorn_args": args.ferricorn_args,
             "server_cpus": sorted(args.server_cpus or []),
             "wrk_cpus": sorted(args.wrk_cpus or []),
