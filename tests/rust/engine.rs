@@ -50,7 +50,7 @@ impl Dispatcher for FakeApp {
             }
             "/echo" => {
                 let body = match ex.read_body() {
-                    BodyRead::Chunk(b, false) => b,
+                    BodyRead::Chunk(b, false) => b.to_bytes(),
                     _ => Bytes::from_static(b"<not prefetched>"),
                 };
                 ex.respond(Response::Full(head(200), body), true);
