@@ -6,18 +6,15 @@ Query ``?n=200&interval=0.01`` changes the count and the interval.
 import asyncio
 from urllib.parse import parse_qs
 
+from ._asgi import serve_lifespan
+
 HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await serve_lifespan(receive, send)
+        return
     query = parse_qs(scope["query_string"].decode())
     count = int(query.get("n", ["200"])[0])
     interval = float(query.get("interval", ["0.01"])[0])
