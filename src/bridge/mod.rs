@@ -18,11 +18,38 @@ mod wake;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::task::Waker;
+use std::time::Duration;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
 use crate::engine::{AppWaker, Dispatcher, IncomingRequest, LogLevel};
 
 pub use processes::supervise;
 pub use server::Server;
+
+/// One value of a settings dict handed over from Python; `what` names the dict in errors.
+fn setting<'py, T: FromPyObjectOwned<'py>>(
+    s: &Bound<'py, PyDict>,
+    key: &str,
+    what: &str,
+) -> PyResult<T> {
+    s.get_item(key)?
+        .ok_or_else(|| PyValueError::new_err(format!("{what} {key:?} is missing")))?
+        .extract::<T>()
+        .map_err(|e| {
+            let e: PyErr = e.into();
+            PyValueError::new_err(format!("{what} {key:?}: {e}"))
+        })
+}
+
+/// Seconds from Python as a `Duration`; `what` names the option in the error.
+fn seconds(v: f64, what: &str) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(v).map_err(|_| {
+        PyValueError::new_err(format!("{what} must be a non-negative number of seconds"))
+    })
+}
 
 /// Work for the loop thread.
 pub enum Event {

@@ -2,28 +2,16 @@
 //! `crate::supervisor::run` with the GIL released for the whole life of the server.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use super::seconds;
 use crate::supervisor::{self, ReloadConfig, SupervisorConfig};
 
 fn get<'py, T: FromPyObjectOwned<'py>>(s: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
-    s.get_item(key)?
-        .ok_or_else(|| PyValueError::new_err(format!("supervisor setting {key:?} is missing")))?
-        .extract::<T>()
-        .map_err(|e| {
-            let e: PyErr = e.into();
-            PyValueError::new_err(format!("supervisor setting {key:?}: {e}"))
-        })
-}
-
-fn seconds(v: f64, what: &str) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(v).map_err(|_| {
-        PyValueError::new_err(format!("{what} must be a non-negative number of seconds"))
-    })
+    super::setting(s, key, "supervisor setting")
 }
 
 /// Runs and supervises worker processes until SIGINT/SIGTERM; returns the exit code.

@@ -15,7 +15,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::{Event, EventQueue};
+use super::{seconds, Event, EventQueue};
 use crate::asgi::scope::version_text;
 use crate::asgi::{AccessInfo, Context, HttpCycle, ScopeBuilder, TrackingConfig};
 use crate::engine::metrics::MetricsBlock;
@@ -48,13 +48,7 @@ pub struct Server {
 }
 
 fn setting<'py, T: FromPyObjectOwned<'py>>(s: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
-    s.get_item(key)?
-        .ok_or_else(|| PyValueError::new_err(format!("engine setting {key:?} is missing")))?
-        .extract::<T>()
-        .map_err(|e| {
-            let e: PyErr = e.into();
-            PyValueError::new_err(format!("engine setting {key:?}: {e}"))
-        })
+    super::setting(s, key, "engine setting")
 }
 
 /// This process's metrics: its slot in the workers' shared file, or its own block.
@@ -71,12 +65,7 @@ fn metrics_block(s: &Bound<'_, PyDict>) -> PyResult<&'static MetricsBlock> {
 }
 
 fn engine_config(s: &Bound<'_, PyDict>) -> PyResult<EngineConfig> {
-    let secs = |key: &str| -> PyResult<Duration> {
-        let v: f64 = setting(s, key)?;
-        Duration::try_from_secs_f64(v).map_err(|_| {
-            PyValueError::new_err(format!("{key} must be a non-negative number of seconds"))
-        })
-    };
+    let secs = |key: &str| -> PyResult<Duration> { seconds(setting(s, key)?, key) };
     let mut default_headers = Vec::new();
     for (name, value) in setting::<Vec<(String, String)>>(s, "default_headers")? {
         let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
@@ -99,13 +88,8 @@ fn engine_config(s: &Bound<'_, PyDict>) -> PyResult<EngineConfig> {
             limit: setting(s, "limit_concurrency")?,
             queue: setting(s, "limit_queue")?,
             queue_timeout: setting::<Option<f64>>(s, "timeout_queue")?
-                .map(Duration::try_from_secs_f64)
-                .transpose()
-                .map_err(|_| {
-                    PyValueError::new_err(
-                        "--timeout-queue must be a non-negative number of seconds",
-                    )
-                })?,
+                .map(|v| seconds(v, "--timeout-queue"))
+                .transpose()?,
         },
         retry_after: setting(s, "retry_after")?,
         cancel_on_disconnect: setting(s, "cancel_on_disconnect")?,
@@ -165,13 +149,8 @@ impl Server {
         let tracking = TrackingConfig {
             cancel_on_disconnect: setting(settings, "cancel_on_disconnect")?,
             timeout: setting::<Option<f64>>(settings, "timeout_request")?
-                .map(Duration::try_from_secs_f64)
-                .transpose()
-                .map_err(|_| {
-                    PyValueError::new_err(
-                        "--timeout-request must be a non-negative number of seconds",
-                    )
-                })?,
+                .map(|v| seconds(v, "--timeout-request"))
+                .transpose()?,
         };
         let tracked = tracking.enabled();
         let ctx = Py::new(py, Context::new(py, event_loop, access_log, tracking)?)?;
@@ -234,22 +213,13 @@ impl Server {
         let mut this = slf.borrow_mut();
         let mut batch = std::mem::take(&mut this.batch);
         this.queue.take(&mut batch);
-        let mut first_error = None;
-        for event in batch.drain(..) {
-            if let Err(e) = this.handle(py, event) {
-                first_error.get_or_insert(e);
-            }
-        }
-        this.batch = batch;
+        let handled = this.handle_batch(py, batch);
         if more && !this.poll_scheduled {
             this.poll_scheduled = true;
             let again = slf.getattr(intern!(py, "_turn_again"))?;
             this.call_soon.call1(py, (again,))?;
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        handled
     }
 
     fn _turn_again(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -283,13 +253,7 @@ impl Server {
             this.batch = batch;
             return Ok(());
         }
-        let mut first_error = None;
-        for event in batch.drain(..) {
-            if let Err(e) = this.handle(py, event) {
-                first_error.get_or_insert(e);
-            }
-        }
-        this.batch = batch;
+        let handled = this.handle_batch(py, batch);
         if !this.poll_scheduled {
             this.poll_scheduled = true;
             if this.poll_again.is_none() {
@@ -298,10 +262,7 @@ impl Server {
             let again = this.poll_again.as_ref().map(|p| p.clone_ref(py));
             this.call_soon.call1(py, (again,))?;
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        handled
     }
 
     /// Stop accepting (the listening socket closes) and close connections once idle.
@@ -348,6 +309,19 @@ impl Server {
 }
 
 impl Server {
+    /// Handles every event of `batch` (an error in one does not stop the others; the first
+    /// is returned) and keeps the emptied vector for the next batch.
+    fn handle_batch(&mut self, py: Python<'_>, mut batch: Vec<Event>) -> PyResult<()> {
+        let mut first_error = None;
+        for event in batch.drain(..) {
+            if let Err(e) = self.handle(py, event) {
+                first_error.get_or_insert(e);
+            }
+        }
+        self.batch = batch;
+        first_error.map_or(Ok(()), Err)
+    }
+
     fn handle(&mut self, py: Python<'_>, event: Event) -> PyResult<()> {
         match event {
             Event::Request(req) => self.start_request(py, *req),
