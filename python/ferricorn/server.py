@@ -16,6 +16,7 @@ import random
 import signal
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ferricorn._ferricorn import Server
@@ -164,45 +165,39 @@ async def serve(config: Config, app: Any) -> int:
     )
     doorbell = server.fileno()
     loop.add_reader(doorbell, server.on_readable)
+    periodic: list[_Every] = []
     if server.local:
         # The engine's timers (keep-alive, header read) only fire when it turns.
-        def tick() -> None:
-            server.turn()
-            nonlocal ticker
-            ticker = loop.call_later(_ENGINE_TICK, tick)
-
-        ticker = loop.call_later(_ENGINE_TICK, tick)
+        periodic.append(_Every(loop, _ENGINE_TICK, server.turn))
     watchdog = None
     if config.blocked_loop_warning:
         watchdog = LoopWatchdog(loop, config.blocked_loop_warning, server.add_loop_blocked)
         watchdog.start()
     if config.timeout_request is not None:
-
-        def check_deadlines() -> None:
-            server.check_deadlines()
-            nonlocal deadline_checker
-            deadline_checker = loop.call_later(_DEADLINE_CHECK, check_deadlines)
-
-        deadline_checker = loop.call_later(_DEADLINE_CHECK, check_deadlines)
+        periodic.append(_Every(loop, _DEADLINE_CHECK, server.check_deadlines))
     logger.info(listen_message)
 
     stop = asyncio.Event()
-    supervisor_link = _SupervisorLink.from_environment(loop)
+    supervisor_link = _SupervisorLink.from_environment()
     if supervisor_link is not None:
-        # The supervisor reads gauges from the shared metrics file.
-        supervisor_link.on_beat = server.publish_gauges
+
+        def heartbeat() -> None:
+            supervisor_link.beat()
+            # The supervisor reads gauges from the shared metrics file.
+            server.publish_gauges()
+
+        periodic.append(_Every(loop, _HEARTBEAT, heartbeat))
     if config.limit_max_requests is not None:
         limit = config.limit_max_requests + random.randint(0, config.limit_max_requests_jitter)
 
-        def check_request_count() -> None:
-            nonlocal request_counter
-            if server.requests_total() >= limit:
-                logger.info("Served %d requests (--limit-max-requests): shutting down.", limit)
-                stop.set()
-                return
-            request_counter = loop.call_later(_DEADLINE_CHECK, check_request_count)
+        def check_request_count() -> bool:
+            if server.requests_total() < limit:
+                return True
+            logger.info("Served %d requests (--limit-max-requests): shutting down.", limit)
+            stop.set()
+            return False
 
-        request_counter = loop.call_later(_DEADLINE_CHECK, check_request_count)
+        periodic.append(_Every(loop, _DEADLINE_CHECK, check_request_count))
     signals_seen = 0
 
     def on_signal() -> None:
@@ -225,16 +220,10 @@ async def serve(config: Config, app: Any) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         loop.remove_reader(doorbell)
-        if server.local:
-            ticker.cancel()
-        if config.timeout_request is not None:
-            deadline_checker.cancel()
+        for repeating in periodic:
+            repeating.cancel()
         if watchdog is not None:
             watchdog.stop()
-        if supervisor_link is not None:
-            supervisor_link.close()
-        if config.limit_max_requests is not None:
-            request_counter.cancel()
         # Polls already scheduled find nothing after this and go to sleep.
         server.shutdown(1.0)
     await lifespan.shutdown()
@@ -242,21 +231,36 @@ async def serve(config: Config, app: Any) -> int:
     return 0
 
 
-class _SupervisorLink:
-    """A worker's line to its supervisor: "R" once serving, then "H" every second while the
-    event loop runs (the supervisor replaces a worker whose heartbeat stops)."""
+class _Every:
+    """Calls `fn` on the loop every `interval` seconds until it returns False or `cancel()`."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
-        self.loop, self.fd = loop, fd
-        self.on_beat: Any = None
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, interval: float, fn: Callable[[], Any]
+    ) -> None:
+        self.loop, self.interval, self.fn = loop, interval, fn
+        self._handle = loop.call_later(interval, self._run)
+
+    def _run(self) -> None:
+        if self.fn() is not False:
+            self._handle = self.loop.call_later(self.interval, self._run)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
+class _SupervisorLink:
+    """A worker's line to its supervisor: "R" once serving, then "H" on every `beat()` (the
+    supervisor replaces a worker whose heartbeat stops)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
         os.set_blocking(fd, False)
         self._send(b"R")
-        self._handle = loop.call_later(_HEARTBEAT, self._beat)
 
     @classmethod
-    def from_environment(cls, loop: asyncio.AbstractEventLoop) -> _SupervisorLink | None:
+    def from_environment(cls) -> _SupervisorLink | None:
         fd = os.environ.get("FERRICORN_SUPERVISOR_FD")
-        return cls(loop, int(fd)) if fd else None
+        return cls(int(fd)) if fd else None
 
     def _send(self, data: bytes) -> None:
         try:
@@ -264,14 +268,8 @@ class _SupervisorLink:
         except (BlockingIOError, BrokenPipeError):
             pass  # the supervisor is slow or gone; it has its own way of noticing
 
-    def _beat(self) -> None:
+    def beat(self) -> None:
         self._send(b"H")
-        if self.on_beat is not None:
-            self.on_beat()
-        self._handle = self.loop.call_later(_HEARTBEAT, self._beat)
-
-    def close(self) -> None:
-        self._handle.cancel()
 
 
 async def _wait_for_drain(server: Server, timeout: float | None, forced: Any) -> bool:
