@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, UnixListener};
 
+use super::framing::FramingWatch;
 use super::service::RequestService;
 use super::{LogLevel, Peer, Phase, Shared};
 
@@ -243,6 +244,8 @@ where
     let io = TokioIo::new(WatchedIo {
         inner: stream,
         activity: activity.clone(),
+        framing: FramingWatch::new(),
+        shared: shared.clone(),
     });
     let cfg = &shared.config;
     let service = RequestService::new(shared.clone(), client, server, scheme, activity.clone());
@@ -334,10 +337,13 @@ fn log_connection_error(shared: &Shared, e: &hyper::Error) {
         .log(LogLevel::Debug, format!("{what}: {e}"));
 }
 
-/// The connection's socket, noting reads so the idle watchdog knows the client is active.
+/// The connection's socket, noting reads so the idle watchdog knows the client is active,
+/// and following request framing for the checks hyper leaves out (see `framing`).
 struct WatchedIo<S> {
     inner: S,
     activity: Arc<Activity>,
+    framing: FramingWatch,
+    shared: Arc<Shared>,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for WatchedIo<S> {
@@ -351,6 +357,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for WatchedIo<S> {
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
             this.activity.bytes_read();
+            if this.framing.observe(&mut buf.filled_mut()[before..]) {
+                this.shared.dispatcher.log(
+                    LogLevel::Debug,
+                    "rejected a request with both Content-Length and Transfer-Encoding (400)"
+                        .to_string(),
+                );
+            }
         }
         r
     }

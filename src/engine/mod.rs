@@ -13,6 +13,7 @@ mod admission;
 mod body;
 mod conn;
 pub mod exchange;
+mod framing;
 pub mod metrics;
 mod proxy;
 mod runtime;

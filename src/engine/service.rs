@@ -12,9 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{
-    CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, RETRY_AFTER, TRANSFER_ENCODING,
-};
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, RETRY_AFTER};
 use http::{HeaderValue, Request, Response as HttpResponse, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -130,19 +128,6 @@ impl RequestService {
         guard.exchange = Some(exchange.clone());
 
         let (parts, body) = req.into_parts();
-        if parts.headers.contains_key(TRANSFER_ENCODING)
-            && parts.headers.contains_key(CONTENT_LENGTH)
-        {
-            // RFC 9112 6.1: a request with both is a smuggling attempt or a broken proxy.
-            shared.dispatcher.log(
-                LogLevel::Debug,
-                "rejected a request with both Content-Length and Transfer-Encoding (400)"
-                    .to_string(),
-            );
-            guard.answered = true;
-            exchange.client_gone();
-            return bad_request();
-        }
         if body.is_end_stream() {
             exchange.set_full_body(Bytes::new());
         } else if prefetchable(&parts.headers, body.size_hint().exact()) {

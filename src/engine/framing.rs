@@ -1,0 +1,307 @@
+//! A watch over request framing on the raw byte stream, for the one check hyper cannot do for
+//! us: a request carrying both `Content-Length` and `Transfer-Encoding` must get 400 and the
+//! connection closed (RFC 9112 6.1, a request-smuggling vector). hyper accepts such a request,
+//! reads it as chunked and silently drops `Content-Length`, so no service can see it.
+//!
+//! Owns: following message boundaries (head, fixed or chunked body, trailers) over the bytes
+//! the connection reads, and spoiling the end of an offending head so hyper's own parser
+//! rejects it with 400. Must not: buffer or delay bytes, or judge anything hyper judges itself
+//! (malformed lines, sizes, header limits): where it cannot follow the stream it stops
+//! watching and leaves the verdict to hyper.
+
+/// Longest head line kept for inspection; longer ones are not `Content-Length` or
+/// `Transfer-Encoding` lines we need to read (hyper limits the head size itself).
+const MAX_LINE: usize = 256;
+
+#[derive(Debug, PartialEq)]
+enum State {
+    /// Reading a request head; `lines` counts the lines seen so far.
+    Head { lines: usize },
+    /// Skipping a body of known length.
+    Fixed(u64),
+    /// A chunk-size line of a chunked body.
+    ChunkSize,
+    /// Chunk data still to skip.
+    ChunkData(u64),
+    /// The CRLF after chunk data.
+    ChunkEnd,
+    /// Trailer lines after the last chunk, up to an empty line.
+    Trailers,
+    /// No longer following: an upgraded connection, or a stream hyper will reject anyway.
+    Off,
+}
+
+pub(super) struct FramingWatch {
+    state: State,
+    line: Vec<u8>,
+    content_length: Option<u64>,
+    chunked: bool,
+    upgrade: bool,
+}
+
+impl FramingWatch {
+    pub(super) fn new() -> Self {
+        FramingWatch {
+            state: State::Head { lines: 0 },
+            line: Vec::new(),
+            content_length: None,
+            chunked: false,
+            upgrade: false,
+        }
+    }
+
+    /// Follows freshly read bytes. Returns true when it spoiled the end of a head in `bytes`
+    /// (the request had both framing headers).
+    pub(super) fn observe(&mut self, bytes: &mut [u8]) -> bool {
+        let mut i = 0;
+        while i < bytes.len() {
+            match self.state {
+                State::Off => return false,
+                State::Fixed(left) => {
+                    let take = left.min((bytes.len() - i) as u64);
+                    i += take as usize;
+                    self.state = if take == left {
+                        State::Head { lines: 0 }
+                    } else {
+                        State::Fixed(left - take)
+                    };
+                }
+                State::ChunkData(left) => {
+                    let take = left.min((bytes.len() - i) as u64);
+                    i += take as usize;
+                    self.state = if take == left {
+                        State::ChunkEnd
+                    } else {
+                        State::ChunkData(left - take)
+                    };
+                }
+                _ => {
+                    let rest = &bytes[i..];
+                    let Some(newline) = rest.iter().position(|&b| b == b'\n') else {
+                        self.keep_partial_line(rest);
+                        return false;
+                    };
+                    let refuse = if self.line.is_empty() {
+                        self.end_of_line(&rest[..newline])
+                    } else {
+                        self.keep_partial_line(&rest[..newline]);
+                        let line = std::mem::take(&mut self.line);
+                        let refuse = self.end_of_line(&line);
+                        self.line = line;
+                        self.line.clear();
+                        refuse
+                    };
+                    i += newline;
+                    if refuse {
+                        // The head's final LF becomes a byte no parser accepts there
+                        // (after CR it must be LF; at a line start it is no header name),
+                        // so hyper answers 400 and closes.
+                        bytes[i] = 0;
+                        self.state = State::Off;
+                        return true;
+                    }
+                    i += 1;
+                }
+            }
+        }
+        false
+    }
+
+    /// A line split over reads is kept (its first `MAX_LINE` bytes) until its end arrives.
+    fn keep_partial_line(&mut self, piece: &[u8]) {
+        let room = MAX_LINE.saturating_sub(self.line.len());
+        self.line.extend_from_slice(&piece[..piece.len().min(room)]);
+    }
+
+    /// Acts on a complete line (without its LF); true when the head that just ended must be
+    /// refused.
+    fn end_of_line(&mut self, line: &[u8]) -> bool {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        match self.state {
+            State::Head { lines } if line.is_empty() => {
+                // Blank lines before a request line are tolerated.
+                lines > 0 && self.end_of_head()
+            }
+            State::Head { lines } => {
+                if lines > 0 {
+                    self.header_line(line);
+                }
+                if let State::Head { .. } = self.state {
+                    self.state = State::Head { lines: lines + 1 };
+                }
+                false
+            }
+            State::ChunkSize => {
+                let digits = line.split(|&b| b == b';').next().unwrap_or(&[]);
+                self.state = match parse_number(trim(digits), 16) {
+                    Some(0) => State::Trailers,
+                    Some(n) => State::ChunkData(n),
+                    None => State::Off, // hyper rejects the body itself
+                };
+                false
+            }
+            State::ChunkEnd => {
+                self.state = if line.is_empty() {
+                    State::ChunkSize
+                } else {
+                    State::Off
+                };
+                false
+            }
+            State::Trailers => {
+                if line.is_empty() {
+                    self.state = State::Head { lines: 0 };
+                }
+                false
+            }
+            State::Fixed(_) | State::ChunkData(_) | State::Off => false,
+        }
+    }
+
+    fn header_line(&mut self, line: &[u8]) {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return;
+        };
+        let (name, value) = (&line[..colon], trim(&line[colon + 1..]));
+        if name.eq_ignore_ascii_case(b"content-length") {
+            match parse_number(value, 10) {
+                Some(n) => self.content_length = Some(n),
+                None => self.state = State::Off, // hyper answers 400 itself
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            self.chunked = true;
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            self.upgrade = true;
+        }
+    }
+
+    fn end_of_head(&mut self) -> bool {
+        let (length, chunked, upgrade) = (
+            self.content_length.take(),
+            std::mem::take(&mut self.chunked),
+            std::mem::take(&mut self.upgrade),
+        );
+        if chunked && length.is_some() {
+            return true;
+        }
+        self.state = if upgrade {
+            // What follows may be another protocol's bytes (WebSocket frames).
+            State::Off
+        } else if chunked {
+            State::ChunkSize
+        } else {
+            match length {
+                Some(n) if n > 0 => State::Fixed(n),
+                _ => State::Head { lines: 0 },
+            }
+        };
+        false
+    }
+}
+
+fn trim(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &bytes[start..end]
+}
+
+fn parse_number(digits: &[u8], radix: u32) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 16 {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(digits).ok()?, radix).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `input` in pieces of `step` bytes; returns the bytes as hyper would see them and
+    /// whether a head was spoiled.
+    fn feed(input: &[u8], step: usize) -> (Vec<u8>, bool) {
+        let mut watch = FramingWatch::new();
+        let mut out = Vec::new();
+        let mut spoiled = false;
+        for piece in input.chunks(step) {
+            let mut piece = piece.to_vec();
+            spoiled |= watch.observe(&mut piece);
+            out.extend_from_slice(&piece);
+        }
+        (out, spoiled)
+    }
+
+    const BOTH: &[u8] =
+        b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+    #[test]
+    fn both_framing_headers_spoil_the_end_of_the_head() {
+        for step in [1, 3, 7, BOTH.len()] {
+            let (out, spoiled) = feed(BOTH, step);
+            assert!(spoiled, "step {step}");
+            assert_eq!(&out[..out.len() - 1], &BOTH[..BOTH.len() - 1]);
+            assert_eq!(out.last(), Some(&0));
+        }
+    }
+
+    #[test]
+    fn header_names_match_in_any_case_and_order() {
+        let req = b"POST / HTTP/1.1\r\ntransfer-ENCODING: chunked\r\nCONTENT-length:  3 \r\n\r\n";
+        assert!(feed(req, 5).1);
+    }
+
+    #[test]
+    fn a_smuggled_request_after_a_fixed_body_is_caught() {
+        let mut input = b"POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\nhello\r\nx: 1".to_vec();
+        input.extend_from_slice(BOTH);
+        let (_, spoiled) = feed(&input, 4);
+        assert!(spoiled);
+    }
+
+    #[test]
+    fn a_smuggled_request_after_a_chunked_body_with_trailers_is_caught() {
+        let mut input = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n\
+            5;ext=1\r\nhello\r\na\r\n0123456789\r\n0\r\nTrailer: x\r\n\r\n"
+            .to_vec();
+        input.extend_from_slice(BOTH);
+        for step in [1, 2, 9, input.len()] {
+            assert!(feed(&input, step).1, "step {step}");
+        }
+    }
+
+    #[test]
+    fn body_bytes_that_look_like_headers_are_not_read_as_a_head() {
+        let body = b"x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let mut input =
+            format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        input.extend_from_slice(body);
+        input.extend_from_slice(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        let (out, spoiled) = feed(&input, 6);
+        assert!(!spoiled);
+        assert_eq!(out, input);
+    }
+
+    #[test]
+    fn ordinary_pipelined_requests_pass_untouched() {
+        let input = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n\
+            POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        let (out, spoiled) = feed(input, 1);
+        assert!(!spoiled);
+        assert_eq!(&out[..], &input[..]);
+    }
+
+    #[test]
+    fn an_upgraded_connection_is_no_longer_followed() {
+        let mut input =
+            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n".to_vec();
+        input.extend_from_slice(BOTH);
+        let (out, spoiled) = feed(&input, 8);
+        assert!(!spoiled);
+        assert_eq!(out, input);
+    }
+}
