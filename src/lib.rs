@@ -24,6 +24,7 @@ fn _ferricorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<bridge::Server>()?;
     m.add_function(wrap_pyfunction!(bridge::processes::supervise, m)?)?;
     m.add_class::<asgi::HttpCycle>()?;
+    m.add_class::<asgi::WebSocketCycle>()?;
     m.add_class::<asgi::Context>()?;
     m.add_class::<asgi::awaitable::Done>()?;
     m.add_class::<asgi::awaitable::Ready>()?;

@@ -102,7 +102,7 @@ class Option:
 
 
 _B, _A, _L, _H, _T = "Socket binding", "Application", "Logging", "HTTP", "Limits and timeouts"
-_P = "Processes"
+_P, _W = "Processes", "WebSockets"
 #: Options the supervisor keeps for itself; a worker gets the others (see `worker_env`).
 SUPERVISOR_ONLY = frozenset({
     "app", "host", "port", "uds", "fd", "backlog", "workers", "reload", "reload_dirs",
@@ -148,6 +148,19 @@ OPTIONS: tuple[Option, ...] = (
            metavar="'NAME: VALUE'", multiple=True, cli_name="header"),
     Option("h11_max_incomplete_event_size", None, "Maximum size in bytes of a request head "
            f"[default: {DEFAULT_MAX_HEAD_BYTES}].", _H, _int_in(1), metavar="BYTES"),
+    Option("ws", "auto", "WebSocket support: none hands upgrade requests to the app as plain "
+           "HTTP; every other choice is ferricorn's own engine (the names are uvicorn's).", _W,
+           choices=("auto", "none", "websockets", "websockets-sansio", "wsproto")),
+    Option("ws_max_size", 16 * 1024 * 1024, "Largest WebSocket message accepted, in bytes; "
+           "a bigger one closes the socket with 1009.", _W, _int_in(1), metavar="BYTES"),
+    Option("ws_max_queue", 32, "WebSocket messages read ahead of the app; past it the socket "
+           "is not read (backpressure).", _W, _int_in(1), metavar="N"),
+    Option("ws_ping_interval", 20.0, "Seconds between keepalive pings; 0 turns them off.", _W,
+           float, metavar="SECONDS"),
+    Option("ws_ping_timeout", 20.0, "Seconds to wait for any frame after a ping before "
+           "closing with 1011; 0 waits forever.", _W, float, metavar="SECONDS"),
+    Option("ws_per_message_deflate", True, "Offer permessage-deflate compression (RFC 7692).",
+           _W, flag=True),
     Option("limit_concurrency", None, "Requests (not connections) allowed in the app at once; "
            "past it, 503 with Retry-After.", _T, _int_in(1), metavar="N"),
     Option("limit_queue", 0, "Requests past --limit-concurrency that wait, first in first out, "

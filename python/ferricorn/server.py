@@ -60,6 +60,26 @@ async def _run_http(app: Any, scope: dict, cycle: Any) -> None:
             logger.error(problem)
 
 
+async def _run_websocket(app: Any, scope: dict, cycle: Any) -> None:
+    """The body of every WebSocket session's Task: run the app, then close what it left open
+    (1000 after a return, 1011 after an exception; 500 if it never answered the handshake)."""
+    try:
+        await app(scope, cycle.receive, cycle.send)
+    except asyncio.CancelledError:
+        cycle.app_failed()
+        logger.debug("WebSocket task cancelled: %s", scope["path"])
+    except BaseException as exc:  # noqa: BLE001 - any app failure must close the socket
+        peer_gone = cycle.app_failed()
+        if peer_gone and isinstance(exc, OSError):
+            logger.debug("WebSocket ended: the client disconnected (%s)", exc)
+        else:
+            logger.error("Exception in ASGI application\n", exc_info=exc)
+    else:
+        problem = cycle.app_returned()
+        if problem:
+            logger.error(problem)
+
+
 def engine_settings(config: Config) -> dict[str, Any]:
     """The plain values the Rust engine runs with."""
     headers = [(name, value) for name, value in config.headers]
@@ -94,6 +114,13 @@ def engine_settings(config: Config) -> dict[str, Any]:
         "root_path": config.root_path,
         "response_high_water": RESPONSE_HIGH_WATER,
         "request_read_ahead": REQUEST_READ_AHEAD,
+        "websocket": None if config.ws == "none" else {
+            "max_size": config.ws_max_size,
+            "max_queue": config.ws_max_queue,
+            "ping_interval": config.ws_ping_interval,
+            "ping_timeout": config.ws_ping_timeout,
+            "per_message_deflate": config.ws_per_message_deflate,
+        },
     }
 
 
@@ -159,6 +186,7 @@ async def serve(config: Config, app: Any) -> int:
         loop,
         app,
         _run_http,
+        _run_websocket,
         lifespan.state,
         logger,
         access_log,
@@ -293,7 +321,8 @@ async def _cancel_request_tasks() -> None:
     tasks = [
         t
         for t in asyncio.all_tasks()
-        if not t.done() and getattr(t.get_coro(), "cr_code", None) is _run_http.__code__
+        if not t.done()
+        and getattr(t.get_coro(), "cr_code", None) in (_run_http.__code__, _run_websocket.__code__)
     ]
     if not tasks:
         return

@@ -9,6 +9,7 @@ use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
 
 use super::http::{HttpCycle, WaitFor};
+use super::websocket::WebSocketCycle;
 
 /// Completes at once with `None`. Stateless, so one instance serves every `send()`.
 #[pyclass(module = "ferricorn._ferricorn", frozen, freelist = 8)]
@@ -57,16 +58,32 @@ impl Ready {
     }
 }
 
+/// The cycle a `Waiting` awaitable asks.
+enum Cycle {
+    Http(Py<HttpCycle>),
+    WebSocket(Py<WebSocketCycle>),
+}
+
 /// Waits for the engine: yields loop futures until the cycle has an answer.
 #[pyclass(module = "ferricorn._ferricorn")]
 pub struct Waiting {
-    cycle: Py<HttpCycle>,
+    cycle: Cycle,
     what: WaitFor,
 }
 
 impl Waiting {
-    pub fn new(cycle: Py<HttpCycle>, what: WaitFor) -> Self {
-        Waiting { cycle, what }
+    pub fn http(cycle: Py<HttpCycle>, what: WaitFor) -> Self {
+        Waiting {
+            cycle: Cycle::Http(cycle),
+            what,
+        }
+    }
+
+    pub fn websocket(cycle: Py<WebSocketCycle>, what: WaitFor) -> Self {
+        Waiting {
+            cycle: Cycle::WebSocket(cycle),
+            what,
+        }
     }
 }
 
@@ -81,8 +98,11 @@ impl Waiting {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        let cycle = self.cycle.bind(py);
-        match HttpCycle::poll_wait(cycle, self.what)? {
+        let step = match &self.cycle {
+            Cycle::Http(c) => HttpCycle::poll_wait(c.bind(py), self.what)?,
+            Cycle::WebSocket(c) => WebSocketCycle::poll_wait(c.bind(py), self.what)?,
+        };
+        match step {
             Ok(Some(message)) => Err(PyStopIteration::new_err((message,))),
             Ok(None) => Ok(None),
             Err(future) => Ok(Some(future)),

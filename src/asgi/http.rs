@@ -60,6 +60,26 @@ impl Context {
         Ok(())
     }
 
+    /// A loop future that `wake(id)` will resolve; the awaitable yields it.
+    pub fn register_waiter(ctx: &Bound<'_, Context>, id: u64) -> PyResult<Py<PyAny>> {
+        let py = ctx.py();
+        let fut = ctx.borrow().create_future.call0(py)?;
+        // asyncio.Task accepts a yielded future only with this flag set (as `Future.__await__`
+        // sets it).
+        fut.setattr(py, intern!(py, "_asyncio_future_blocking"), true)?;
+        ctx.borrow_mut()
+            .waiters
+            .entry(id)
+            .or_default()
+            .push(fut.clone_ref(py));
+        Ok(fut)
+    }
+
+    /// The shared awaitable that completes at once with `None`.
+    pub fn done(ctx: &Bound<'_, Context>) -> Py<PyAny> {
+        ctx.borrow().done.clone_ref(ctx.py()).into_any()
+    }
+
     pub fn access_logging(&self) -> bool {
         self.access_log.is_some()
     }
@@ -173,19 +193,8 @@ impl HttpCycle {
     }
 
     fn register_waiter(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
         let this = slf.borrow();
-        let ctx = this.ctx.bind(py);
-        let fut = ctx.borrow().create_future.call0(py)?;
-        // asyncio.Task accepts a yielded future only with this flag set (as `Future.__await__`
-        // sets it).
-        fut.setattr(py, intern!(py, "_asyncio_future_blocking"), true)?;
-        ctx.borrow_mut()
-            .waiters
-            .entry(this.exchange.id)
-            .or_default()
-            .push(fut.clone_ref(py));
-        Ok(fut)
+        Context::register_waiter(this.ctx.bind(slf.py()), this.exchange.id)
     }
 
     /// One step of a `Waiting` awaitable: `Ok(Ok(value))` when done, `Ok(Err(future))` to
@@ -235,33 +244,7 @@ impl HttpCycle {
                     "ASGI 'http.response.start' status {code} is not a valid HTTP status code."
                 ))
             })?;
-        let mut headers = HeaderMap::new();
-        if let Some(list) = msg.get_item(intern!(py, "headers"))? {
-            for item in list.try_iter()? {
-                let item = item?;
-                let (name, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) =
-                    item.extract().map_err(|_| {
-                        PyRuntimeError::new_err(format!(
-                            "ASGI response headers must be [name, value] pairs of bytes, got {}.",
-                            repr(&item)
-                        ))
-                    })?;
-                let name = header_bytes(&name, "name")?;
-                let value = header_bytes(&value, "value")?;
-                let name = HeaderName::from_bytes(name).map_err(|_| {
-                    PyRuntimeError::new_err(format!(
-                        "Invalid HTTP header name {:?} in ASGI response.",
-                        String::from_utf8_lossy(name)
-                    ))
-                })?;
-                let value = HeaderValue::from_bytes(value).map_err(|_| {
-                    PyRuntimeError::new_err(format!(
-                        "Invalid value for HTTP header {name:?} in ASGI response: control characters such as CR, LF or NUL are not allowed."
-                    ))
-                })?;
-                headers.append(name, value);
-            }
-        }
+        let headers = parse_headers(msg)?;
         self.status = code;
         self.response = ResponseState::Started(ResponseHead { status, headers });
         Ok(())
@@ -360,7 +343,7 @@ impl HttpCycle {
             PushResult::Accepted => Ok(done),
             PushResult::Full => Ok(Py::new(
                 slf.py(),
-                Waiting::new(slf.clone().unbind(), WaitFor::Capacity),
+                Waiting::http(slf.clone().unbind(), WaitFor::Capacity),
             )?
             .into_any()),
             PushResult::Disconnected => Err(client_gone_error()),
@@ -466,18 +449,51 @@ impl HttpCycle {
     }
 }
 
+/// The `headers` of a response-start message: `[name, value]` pairs of bytes.
+pub(crate) fn parse_headers(msg: &Bound<'_, PyDict>) -> PyResult<HeaderMap> {
+    let py = msg.py();
+    let mut headers = HeaderMap::new();
+    if let Some(list) = msg.get_item(intern!(py, "headers"))? {
+        for item in list.try_iter()? {
+            let item = item?;
+            let (name, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) =
+                item.extract().map_err(|_| {
+                    PyRuntimeError::new_err(format!(
+                        "ASGI response headers must be [name, value] pairs of bytes, got {}.",
+                        repr(&item)
+                    ))
+                })?;
+            let name = header_bytes(&name, "name")?;
+            let value = header_bytes(&value, "value")?;
+            let name = HeaderName::from_bytes(name).map_err(|_| {
+                PyRuntimeError::new_err(format!(
+                    "Invalid HTTP header name {:?} in ASGI response.",
+                    String::from_utf8_lossy(name)
+                ))
+            })?;
+            let value = HeaderValue::from_bytes(value).map_err(|_| {
+                    PyRuntimeError::new_err(format!(
+                        "Invalid value for HTTP header {name:?} in ASGI response: control characters such as CR, LF or NUL are not allowed."
+                    ))
+                })?;
+            headers.append(name, value);
+        }
+    }
+    Ok(headers)
+}
+
 fn client_gone_error() -> PyErr {
     PyOSError::new_err("the client disconnected; the response can no longer be sent")
 }
 
-fn type_name(obj: &Bound<'_, PyAny>) -> String {
+pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type()
         .name()
         .map(|n| n.to_string())
         .unwrap_or_else(|_| "?".into())
 }
 
-fn repr(obj: &Bound<'_, PyAny>) -> String {
+pub(crate) fn repr(obj: &Bound<'_, PyAny>) -> String {
     obj.repr()
         .map(|r| r.to_string())
         .unwrap_or_else(|_| "?".into())
@@ -518,7 +534,7 @@ impl HttpCycle {
         match ready {
             Some(msg) => Ok(Py::new(py, Ready::new(msg))?.into_any()),
             None => {
-                Ok(Py::new(py, Waiting::new(slf.clone().unbind(), WaitFor::Receive))?.into_any())
+                Ok(Py::new(py, Waiting::http(slf.clone().unbind(), WaitFor::Receive))?.into_any())
             }
         }
     }

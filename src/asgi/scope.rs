@@ -13,7 +13,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
-use crate::engine::{IncomingRequest, Peer};
+use crate::engine::{Peer, RequestHead};
 
 /// Header names kept as shared `bytes` objects; past this many distinct names, new ones
 /// are created per request so a hostile client cannot grow the cache.
@@ -88,9 +88,9 @@ impl ScopeBuilder {
     pub fn build<'py>(
         &mut self,
         py: Python<'py>,
-        req: &IncomingRequest,
+        req: &RequestHead,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let IncomingRequest {
+        let RequestHead {
             method,
             uri,
             version,
@@ -164,6 +164,35 @@ impl ScopeBuilder {
         if let Some(state) = &self.state {
             scope.set_item(intern!(py, "state"), state.bind(py).copy()?)?;
         }
+        Ok(scope)
+    }
+
+    /// A `websocket` scope: the HTTP scope of the upgrade request, with `ws`/`wss`, the
+    /// offered subprotocols, no `method`, and the denial-response extension. Built rarely
+    /// (once per socket), so it reuses `build` instead of a template of its own.
+    pub fn build_websocket<'py>(
+        &mut self,
+        py: Python<'py>,
+        req: &RequestHead,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let scope = self.build(py, req)?;
+        scope.set_item(intern!(py, "type"), intern!(py, "websocket"))?;
+        scope.del_item(intern!(py, "method"))?;
+        let scheme = if req.scheme == "https" { "wss" } else { "ws" };
+        scope.set_item(intern!(py, "scheme"), scheme)?;
+        let subprotocols = PyList::empty(py);
+        for value in req.headers.get_all(http::header::SEC_WEBSOCKET_PROTOCOL) {
+            for p in String::from_utf8_lossy(value.as_bytes()).split(',') {
+                let p = p.trim();
+                if !p.is_empty() {
+                    subprotocols.append(p)?;
+                }
+            }
+        }
+        scope.set_item(intern!(py, "subprotocols"), subprotocols)?;
+        let extensions = PyDict::new(py);
+        extensions.set_item("websocket.http.response", PyDict::new(py))?;
+        scope.set_item(intern!(py, "extensions"), extensions)?;
         Ok(scope)
     }
 

@@ -24,7 +24,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::engine::{AppWaker, Dispatcher, IncomingRequest, LogLevel};
+use crate::engine::{AppWaker, Dispatcher, IncomingRequest, IncomingWebSocket, LogLevel};
 
 pub use processes::supervise;
 pub use server::Server;
@@ -54,6 +54,7 @@ fn seconds(v: f64, what: &str) -> PyResult<Duration> {
 /// Work for the loop thread.
 pub enum Event {
     Request(Box<IncomingRequest>),
+    WebSocket(Box<IncomingWebSocket>),
     /// Something the app waits on changed for this exchange.
     Wake(u64),
     Log(LogLevel, String),
@@ -158,6 +159,10 @@ impl AppWaker for EventQueue {
 impl Dispatcher for EventQueue {
     fn dispatch(&self, request: IncomingRequest) {
         self.push(Event::Request(Box::new(request)));
+    }
+
+    fn dispatch_websocket(&self, websocket: IncomingWebSocket) {
+        self.push(Event::WebSocket(Box::new(websocket)));
     }
 
     fn log(&self, level: LogLevel, message: String) {

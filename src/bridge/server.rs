@@ -17,11 +17,12 @@ use pyo3::types::PyDict;
 
 use super::{seconds, Event, EventQueue};
 use crate::asgi::scope::version_text;
-use crate::asgi::{AccessInfo, Context, HttpCycle, ScopeBuilder, TrackingConfig};
+use crate::asgi::{AccessInfo, Context, HttpCycle, ScopeBuilder, TrackingConfig, WebSocketCycle};
 use crate::engine::metrics::MetricsBlock;
+use crate::engine::ws::WsConfig;
 use crate::engine::{
-    AdmissionConfig, Engine, EngineConfig, IncomingRequest, Listener, LogLevel, Peer,
-    TrustedProxies,
+    AdmissionConfig, Engine, EngineConfig, IncomingRequest, IncomingWebSocket, Listener, LogLevel,
+    Peer, TrustedProxies,
 };
 
 #[pyclass(module = "ferricorn._ferricorn")]
@@ -32,6 +33,8 @@ pub struct Server {
     scope: ScopeBuilder,
     app: Py<PyAny>,
     runner: Py<PyAny>,
+    /// `_run_websocket`: the coroutine each WebSocket session's Task runs.
+    ws_runner: Py<PyAny>,
     create_task: Py<PyAny>,
     call_soon: Py<PyAny>,
     /// `self._poll`, bound once.
@@ -112,14 +115,34 @@ fn engine_config(s: &Bound<'_, PyDict>) -> PyResult<EngineConfig> {
         trusted_proxies: TrustedProxies::parse(&proxies).map_err(PyValueError::new_err)?,
         response_high_water: setting(s, "response_high_water")?,
         request_read_ahead: setting(s, "request_read_ahead")?,
+        websocket: websocket_config(s)?,
     })
+}
+
+fn websocket_config(s: &Bound<'_, PyDict>) -> PyResult<Option<WsConfig>> {
+    let Some(ws) = setting::<Option<Bound<'_, PyDict>>>(s, "websocket")? else {
+        return Ok(None);
+    };
+    let optional_secs = |key: &str, what: &str| -> PyResult<Option<Duration>> {
+        setting::<Option<f64>>(&ws, key)?
+            .filter(|v| *v > 0.0)
+            .map(|v| seconds(v, what))
+            .transpose()
+    };
+    Ok(Some(WsConfig {
+        max_size: setting(&ws, "max_size")?,
+        max_queue: setting(&ws, "max_queue")?,
+        ping_interval: optional_secs("ping_interval", "--ws-ping-interval")?,
+        ping_timeout: optional_secs("ping_timeout", "--ws-ping-timeout")?,
+        per_message_deflate: setting(&ws, "per_message_deflate")?,
+    }))
 }
 
 #[pymethods]
 impl Server {
     /// Takes ownership of the listening socket `fd` (a Unix socket when `unix_path` is set).
     #[new]
-    #[pyo3(signature = (fd, unix_path, settings, event_loop, app, runner, state, error_log, access_log))]
+    #[pyo3(signature = (fd, unix_path, settings, event_loop, app, runner, ws_runner, state, error_log, access_log))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -129,6 +152,7 @@ impl Server {
         event_loop: &Bound<'_, PyAny>,
         app: Py<PyAny>,
         runner: Py<PyAny>,
+        ws_runner: Py<PyAny>,
         state: Option<Py<PyDict>>,
         error_log: Py<PyAny>,
         access_log: Option<Py<PyAny>>,
@@ -170,6 +194,7 @@ impl Server {
             scope,
             app,
             runner,
+            ws_runner,
             create_task: event_loop.getattr("create_task")?.unbind(),
             call_soon: event_loop.getattr("call_soon")?.unbind(),
             poll_again: None,
@@ -325,6 +350,7 @@ impl Server {
     fn handle(&mut self, py: Python<'_>, event: Event) -> PyResult<()> {
         match event {
             Event::Request(req) => self.start_request(py, *req),
+            Event::WebSocket(ws) => self.start_websocket(py, *ws),
             Event::Wake(id) => {
                 let ctx = self.ctx.bind(py);
                 Context::wake(ctx, id)?;
@@ -345,6 +371,16 @@ impl Server {
                 Ok(())
             }
         }
+    }
+
+    fn start_websocket(&mut self, py: Python<'_>, ws: IncomingWebSocket) -> PyResult<()> {
+        let scope = self.scope.build_websocket(py, &ws.head)?;
+        let cycle = Py::new(py, WebSocketCycle::new(ws.session, self.ctx.clone_ref(py)))?;
+        let coro = self
+            .ws_runner
+            .call1(py, (self.app.clone_ref(py), scope, cycle))?;
+        self.create_task.call1(py, (coro,))?;
+        Ok(())
     }
 
     fn start_request(&mut self, py: Python<'_>, req: IncomingRequest) -> PyResult<()> {

@@ -259,7 +259,7 @@ where
         .max_header_size(cfg.max_header_bytes)
         .auto_date_header(cfg.date_header)
         .keep_alive(true);
-    let conn = builder.serve_connection(io, service);
+    let conn = builder.serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
 
     let (keep_alive, header_read) = (cfg.keep_alive, cfg.header_read_timeout);

@@ -18,6 +18,7 @@ pub mod metrics;
 mod proxy;
 mod runtime;
 mod service;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -57,6 +58,9 @@ pub struct EngineConfig {
     pub response_high_water: usize,
     /// Bytes of request body read ahead of the app's `receive()`.
     pub request_read_ahead: usize,
+    /// WebSocket settings; `None` with `--ws none` (upgrade requests then reach the app as
+    /// plain HTTP).
+    pub websocket: Option<ws::WsConfig>,
 }
 
 /// The listening socket the engine serves, already bound and listening.
@@ -75,9 +79,8 @@ pub enum Peer {
     Unix,
 }
 
-/// A parsed request head and its exchange, handed to the dispatcher.
-pub struct IncomingRequest {
-    pub exchange: Arc<Exchange>,
+/// What the app's scope is built from: a parsed request head and who sent it.
+pub struct RequestHead {
     pub method: Method,
     pub uri: Uri,
     pub version: Version,
@@ -85,6 +88,25 @@ pub struct IncomingRequest {
     pub client: Peer,
     pub server: Peer,
     pub scheme: &'static str,
+}
+
+/// A parsed request head and its exchange, handed to the dispatcher.
+pub struct IncomingRequest {
+    pub exchange: Arc<Exchange>,
+    pub head: RequestHead,
+}
+
+impl std::ops::Deref for IncomingRequest {
+    type Target = RequestHead;
+    fn deref(&self) -> &RequestHead {
+        &self.head
+    }
+}
+
+/// A WebSocket upgrade request and its session, handed to the dispatcher.
+pub struct IncomingWebSocket {
+    pub session: Arc<ws::session::Session>,
+    pub head: RequestHead,
 }
 
 /// Severity of an engine log line, mapped to Python logging levels by the bridge.
@@ -99,6 +121,7 @@ pub enum LogLevel {
 /// The engine's way out: the bridge implements it.
 pub trait Dispatcher: AppWaker {
     fn dispatch(&self, request: IncomingRequest);
+    fn dispatch_websocket(&self, websocket: IncomingWebSocket);
     fn log(&self, level: LogLevel, message: String);
 }
 
@@ -108,6 +131,7 @@ pub struct Stats {
     pub connections_open: AtomicUsize,
     pub requests_in_flight: Arc<AtomicUsize>,
     pub next_exchange_id: AtomicU64,
+    pub websocket_sessions: AtomicUsize,
     /// Set when draining: responses carry `Connection: close`.
     pub draining: std::sync::atomic::AtomicBool,
 }

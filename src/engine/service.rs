@@ -22,7 +22,8 @@ use super::body::{pump_request_body, ResponseBody, StreamRecord};
 use super::conn::Activity;
 use super::exchange::{Exchange, Response, ResponseHead};
 use super::metrics::Rejected;
-use super::{IncomingRequest, LogLevel, Peer, Shared};
+use super::ws;
+use super::{IncomingRequest, LogLevel, Peer, RequestHead, Shared};
 
 /// Request bodies up to this size, with a Content-Length and no `Expect: 100-continue`, are
 /// read whole before the app is called: one handoff instead of a round trip per chunk.
@@ -86,6 +87,18 @@ impl Drop for InFlightGuard {
 }
 
 impl RequestService {
+    /// Who the client is and which scheme it used, after trusted proxies' headers.
+    fn resolve_client(&self, headers: &http::HeaderMap) -> (Peer, &'static str) {
+        let config = &self.shared.config;
+        if config.proxy_headers {
+            config
+                .trusted_proxies
+                .resolve(&self.client, self.scheme, headers)
+        } else {
+            (self.client.clone(), self.scheme)
+        }
+    }
+
     async fn handle(self, req: Request<Incoming>) -> HttpResponse<ResponseBody> {
         let shared = &self.shared;
         self.activity.request_started();
@@ -113,6 +126,14 @@ impl RequestService {
                 return service_unavailable(shared.config.retry_after);
             }
         };
+        if let Some(ws_config) = &shared.config.websocket {
+            if ws::is_upgrade(&req) {
+                guard.answered = true;
+                let (client, scheme) = self.resolve_client(req.headers());
+                let head = ws::request_head(&req, client, self.server.clone(), scheme);
+                return ws::handshake(shared, ws_config, req, head, permit).await;
+            }
+        }
         let id = stats.next_exchange_id.fetch_add(1, Ordering::Relaxed);
         let exchange = Arc::new(Exchange::new(
             id,
@@ -144,23 +165,18 @@ impl RequestService {
             tokio::spawn(pump_request_body(body, exchange.clone()));
         }
 
-        let (client, scheme) = if shared.config.proxy_headers {
-            shared
-                .config
-                .trusted_proxies
-                .resolve(&self.client, self.scheme, &parts.headers)
-        } else {
-            (self.client.clone(), self.scheme)
-        };
+        let (client, scheme) = self.resolve_client(&parts.headers);
         shared.dispatcher.dispatch(IncomingRequest {
             exchange: exchange.clone(),
-            method: parts.method,
-            uri: parts.uri,
-            version: parts.version,
-            headers: parts.headers,
-            client,
-            server: self.server.clone(),
-            scheme,
+            head: RequestHead {
+                method: parts.method,
+                uri: parts.uri,
+                version: parts.version,
+                headers: parts.headers,
+                client,
+                server: self.server.clone(),
+                scheme,
+            },
         });
 
         let response = poll_fn(|cx| exchange.poll_response(cx)).await;

@@ -9,9 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use _ferricorn::engine::exchange::{BodyRead, Response, ResponseHead};
+use _ferricorn::engine::ws::session::Decision;
+use _ferricorn::engine::ws::WsConfig;
 use _ferricorn::engine::{
     AdmissionConfig, AppWaker, Dispatcher, Engine, EngineConfig, Exchange, IncomingRequest,
-    Listener, LogLevel, TrustedProxies,
+    IncomingWebSocket, Listener, LogLevel, TrustedProxies,
 };
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -38,7 +40,7 @@ fn head(status: u16) -> ResponseHead {
 
 impl Dispatcher for FakeApp {
     fn dispatch(&self, req: IncomingRequest) {
-        let ex = req.exchange;
+        let ex = req.exchange.clone();
         match req.uri.path() {
             "/hold" => self.held.lock().unwrap().push(ex),
             "/stream" => {
@@ -64,6 +66,19 @@ impl Dispatcher for FakeApp {
         }
     }
 
+    /// `/ws-reject` is refused (403); any other socket is accepted with a subprotocol.
+    fn dispatch_websocket(&self, ws: IncomingWebSocket) {
+        let decision = if ws.head.uri.path() == "/ws-reject" {
+            Decision::Reject
+        } else {
+            Decision::Accept {
+                subprotocol: Some("chat".into()),
+                headers: HeaderMap::new(),
+            }
+        };
+        ws.session.decide(decision);
+    }
+
     fn log(&self, _level: LogLevel, _message: String) {}
 }
 
@@ -84,6 +99,13 @@ fn config() -> EngineConfig {
         trusted_proxies: TrustedProxies::default(),
         response_high_water: 64 * 1024,
         request_read_ahead: 64 * 1024,
+        websocket: Some(WsConfig {
+            max_size: 1 << 20,
+            max_queue: 4,
+            ping_interval: None,
+            ping_timeout: None,
+            per_message_deflate: true,
+        }),
     }
 }
 
@@ -181,14 +203,49 @@ fn garbage_gets_400() {
 }
 
 #[test]
-fn content_length_with_transfer_encoding_is_rejected_or_closed() {
+fn content_length_with_transfer_encoding_gets_400_and_close() {
     let r = start(config());
     let req = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nping\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
     let (out, closed) = exchange_bytes(r.port, req, SHORT);
-    // hyper drops Content-Length before we see it, reads the body as chunked and closes;
-    // what must never happen is a second response on this connection.
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
     assert_eq!(out.matches("HTTP/1.1").count(), 1, "{out}");
     assert!(closed, "{out}");
+}
+
+const UPGRADE: &str = "HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+    Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
+
+#[test]
+fn websocket_upgrade_gets_101_with_the_rfc_accept_key_and_deflate() {
+    let r = start(config());
+    let (out, _) = exchange_bytes(r.port, format!("GET /ws {UPGRADE}").as_bytes(), SHORT);
+    assert!(
+        out.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{out}"
+    );
+    // The example key and answer of RFC 6455 section 1.3.
+    let lower = out.to_ascii_lowercase();
+    assert!(
+        lower.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n"),
+        "{out}"
+    );
+    assert!(lower.contains("sec-websocket-protocol: chat\r\n"), "{out}");
+    assert!(
+        lower.contains("sec-websocket-extensions: permessage-deflate"),
+        "{out}"
+    );
+}
+
+#[test]
+fn websocket_closed_before_accept_gets_403() {
+    let r = start(config());
+    let (out, _) = exchange_bytes(
+        r.port,
+        format!("GET /ws-reject {UPGRADE}").as_bytes(),
+        SHORT,
+    );
+    assert!(out.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{out}");
 }
 
 #[test]

@@ -1,0 +1,405 @@
+//! One WebSocket session as the app sees it: `receive()` and `send()` for the `websocket.*`
+//! messages of the ASGI spec (www.rst, WebSocket part, 2.5).
+//!
+//! Owns the order of the handshake messages (connect, then accept, close, or a denial
+//! response), message validation with errors that name the problem, and what happens when
+//! the app ends without closing (1000) or raises (1011, or 500 before the handshake).
+//! Runs on the loop thread only; the frames themselves are the engine's (`engine::ws`).
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http::StatusCode;
+use pyo3::exceptions::{PyOSError, PyRuntimeError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyString};
+
+use super::awaitable::{Ready, Waiting};
+use super::http::{parse_headers, repr, type_name, Context, WaitFor};
+use crate::engine::exchange::ResponseHead;
+use crate::engine::ws::session::{Decision, Incoming, Outgoing, SendRoom, Session};
+
+enum Handshake {
+    /// `websocket.connect` not yet received by the app.
+    Connecting,
+    /// Connect delivered; waiting for accept, close or a denial.
+    Connected,
+    /// A denial response is being sent: its head, and the body so far.
+    Denying(ResponseHead, BytesMut),
+    Accepted,
+    /// Rejected, denied, or the app is done with it.
+    Over,
+}
+
+#[pyclass(module = "ferricorn._ferricorn")]
+pub struct WebSocketCycle {
+    session: Arc<Session>,
+    ctx: Py<Context>,
+    handshake: Handshake,
+}
+
+impl WebSocketCycle {
+    pub fn new(session: Arc<Session>, ctx: Py<Context>) -> Self {
+        WebSocketCycle {
+            session,
+            ctx,
+            handshake: Handshake::Connecting,
+        }
+    }
+
+    fn message<'py>(py: Python<'py>, kind: &Bound<'_, PyString>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item(intern!(py, "type"), kind)?;
+        Ok(d)
+    }
+
+    fn disconnect(py: Python<'_>, code: u16, reason: &str) -> PyResult<Py<PyAny>> {
+        let d = Self::message(py, intern!(py, "websocket.disconnect"))?;
+        d.set_item(intern!(py, "code"), code)?;
+        d.set_item(intern!(py, "reason"), reason)?;
+        Ok(d.into_any().unbind())
+    }
+
+    /// The next message if one is ready, `None` if the app must wait.
+    fn try_receive(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        if let Handshake::Connecting = self.handshake {
+            self.handshake = Handshake::Connected;
+            let d = Self::message(py, intern!(py, "websocket.connect"))?;
+            return Ok(Some(d.into_any().unbind()));
+        }
+        let accepted = matches!(self.handshake, Handshake::Accepted);
+        loop {
+            let message = match self.session.receive() {
+                Incoming::Wait => return Ok(None),
+                Incoming::Closed(code, reason) => {
+                    return Self::disconnect(py, code, &reason).map(Some)
+                }
+                // After the app closed, what the peer still sent is dropped.
+                Incoming::Text(_) | Incoming::Binary(_) if !accepted => continue,
+                Incoming::Text(data) => {
+                    let d = Self::message(py, intern!(py, "websocket.receive"))?;
+                    let text = std::str::from_utf8(&data).map_err(|_| {
+                        PyRuntimeError::new_err("received a text message that is not UTF-8")
+                    })?;
+                    d.set_item(intern!(py, "text"), PyString::new(py, text))?;
+                    d
+                }
+                Incoming::Binary(data) => {
+                    let d = Self::message(py, intern!(py, "websocket.receive"))?;
+                    d.set_item(intern!(py, "bytes"), PyBytes::new(py, &data))?;
+                    d
+                }
+            };
+            return Ok(Some(message.into_any().unbind()));
+        }
+    }
+
+    fn register_waiter(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let this = slf.borrow();
+        Context::register_waiter(this.ctx.bind(slf.py()), this.session.id)
+    }
+
+    /// One step of a `Waiting` awaitable (see `HttpCycle::poll_wait`).
+    pub fn poll_wait(
+        slf: &Bound<'_, Self>,
+        what: WaitFor,
+    ) -> PyResult<Result<Option<Py<PyAny>>, Py<PyAny>>> {
+        let py = slf.py();
+        let ready = match what {
+            WaitFor::Receive => slf.borrow_mut().try_receive(py)?.map(Some),
+            WaitFor::Capacity => match slf.borrow().session.poll_send_room() {
+                SendRoom::Gone => return Err(gone_error()),
+                SendRoom::Available => Some(None),
+                SendRoom::Wait => None,
+            },
+        };
+        match ready {
+            Some(value) => Ok(Ok(value)),
+            None => Ok(Err(Self::register_waiter(slf)?)),
+        }
+    }
+
+    fn done(&self, py: Python<'_>) -> Py<PyAny> {
+        Context::done(self.ctx.bind(py))
+    }
+
+    fn accept(&mut self, msg: &Bound<'_, PyDict>) -> PyResult<()> {
+        let py = msg.py();
+        self.expect_handshake("websocket.accept")?;
+        let subprotocol = match msg.get_item(intern!(py, "subprotocol"))? {
+            None => None,
+            Some(p) if p.is_none() => None,
+            Some(p) => Some(p.extract::<String>().map_err(|_| {
+                PyRuntimeError::new_err(format!(
+                    "ASGI 'websocket.accept' subprotocol must be a str or None, got {}.",
+                    type_name(&p)
+                ))
+            })?),
+        };
+        let headers = parse_headers(msg)?;
+        self.handshake = Handshake::Accepted;
+        if !self.session.decide(Decision::Accept {
+            subprotocol,
+            headers,
+        }) {
+            return Err(gone_error());
+        }
+        Ok(())
+    }
+
+    fn expect_handshake(&self, kind: &str) -> PyResult<()> {
+        match self.handshake {
+            Handshake::Connected | Handshake::Connecting => Ok(()),
+            Handshake::Accepted => Err(PyRuntimeError::new_err(format!(
+                "Unexpected ASGI message '{kind}' sent, after the WebSocket was already accepted."
+            ))),
+            Handshake::Denying(..) => Err(PyRuntimeError::new_err(format!(
+                "Unexpected ASGI message '{kind}' sent, during the denial response; expected 'websocket.http.response.body'."
+            ))),
+            Handshake::Over => Err(gone_error()),
+        }
+    }
+
+    fn send_data(&mut self, msg: &Bound<'_, PyDict>) -> PyResult<()> {
+        let py = msg.py();
+        match self.handshake {
+            Handshake::Accepted => {}
+            Handshake::Over => return Err(gone_error()),
+            _ => {
+                return Err(PyRuntimeError::new_err(
+                    "Expected ASGI message 'websocket.accept', 'websocket.close' or 'websocket.http.response.start', but got 'websocket.send'.",
+                ))
+            }
+        }
+        let bytes = msg.get_item(intern!(py, "bytes"))?.filter(|b| !b.is_none());
+        let text = msg.get_item(intern!(py, "text"))?.filter(|t| !t.is_none());
+        let message = match (bytes, text) {
+            (Some(b), None) => match b.cast::<PyBytes>() {
+                Ok(b) => Outgoing::Binary(Bytes::copy_from_slice(b.as_bytes())),
+                Err(_) => {
+                    return Err(PyRuntimeError::new_err(format!(
+                        "ASGI 'websocket.send' bytes must be bytes, got {}.",
+                        type_name(&b)
+                    )))
+                }
+            },
+            (None, Some(t)) => match t.cast::<PyString>() {
+                Ok(t) => Outgoing::Text(Bytes::copy_from_slice(t.to_str()?.as_bytes())),
+                Err(_) => {
+                    return Err(PyRuntimeError::new_err(format!(
+                        "ASGI 'websocket.send' text must be a str, got {}.",
+                        type_name(&t)
+                    )))
+                }
+            },
+            _ => {
+                return Err(PyRuntimeError::new_err(format!(
+                    "ASGI 'websocket.send' needs exactly one of 'bytes' or 'text': {}.",
+                    repr(msg.as_any())
+                )))
+            }
+        };
+        self.session.send(message).map_err(|_| gone_error())
+    }
+
+    fn close(&mut self, msg: &Bound<'_, PyDict>) -> PyResult<()> {
+        let py = msg.py();
+        let code: u16 = match msg.get_item(intern!(py, "code"))? {
+            None => 1000,
+            Some(c) if c.is_none() => 1000,
+            Some(c) => c.extract().map_err(|_| {
+                PyRuntimeError::new_err(format!(
+                    "ASGI 'websocket.close' code must be an int, got {}.",
+                    repr(&c)
+                ))
+            })?,
+        };
+        let reason: String = match msg.get_item(intern!(py, "reason"))? {
+            None => String::new(),
+            Some(r) if r.is_none() => String::new(),
+            Some(r) => r.extract().map_err(|_| {
+                PyRuntimeError::new_err(format!(
+                    "ASGI 'websocket.close' reason must be a str, got {}.",
+                    type_name(&r)
+                ))
+            })?,
+        };
+        match self.handshake {
+            Handshake::Connecting | Handshake::Connected => {
+                // RFC 6455 has no way to refuse a socket but an HTTP answer: 403.
+                self.handshake = Handshake::Over;
+                self.session.decide(Decision::Reject);
+                Ok(())
+            }
+            Handshake::Accepted => {
+                self.handshake = Handshake::Over;
+                self.session
+                    .send(Outgoing::Close(code, reason))
+                    .map_err(|_| gone_error())
+            }
+            Handshake::Denying(..) => self.expect_handshake("websocket.close"),
+            Handshake::Over => Err(gone_error()),
+        }
+    }
+
+    fn deny_start(&mut self, msg: &Bound<'_, PyDict>) -> PyResult<()> {
+        let py = msg.py();
+        self.expect_handshake("websocket.http.response.start")?;
+        let status = msg.get_item(intern!(py, "status"))?.ok_or_else(|| {
+            PyRuntimeError::new_err(
+                "ASGI message 'websocket.http.response.start' is missing the required key 'status'.",
+            )
+        })?;
+        let code: u16 = status.extract().map_err(|_| {
+            PyRuntimeError::new_err(format!(
+                "ASGI 'websocket.http.response.start' status must be an int, got {}.",
+                type_name(&status)
+            ))
+        })?;
+        let status = StatusCode::from_u16(code)
+            .ok()
+            .filter(|s| s.as_u16() >= 200)
+            .ok_or_else(|| {
+                PyRuntimeError::new_err(format!(
+                    "ASGI 'websocket.http.response.start' status {code} is not a valid final HTTP status code."
+                ))
+            })?;
+        let headers = parse_headers(msg)?;
+        self.handshake = Handshake::Denying(ResponseHead { status, headers }, BytesMut::new());
+        Ok(())
+    }
+
+    fn deny_body(&mut self, msg: &Bound<'_, PyDict>) -> PyResult<()> {
+        let py = msg.py();
+        let Handshake::Denying(_, body) = &mut self.handshake else {
+            return Err(PyRuntimeError::new_err(
+                "Expected ASGI message 'websocket.http.response.start' before 'websocket.http.response.body'.",
+            ));
+        };
+        if let Some(b) = msg.get_item(intern!(py, "body"))? {
+            let b = b.cast::<PyBytes>().map_err(|_| {
+                PyRuntimeError::new_err(format!(
+                    "ASGI 'websocket.http.response.body' body must be bytes, got {}.",
+                    type_name(&b)
+                ))
+            })?;
+            body.extend_from_slice(b.as_bytes());
+        }
+        let more = match msg.get_item(intern!(py, "more_body"))? {
+            None => false,
+            Some(m) => m.is_truthy()?,
+        };
+        if !more {
+            if let Handshake::Denying(head, body) =
+                std::mem::replace(&mut self.handshake, Handshake::Over)
+            {
+                self.session.decide(Decision::Deny(head, body.freeze()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the session after the app's task stopped.
+    fn conclude(&mut self, failed: bool) -> Option<&'static str> {
+        let state = std::mem::replace(&mut self.handshake, Handshake::Over);
+        let problem = match state {
+            Handshake::Connecting | Handshake::Connected | Handshake::Denying(..) => {
+                self.session.decide(Decision::Failed);
+                (!failed)
+                    .then_some("ASGI callable returned without completing the WebSocket handshake.")
+            }
+            Handshake::Accepted => {
+                let code = if failed { 1011 } else { 1000 };
+                let _ = self.session.send(Outgoing::Close(code, String::new()));
+                None
+            }
+            Handshake::Over => None,
+        };
+        self.session.release();
+        problem
+    }
+}
+
+fn gone_error() -> PyErr {
+    PyOSError::new_err("the WebSocket is closed; the message can no longer be sent")
+}
+
+#[pymethods]
+impl WebSocketCycle {
+    /// `await receive()`: `websocket.connect`, `websocket.receive` or `websocket.disconnect`.
+    fn receive(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let ready = slf.borrow_mut().try_receive(py)?;
+        match ready {
+            Some(msg) => Ok(Py::new(py, Ready::new(msg))?.into_any()),
+            None => Ok(Py::new(
+                py,
+                Waiting::websocket(slf.clone().unbind(), WaitFor::Receive),
+            )?
+            .into_any()),
+        }
+    }
+
+    /// `await send(message)`.
+    fn send(slf: &Bound<'_, Self>, message: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let msg = message.cast::<PyDict>().map_err(|_| {
+            PyRuntimeError::new_err(format!(
+                "ASGI send() takes a dict message, got {}.",
+                type_name(message)
+            ))
+        })?;
+        let kind: String = match msg.get_item(intern!(py, "type"))? {
+            Some(k) => k.extract().map_err(|_| {
+                PyRuntimeError::new_err(format!(
+                    "ASGI message 'type' must be a str, got {}.",
+                    type_name(&k)
+                ))
+            })?,
+            None => {
+                return Err(PyRuntimeError::new_err(format!(
+                    "ASGI message has no 'type' key: {}.",
+                    repr(message)
+                )))
+            }
+        };
+        let mut this = slf.borrow_mut();
+        match kind.as_str() {
+            "websocket.send" => {
+                this.send_data(msg)?;
+                if let SendRoom::Wait = this.session.poll_send_room() {
+                    drop(this);
+                    return Ok(Py::new(
+                        py,
+                        Waiting::websocket(slf.clone().unbind(), WaitFor::Capacity),
+                    )?
+                    .into_any());
+                }
+            }
+            "websocket.accept" => this.accept(msg)?,
+            "websocket.close" => this.close(msg)?,
+            "websocket.http.response.start" => this.deny_start(msg)?,
+            "websocket.http.response.body" => this.deny_body(msg)?,
+            other => {
+                return Err(PyRuntimeError::new_err(format!(
+                    "Unexpected ASGI message type '{other}' sent on a WebSocket connection."
+                )))
+            }
+        }
+        Ok(this.done(py))
+    }
+
+    /// Called by the runner when the app returned; returns a problem to log, if any.
+    fn app_returned(&mut self) -> Option<&'static str> {
+        self.conclude(false)
+    }
+
+    /// Called by the runner when the app raised; returns whether the peer had already gone
+    /// (then an `OSError` from `send()` is expected and not worth a traceback).
+    fn app_failed(&mut self) -> bool {
+        let gone = self.session.is_finished();
+        self.conclude(true);
+        gone
+    }
+}

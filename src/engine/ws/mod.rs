@@ -1,0 +1,428 @@
+//! WebSocket: the upgrade handshake and the life of an accepted socket.
+//!
+//! Owns: recognising an upgrade request, handing it to the app as a [`Session`], turning the
+//! app's decision into a 101 (or a 403, or the app's own denial response), and then one task
+//! per socket that moves messages between the wire and the session, answers pings, sends
+//! keepalive pings, enforces the size limit and closes with 1001 on shutdown.
+//! The frame codec, fragmentation, UTF-8 checks of text frames and permessage-deflate are
+//! the `yawc` crate's. Must not: touch Python or hold a message the app has not asked for
+//! beyond `--ws-max-queue`.
+
+pub mod session;
+
+use std::future::{poll_fn, Future};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::Sink;
+use http::header::{CONNECTION, SEC_WEBSOCKET_PROTOCOL, UPGRADE};
+use http::{HeaderValue, Request, Response as HttpResponse, StatusCode};
+use hyper::body::Incoming;
+use yawc::close::CloseCode;
+use yawc::frame::{Frame, OpCode};
+use yawc::{DeflateOptions, HttpStream, Options, UpgradeFut, WebSocket};
+
+use self::session::{Decision, Outgoing, Session};
+use super::body::ResponseBody;
+use super::service::simple_response;
+use super::{IncomingWebSocket, LogLevel, Peer, Phase, RequestHead, Shared};
+
+/// `--ws-*` settings.
+#[derive(Clone, Debug)]
+pub struct WsConfig {
+    /// Largest message accepted, in bytes (`--ws-max-size`): bigger ones close with 1009.
+    pub max_size: usize,
+    /// Messages read ahead of the app (`--ws-max-queue`).
+    pub max_queue: usize,
+    pub ping_interval: Option<Duration>,
+    pub ping_timeout: Option<Duration>,
+    pub per_message_deflate: bool,
+}
+
+/// How long a closing socket waits for the peer's close frame before it is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An HTTP/1.1 `GET` asking to become a WebSocket (RFC 6455 4.2.1).
+pub(super) fn is_upgrade(req: &Request<Incoming>) -> bool {
+    fn has_token(req: &Request<Incoming>, name: http::HeaderName, token: &str) -> bool {
+        req.headers().get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    }
+    req.method() == http::Method::GET
+        && req.version() == http::Version::HTTP_11
+        && has_token(req, UPGRADE, "websocket")
+        && has_token(req, CONNECTION, "upgrade")
+}
+
+/// Hands the upgrade request to the app and answers with its decision. The returned
+/// response is the 101 when the app accepted; the socket's task is then already spawned.
+pub(super) async fn handshake(
+    shared: &Arc<Shared>,
+    config: &WsConfig,
+    mut req: Request<Incoming>,
+    head: RequestHead,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> HttpResponse<ResponseBody> {
+    let (switching, upgrade) = match WebSocket::upgrade_with_options(&mut req, options(config)) {
+        Ok(pair) => pair,
+        Err(e) => {
+            shared.dispatcher.log(
+                LogLevel::Debug,
+                format!("rejected a WebSocket handshake (400): {e}"),
+            );
+            return simple_response(StatusCode::BAD_REQUEST, "Bad WebSocket handshake\n");
+        }
+    };
+    let id = shared
+        .stats
+        .next_exchange_id
+        .fetch_add(1, Ordering::Relaxed);
+    let session = Arc::new(Session::new(
+        id,
+        shared.dispatcher.clone(),
+        shared.stats.requests_in_flight.clone(),
+        config.max_queue,
+        shared.config.response_high_water,
+    ));
+    session.hold(permit);
+    let guard = GoneIfDropped(session.clone());
+    shared.dispatcher.dispatch_websocket(IncomingWebSocket {
+        session: session.clone(),
+        head,
+    });
+    let decision = poll_fn(|cx| session.poll_decision(cx)).await;
+    std::mem::forget(guard);
+    if !matches!(decision, Decision::Accept { .. }) {
+        // No socket follows: an app still waiting in `receive()` hears it is over.
+        session.finish(1006, "");
+    }
+    match decision {
+        Decision::Accept {
+            subprotocol,
+            headers,
+        } => {
+            let (parts, _) = switching.into_parts();
+            let mut response = HttpResponse::from_parts(parts, ResponseBody::full(Bytes::new()));
+            let out = response.headers_mut();
+            if let Some(p) = subprotocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
+                out.insert(SEC_WEBSOCKET_PROTOCOL, p);
+            }
+            for (name, value) in &headers {
+                out.append(name.clone(), value.clone());
+            }
+            for (name, value) in &shared.config.default_headers {
+                if !out.contains_key(name) {
+                    out.insert(name.clone(), value.clone());
+                }
+            }
+            shared
+                .stats
+                .websocket_sessions
+                .fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(run(shared.clone(), config.clone(), upgrade, session));
+            response
+        }
+        Decision::Reject => simple_response(StatusCode::FORBIDDEN, "Forbidden\n"),
+        Decision::Deny(head, body) => {
+            let mut response = HttpResponse::new(ResponseBody::full(body));
+            *response.status_mut() = head.status;
+            *response.headers_mut() = head.headers;
+            response
+        }
+        Decision::Failed => {
+            simple_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n")
+        }
+    }
+}
+
+/// The client left during the handshake: the app sees a disconnect.
+struct GoneIfDropped(Arc<Session>);
+
+impl Drop for GoneIfDropped {
+    fn drop(&mut self) {
+        self.0.finish(1006, "");
+    }
+}
+
+fn options(config: &WsConfig) -> Options {
+    // The codec's limits are exclusive; ours is "at most max_size".
+    let limit = config.max_size.saturating_add(1);
+    let options = Options::default()
+        .with_limits(limit, limit)
+        .with_utf8()
+        .with_no_delay();
+    if config.per_message_deflate {
+        options.with_compression_level(DeflateOptions::default().level)
+    } else {
+        options.without_compression()
+    }
+}
+
+/// The life of an accepted socket.
+async fn run(shared: Arc<Shared>, config: WsConfig, upgrade: UpgradeFut, session: Arc<Session>) {
+    let ws = match upgrade.await {
+        Ok(ws) => ws,
+        Err(e) => {
+            session.finish(1006, "");
+            shared
+                .dispatcher
+                .log(LogLevel::Debug, format!("WebSocket upgrade failed: {e}"));
+            shared
+                .stats
+                .websocket_sessions
+                .fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    let mut pump = Pump {
+        ws,
+        session: session.clone(),
+        ping_interval: config.ping_interval,
+        ping_timeout: config.ping_timeout,
+        next_ping: config
+            .ping_interval
+            .map(|i| tokio::time::Instant::now() + i),
+        pong_due: None,
+        closing_since: None,
+        timer: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
+        flushed: true,
+    };
+    let mut phase = shared.phase.clone();
+    let mut watching = true;
+    let (code, reason) = loop {
+        if *phase.borrow_and_update() == Phase::Draining {
+            // Server shutdown: the app hears of it at once; the pump sends the 1001.
+            session.finish(1001, "");
+        }
+        tokio::select! {
+            ended = poll_fn(|cx| pump.poll(cx)) => break ended,
+            changed = phase.changed(), if watching => {
+                if changed.is_err() {
+                    session.finish(1001, "");
+                    watching = false;
+                }
+            }
+        }
+    };
+    session.finish(code, &reason);
+    shared
+        .stats
+        .websocket_sessions
+        .fetch_sub(1, Ordering::Relaxed);
+}
+
+struct Pump {
+    ws: WebSocket<HttpStream>,
+    session: Arc<Session>,
+    ping_interval: Option<Duration>,
+    ping_timeout: Option<Duration>,
+    next_ping: Option<tokio::time::Instant>,
+    /// A keepalive ping is out; the session ends if nothing comes back by then.
+    pong_due: Option<tokio::time::Instant>,
+    /// We sent a close frame and wait for the peer's.
+    closing_since: Option<Instant>,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    flushed: bool,
+}
+
+type Ended = (u16, String);
+
+impl Pump {
+    /// Runs until the session ends; yields the code and reason the app should see.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
+        loop {
+            if self.closing_since.is_none() && self.session.is_finished() {
+                // The server is shutting down (the pump itself only finishes on the way out).
+                self.start_close(1001, "");
+            }
+            if let Poll::Ready(ended) = self.poll_send(cx) {
+                return Poll::Ready(ended);
+            }
+            if let Some(since) = self.closing_since {
+                if since.elapsed() > CLOSE_TIMEOUT {
+                    return Poll::Ready((1006, String::new()));
+                }
+            }
+            match self.poll_receive(cx) {
+                Poll::Ready(Some(ended)) => return Poll::Ready(ended),
+                Poll::Ready(None) => continue,
+                Poll::Pending => {}
+            }
+            if let Poll::Ready(ended) = self.poll_timers(cx) {
+                return Poll::Ready(ended);
+            }
+            return Poll::Pending;
+        }
+    }
+
+    fn start_close(&mut self, code: u16, reason: &str) {
+        if self.closing_since.is_some() {
+            return;
+        }
+        self.closing_since = Some(Instant::now());
+        let frame = Frame::close(CloseCode::from(code), reason.as_bytes());
+        let mut ws = std::pin::Pin::new(&mut self.ws);
+        let _ = ws.as_mut().start_send(frame);
+        self.flushed = false;
+    }
+
+    /// Moves the app's messages to the wire.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
+        loop {
+            let mut ws = std::pin::Pin::new(&mut self.ws);
+            match ws.as_mut().poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Poll::Ready((1006, String::new())),
+                Poll::Pending => return Poll::Pending,
+            }
+            if self.closing_since.is_some() {
+                break;
+            }
+            let message = match self.session.poll_outgoing(cx) {
+                Poll::Ready(m) => m,
+                Poll::Pending => break,
+            };
+            let frame = match message {
+                Outgoing::Text(b) => Frame::text(b),
+                Outgoing::Binary(b) => Frame::binary(b),
+                Outgoing::Close(code, reason) => {
+                    self.start_close(code, &reason);
+                    continue;
+                }
+            };
+            if ws.as_mut().start_send(frame).is_err() {
+                return Poll::Ready((1006, String::new()));
+            }
+            self.flushed = false;
+        }
+        if !self.flushed {
+            match std::pin::Pin::new(&mut self.ws).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.flushed = true,
+                Poll::Ready(Err(_)) => return Poll::Ready((1006, String::new())),
+                Poll::Pending => {}
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Reads one frame if the app has room for it. `Ready(None)`: go round again.
+    fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<Option<Ended>> {
+        if self.closing_since.is_none() && self.session.poll_inbox_room(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let frame = match self.ws.poll_next_frame(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(frame)) => frame,
+            Poll::Ready(Err(e)) => {
+                // The codec has queued its own close frame (1002, 1007, 1009...) where the
+                // peer broke the protocol; push it out before the socket is dropped.
+                let code = error_close_code(&e);
+                let _ = self.finish_flush(cx);
+                return Poll::Ready(Some((code, String::new())));
+            }
+        };
+        self.pong_due = None;
+        match frame.opcode() {
+            // While closing, what the peer still sends is dropped.
+            OpCode::Text | OpCode::Binary if self.closing_since.is_none() => {
+                let text = frame.opcode() == OpCode::Text;
+                self.session.deliver(text, frame.into_payload());
+            }
+            OpCode::Close => {
+                let code = frame.close_code().map_or(1005, u16::from);
+                let reason = frame
+                    .close_reason()
+                    .ok()
+                    .flatten()
+                    .unwrap_or("")
+                    .to_string();
+                // The codec answered with its own close frame; flush it, then we are done.
+                let _ = self.finish_flush(cx);
+                return Poll::Ready(Some((code, reason)));
+            }
+            _ => {} // pings are answered by the codec; pongs only prove the peer is alive
+        }
+        Poll::Ready(None)
+    }
+
+    fn finish_flush(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match std::pin::Pin::new(&mut self.ws).poll_close(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(_) => Poll::Ready(()),
+        }
+    }
+
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
+        let now = tokio::time::Instant::now();
+        if let Some(due) = self.pong_due {
+            if now >= due {
+                return Poll::Ready((1011, "keepalive ping timeout".to_string()));
+            }
+        }
+        if let (Some(at), None) = (self.next_ping, self.closing_since) {
+            if now >= at {
+                let mut ws = std::pin::Pin::new(&mut self.ws);
+                if let Poll::Ready(Ok(())) = ws.as_mut().poll_ready(cx) {
+                    let _ = ws.as_mut().start_send(Frame::ping(Bytes::new()));
+                    self.flushed = false;
+                    let _ = ws.as_mut().poll_flush(cx).map(|r| {
+                        if r.is_ok() {
+                            self.flushed = true;
+                        }
+                    });
+                    if self.pong_due.is_none() {
+                        self.pong_due = self.ping_timeout.map(|t| now + t);
+                    }
+                }
+                self.next_ping = self.ping_interval.map(|i| now + i);
+            }
+        }
+        let close_deadline = self
+            .closing_since
+            .map(|s| tokio::time::Instant::from_std(s + CLOSE_TIMEOUT));
+        let next = [self.next_ping, self.pong_due, close_deadline]
+            .into_iter()
+            .flatten()
+            .min();
+        if let Some(next) = next {
+            self.timer.as_mut().reset(next);
+            if self.timer.as_mut().poll(cx).is_ready() {
+                cx.waker().wake_by_ref();
+            }
+        }
+        Poll::Pending
+    }
+}
+
+fn error_close_code(e: &yawc::WebSocketError) -> u16 {
+    use yawc::WebSocketError as E;
+    match e {
+        E::FrameTooLarge => 1009,
+        E::InvalidUTF8 => 1007,
+        E::ConnectionClosed | E::IoError(_) => 1006,
+        _ => 1002,
+    }
+}
+
+/// The engine's view of who asked: the head without the exchange, for the scope.
+pub(super) fn request_head(
+    req: &Request<Incoming>,
+    client: Peer,
+    server: Peer,
+    scheme: &'static str,
+) -> RequestHead {
+    RequestHead {
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        version: req.version(),
+        headers: req.headers().clone(),
+        client,
+        server,
+        scheme,
+    }
+}
