@@ -70,7 +70,9 @@ async def app(scope, receive, send):
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
-                EVENTS.append(["echo-disconnect", f"{message['code']} {message['reason']}"])
+                what = f"{message['code']} {message['reason']}"
+                EVENTS.append(["echo-disconnect", what])
+                print(f"echo-disconnect {what}", flush=True)  # read from the log at shutdown
                 return
             if message.get("text") is not None:
                 await send({"type": "websocket.send", "text": message["text"]})

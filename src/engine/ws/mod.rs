@@ -191,6 +191,7 @@ async fn run(shared: Arc<Shared>, config: WsConfig, upgrade: UpgradeFut, session
         closing_since: None,
         timer: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
         flushed: true,
+        ending: None,
     };
     let mut phase = shared.phase.clone();
     let mut watching = true;
@@ -228,6 +229,17 @@ struct Pump {
     closing_since: Option<Instant>,
     timer: std::pin::Pin<Box<tokio::time::Sleep>>,
     flushed: bool,
+    /// The session is over: what the app will hear, and how far the last flush got.
+    ending: Option<Ending>,
+}
+
+struct Ending {
+    ended: Ended,
+    /// Our own close frame, when the codec did not queue one.
+    close: Option<Frame>,
+    /// The codec's queued frames (its close answer among them) went out.
+    queued_flushed: bool,
+    deadline: tokio::time::Instant,
 }
 
 type Ended = (u16, String);
@@ -236,27 +248,71 @@ impl Pump {
     /// Runs until the session ends; yields the code and reason the app should see.
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
         loop {
+            if self.ending.is_some() {
+                return self.poll_end(cx);
+            }
             if self.closing_since.is_none() && self.session.is_finished() {
                 // The server is shutting down (the pump itself only finishes on the way out).
                 self.start_close(1001, "");
             }
             if let Poll::Ready(ended) = self.poll_send(cx) {
-                return Poll::Ready(ended);
+                self.end(ended, None);
+                continue;
             }
-            if let Some(since) = self.closing_since {
-                if since.elapsed() > CLOSE_TIMEOUT {
-                    return Poll::Ready((1006, String::new()));
+            if self.poll_receive(cx).is_ready() {
+                continue;
+            }
+            self.poll_timers(cx);
+            if self.ending.is_none() {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// The session is over; what is left is to flush the close handshake (bounded).
+    fn end(&mut self, ended: Ended, close: Option<Frame>) {
+        if self.ending.is_none() {
+            self.ending = Some(Ending {
+                ended,
+                close,
+                queued_flushed: false,
+                deadline: tokio::time::Instant::now() + CLOSE_TIMEOUT,
+            });
+        }
+    }
+
+    fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
+        let Some(ending) = self.ending.as_mut() else {
+            return Poll::Pending;
+        };
+        if tokio::time::Instant::now() >= ending.deadline {
+            return Poll::Ready(ending.ended.clone());
+        }
+        let mut ws = std::pin::Pin::new(&mut self.ws);
+        if !ending.queued_flushed {
+            // `poll_ready` first writes what the codec queued (pongs, its close answer).
+            match ws.as_mut().poll_ready(cx) {
+                Poll::Ready(Ok(())) => {
+                    ending.queued_flushed = true;
+                    if let Some(frame) = ending.close.take() {
+                        let _ = ws.as_mut().start_send(frame);
+                    }
+                }
+                Poll::Ready(Err(_)) => return Poll::Ready(ending.ended.clone()),
+                Poll::Pending => {
+                    self.timer.as_mut().reset(ending.deadline);
+                    let _ = self.timer.as_mut().poll(cx);
+                    return Poll::Pending;
                 }
             }
-            match self.poll_receive(cx) {
-                Poll::Ready(Some(ended)) => return Poll::Ready(ended),
-                Poll::Ready(None) => continue,
-                Poll::Pending => {}
+        }
+        match ws.as_mut().poll_close(cx) {
+            Poll::Ready(_) => Poll::Ready(ending.ended.clone()),
+            Poll::Pending => {
+                self.timer.as_mut().reset(ending.deadline);
+                let _ = self.timer.as_mut().poll(cx);
+                Poll::Pending
             }
-            if let Poll::Ready(ended) = self.poll_timers(cx) {
-                return Poll::Ready(ended);
-            }
-            return Poll::Pending;
         }
     }
 
@@ -310,8 +366,8 @@ impl Pump {
         Poll::Pending
     }
 
-    /// Reads one frame if the app has room for it. `Ready(None)`: go round again.
-    fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<Option<Ended>> {
+    /// Reads one frame if the app has room for it. `Ready`: go round again.
+    fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.closing_since.is_none() && self.session.poll_inbox_room(cx).is_pending() {
             return Poll::Pending;
         }
@@ -319,11 +375,18 @@ impl Pump {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Ok(frame)) => frame,
             Poll::Ready(Err(e)) => {
-                // The codec has queued its own close frame (1002, 1007, 1009...) where the
-                // peer broke the protocol; push it out before the socket is dropped.
                 let code = error_close_code(&e);
-                let _ = self.finish_flush(cx);
-                return Poll::Ready(Some((code, String::new())));
+                // The codec queues its own close frame for errors in single frames; errors
+                // found after reassembly (UTF-8, fragment order) need ours.
+                let own = matches!(
+                    e,
+                    yawc::WebSocketError::InvalidUTF8
+                        | yawc::WebSocketError::InvalidFragment
+                        | yawc::WebSocketError::FragmentTimeout
+                )
+                .then(|| Frame::close(CloseCode::from(code), []));
+                self.end((code, String::new()), own);
+                return Poll::Ready(());
             }
         };
         self.pong_due = None;
@@ -341,40 +404,38 @@ impl Pump {
                     .flatten()
                     .unwrap_or("")
                     .to_string();
-                // The codec answered with its own close frame; flush it, then we are done.
-                let _ = self.finish_flush(cx);
-                return Poll::Ready(Some((code, reason)));
+                // The codec queued its answer (the same code) unless we closed first.
+                self.end((code, reason), None);
             }
             _ => {} // pings are answered by the codec; pongs only prove the peer is alive
         }
-        Poll::Ready(None)
+        Poll::Ready(())
     }
 
-    fn finish_flush(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        match std::pin::Pin::new(&mut self.ws).poll_close(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(_) => Poll::Ready(()),
-        }
-    }
-
-    fn poll_timers(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
+    fn poll_timers(&mut self, cx: &mut Context<'_>) {
         let now = tokio::time::Instant::now();
-        if let Some(due) = self.pong_due {
-            if now >= due {
-                return Poll::Ready((1011, "keepalive ping timeout".to_string()));
-            }
+        if self.pong_due.is_some_and(|due| now >= due) {
+            let reason = "keepalive ping timeout";
+            self.end(
+                (1011, reason.to_string()),
+                Some(Frame::close(CloseCode::from(1011), reason.as_bytes())),
+            );
+            return;
+        }
+        let close_deadline = self
+            .closing_since
+            .map(|s| tokio::time::Instant::from_std(s + CLOSE_TIMEOUT));
+        if close_deadline.is_some_and(|d| now >= d) {
+            // The peer never answered our close frame.
+            self.end((1006, String::new()), None);
+            return;
         }
         if let (Some(at), None) = (self.next_ping, self.closing_since) {
             if now >= at {
                 let mut ws = std::pin::Pin::new(&mut self.ws);
                 if let Poll::Ready(Ok(())) = ws.as_mut().poll_ready(cx) {
                     let _ = ws.as_mut().start_send(Frame::ping(Bytes::new()));
-                    self.flushed = false;
-                    let _ = ws.as_mut().poll_flush(cx).map(|r| {
-                        if r.is_ok() {
-                            self.flushed = true;
-                        }
-                    });
+                    self.flushed = ws.as_mut().poll_flush(cx).is_ready();
                     if self.pong_due.is_none() {
                         self.pong_due = self.ping_timeout.map(|t| now + t);
                     }
@@ -382,9 +443,6 @@ impl Pump {
                 self.next_ping = self.ping_interval.map(|i| now + i);
             }
         }
-        let close_deadline = self
-            .closing_since
-            .map(|s| tokio::time::Instant::from_std(s + CLOSE_TIMEOUT));
         let next = [self.next_ping, self.pong_due, close_deadline]
             .into_iter()
             .flatten()
@@ -395,7 +453,6 @@ impl Pump {
                 cx.waker().wake_by_ref();
             }
         }
-        Poll::Pending
     }
 }
 

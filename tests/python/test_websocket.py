@@ -1,0 +1,437 @@
+"""WebSocket end to end: the ASGI websocket.* messages, the frames the engine handles
+(fragmentation, ping/pong, UTF-8, size limit, backpressure, keepalive), compression, shutdown
+and many sockets at once. Real server process; the `websockets` client library, and raw
+sockets where a well-behaved client cannot produce the bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import signal
+import socket
+import struct
+import time
+
+import pytest
+import websockets
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from conftest import http_client, raw_connection
+
+APP = "apps.ws_app:app"
+pytestmark = pytest.mark.timeout(60)
+
+
+def run(coro, timeout: float = 20.0):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def events(srv) -> list[list[str]]:
+    with http_client() as c:
+        return c.get(f"{srv.url}/events").json()
+
+
+def wait_event(srv, tag: str, timeout: float = 5.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for t, what in events(srv):
+            if t == tag:
+                return what
+        time.sleep(0.05)
+    raise AssertionError(f"no {tag!r} event; events: {events(srv)}")
+
+
+def url(srv, path: str) -> str:
+    return f"ws://127.0.0.1:{srv.port}{path}"
+
+
+# ----- raw frames --------------------------------------------------------------------------
+
+def raw_handshake(port: int, path: str = "/echo", extra: str = "") -> socket.socket:
+    sock = raw_connection(port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(1)
+        assert chunk, head
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+def client_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    mask = os.urandom(4)
+    first = (0x80 if fin else 0) | opcode
+    n = len(payload)
+    if n < 126:
+        header = struct.pack("!BB", first, 0x80 | n)
+    elif n < 65536:
+        header = struct.pack("!BBH", first, 0x80 | 126, n)
+    else:
+        header = struct.pack("!BBQ", first, 0x80 | 127, n)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return header + mask + masked
+
+
+def read_frame(sock: socket.socket) -> tuple[int, bytes]:
+    def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            assert chunk, "connection closed mid-frame"
+            data += chunk
+        return data
+    first, second = exactly(2)
+    n = second & 0x7F
+    if n == 126:
+        n = struct.unpack("!H", exactly(2))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", exactly(8))[0]
+    return first & 0x0F, exactly(n)
+
+
+def close_code(payload: bytes) -> int:
+    return struct.unpack("!H", payload[:2])[0]
+
+
+# ----- messages ----------------------------------------------------------------------------
+
+def test_echo_text_bytes_and_large_messages(server):
+    srv = server.start(APP)
+
+    async def main():
+        async with connect(url(srv, "/echo"), max_size=None) as ws:
+            await ws.send("héllo")
+            assert await ws.recv() == "héllo"
+            await ws.send(b"\x00\xff")
+            assert await ws.recv() == b"\x00\xff"
+            big = os.urandom(3 * 1024 * 1024)
+            await ws.send(big)
+            assert await ws.recv() == big
+            await ws.close(4002, "done")
+    run(main())
+    assert wait_event(srv, "echo-disconnect") == "4002 done"
+
+
+def test_fragmented_message_is_reassembled(server):
+    srv = server.start(APP)
+
+    async def main():
+        async with connect(url(srv, "/echo"), compression=None) as ws:
+            await ws.send(["frag", "men", "ted"])  # an iterable goes out as fragments
+            assert await ws.recv() == "fragmented"
+    run(main())
+
+
+def test_ping_is_answered_with_pong(server):
+    srv = server.start(APP)
+
+    async def main():
+        async with connect(url(srv, "/echo"), ping_interval=None) as ws:
+            latency = await asyncio.wait_for(await ws.ping(b"abc"), 5)
+            assert latency >= 0
+    run(main())
+
+
+def test_control_frames_between_fragments(server):
+    srv = server.start(APP)
+    sock = raw_handshake(srv.port)
+    sock.sendall(client_frame(0x1, b"ab", fin=False) + client_frame(0x9, b"p")
+                 + client_frame(0x0, b"cd"))
+    assert read_frame(sock) == (0xA, b"p")
+    assert read_frame(sock) == (0x1, b"abcd")
+    sock.close()
+
+
+def test_invalid_utf8_text_closes_with_1007(server):
+    srv = server.start(APP)
+    sock = raw_handshake(srv.port)
+    sock.sendall(client_frame(0x1, b"\xff\xfe bad"))
+    opcode, payload = read_frame(sock)
+    assert (opcode, close_code(payload)) == (0x8, 1007)
+    assert wait_event(srv, "echo-disconnect").startswith("1007")
+    sock.close()
+
+
+def test_message_over_max_size_closes_with_1009(server):
+    srv = server.start(APP, "--ws-max-size", "1000")
+
+    async def main():
+        async with connect(url(srv, "/echo")) as ws:
+            await ws.send("x" * 1000)
+            assert await ws.recv() == "x" * 1000
+            await ws.send("x" * 1001)
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+            assert info.value.rcvd.code == 1009
+    run(main())
+    assert wait_event(srv, "echo-disconnect").startswith("1009")
+
+
+def test_subprotocol_and_extra_accept_headers(server):
+    srv = server.start(APP)
+
+    async def main():
+        async with connect(url(srv, "/subprotocol"), subprotocols=["chat", "v2"]) as ws:
+            assert ws.subprotocol == "chat"
+            assert ws.response.headers["x-extra"] == "yes"
+            assert json.loads(await ws.recv()) == ["chat", "v2"]
+    run(main())
+
+
+def test_scope(server):
+    srv = server.start(APP, "--root-path", "/api")
+
+    async def main():
+        async with connect(url(srv, "/scope?q=%C3%A9"), subprotocols=["a", "b"]) as ws:
+            return json.loads(await ws.recv())
+    scope = run(main())
+    assert scope["type"] == "websocket"
+    assert scope["asgi"] == {"version": "3.0", "spec_version": "2.5"}
+    assert scope["scheme"] == "ws"
+    assert scope["http_version"] == "1.1"
+    assert scope["path"] == "/scope"
+    assert scope["raw_path"] == "/scope"
+    assert scope["query_string"] == "q=%C3%A9"
+    assert scope["root_path"] == "/api"
+    assert scope["subprotocols"] == ["a", "b"]
+    assert scope["client"][0] == "127.0.0.1" and isinstance(scope["client"][1], int)
+    assert scope["server"] == ["127.0.0.1", srv.port]
+    assert scope["extensions"] == {"websocket.http.response": {}}
+    assert "method" not in scope
+    names = [name for name, _ in scope["headers"]]
+    assert "sec-websocket-key" in names and "upgrade" in names
+
+
+# ----- handshake outcomes ------------------------------------------------------------------
+
+@pytest.mark.parametrize("path,status,body", [
+    ("/reject", 403, b"Forbidden\n"),
+    ("/deny", 401, b"no entry"),
+    ("/raise-early", 500, b"Internal Server Error\n"),
+])
+def test_refused_handshakes(server, path, status, body):
+    srv = server.start(APP)
+
+    async def main():
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(url(srv, path)):
+                pass
+        return info.value.response
+    response = run(main())
+    assert response.status_code == status
+    assert bytes(response.body) == body
+    if path == "/deny":
+        assert response.headers["x-why"] == "token"
+    if path == "/raise-early":
+        srv.wait_for_log("boom before the handshake")
+
+
+def test_app_close_code_and_reason(server):
+    srv = server.start(APP)
+
+    async def main():
+        async with connect(url(srv, "/close")) as ws:
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+            return info.value.rcvd
+    rcvd = run(main())
+    assert (rcvd.code, rcvd.reason) == (4001, "bye")
+    assert wait_event(srv, "close-then-receive") == "websocket.disconnect"
+
+
+@pytest.mark.parametrize("path,code", [("/return", 1000), ("/raise", 1011)])
+def test_app_that_ends_without_closing(server, path, code):
+    srv = server.start(APP)
+
+    async def main():
+        async with connect(url(srv, path)) as ws:
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+            return info.value.rcvd.code
+    assert run(main()) == code
+    if path == "/raise":
+        srv.wait_for_log("boom after accept")
+        assert "Traceback" in srv.logs()
+
+
+def test_send_after_the_peer_left_raises_oserror(server):
+    srv = server.start(APP)
+
+    async def main():
+        async with connect(url(srv, "/send-after-close")) as ws:
+            await ws.close()
+    run(main())
+    assert wait_event(srv, "send-after-close-got") == "websocket.disconnect"
+    assert wait_event(srv, "send-after-close") == "OSError"
+
+
+def test_peer_vanishing_without_close_frame_gives_1006(server):
+    srv = server.start(APP)
+    sock = raw_handshake(srv.port)
+    sock.close()
+    assert wait_event(srv, "echo-disconnect").startswith("1006")
+
+
+# ----- compression -------------------------------------------------------------------------
+
+def test_per_message_deflate_is_negotiated_and_works(server):
+    srv = server.start(APP)
+
+    async def main():
+        async with connect(url(srv, "/echo")) as ws:
+            assert "permessage-deflate" in ws.response.headers["sec-websocket-extensions"]
+            text = "token " * 5000
+            await ws.send(text)
+            assert await ws.recv() == text
+    run(main())
+
+
+def test_compressed_frames_are_really_smaller_on_the_wire(server):
+    srv = server.start(APP)
+    sock = raw_handshake(srv.port, "/stream?n=1",
+                         "Sec-WebSocket-Extensions: permessage-deflate\r\n")
+    opcode, payload = read_frame(sock)
+    assert opcode == 0x1 and payload != b"message 0"  # deflated (RSV1 set), not the text
+    sock.close()
+
+
+def test_no_per_message_deflate_flag(server):
+    srv = server.start(APP, "--no-ws-per-message-deflate")
+
+    async def main():
+        async with connect(url(srv, "/echo")) as ws:
+            assert "sec-websocket-extensions" not in ws.response.headers
+            await ws.send("plain")
+            assert await ws.recv() == "plain"
+    run(main())
+
+
+# ----- flow control and keepalive -----------------------------------------------------------
+
+def test_max_queue_holds_back_a_client_the_app_does_not_read(server):
+    """While the app sleeps, the engine stops reading after --ws-max-queue messages, so a
+    fast sender blocks on TCP backpressure instead of filling the server's memory; nothing
+    is lost once the app reads."""
+    srv = server.start(APP, "--ws-max-queue", "2")
+    total = 300
+    chunk = os.urandom(64 * 1024)  # 300 x 64 KiB = 19 MiB: more than the socket buffers
+
+    async def main():
+        async with connect(url(srv, "/no-read?s=4"), compression=None, max_size=None,
+                           write_limit=64 * 1024) as ws:
+            sent = 0
+            start = time.monotonic()
+
+            async def sender():
+                nonlocal sent
+                for _ in range(total):
+                    await ws.send(chunk)
+                    sent += 1
+            task = asyncio.create_task(sender())
+            await asyncio.sleep(1.5)
+            blocked_after = sent  # the app has not read anything yet
+            await task
+            elapsed = time.monotonic() - start
+            await ws.close()
+            return blocked_after, elapsed
+    blocked_after, elapsed = run(main(), timeout=30)
+    assert blocked_after < total, "the server read everything while the app was not reading"
+    assert elapsed > 3.0, elapsed
+    assert wait_event(srv, "no-read", timeout=10) == str(total)
+
+
+def test_keepalive_ping_and_timeout(server):
+    srv = server.start(APP, "--ws-ping-interval", "0.2", "--ws-ping-timeout", "0.5")
+    sock = raw_handshake(srv.port)
+    start = time.monotonic()
+    opcode, _ = read_frame(sock)
+    assert opcode == 0x9, opcode  # a ping
+    assert time.monotonic() - start < 2
+    # Never answered: the server gives up with 1011 (other pings may come first).
+    while True:
+        opcode, payload = read_frame(sock)
+        if opcode == 0x8:
+            break
+    assert close_code(payload) == 1011
+    assert time.monotonic() - start < 5
+    assert wait_event(srv, "echo-disconnect").startswith("1011")
+
+
+def test_answered_pings_keep_the_socket_open(server):
+    srv = server.start(APP, "--ws-ping-interval", "0.1", "--ws-ping-timeout", "0.3")
+
+    async def main():
+        async with connect(url(srv, "/echo")) as ws:  # the client answers pings itself
+            await asyncio.sleep(1.5)
+            await ws.send("still here")
+            assert await ws.recv() == "still here"
+    run(main())
+
+
+# ----- server-wide -------------------------------------------------------------------------
+
+def test_ws_none_hands_upgrades_to_the_app_as_http(server):
+    srv = server.start(APP, "--ws", "none")
+    with raw_connection(srv.port) as sock:
+        sock.sendall(b"GET /x HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     b"Sec-WebSocket-Version: 13\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 200")
+
+
+def test_shutdown_closes_sockets_with_1001(server):
+    srv = server.start(APP)
+
+    async def main():
+        async with connect(url(srv, "/echo")) as ws:
+            await ws.send("hi")
+            assert await ws.recv() == "hi"
+            srv.send_signal(signal.SIGINT)
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+            return info.value.rcvd.code
+    assert run(main()) == 1001
+    assert srv.wait() == 0
+    assert "echo-disconnect 1001" in srv.logs()
+
+
+def test_limit_concurrency_counts_open_sockets(server):
+    srv = server.start(APP, "--limit-concurrency", "1")
+
+    async def main():
+        async with connect(url(srv, "/echo")) as ws:
+            with http_client() as c:
+                assert c.get(f"{srv.url}/events").status_code == 503
+            await ws.send("x")
+            assert await ws.recv() == "x"
+        await asyncio.sleep(0.3)
+        with http_client() as c:
+            assert c.get(f"{srv.url}/events").status_code == 200
+    run(main())
+
+
+def test_thousand_concurrent_sockets_echo(server):
+    srv = server.start(APP)
+    n = 1000
+
+    async def one(i: int, gate: asyncio.Semaphore):
+        async with gate:  # a bounded connect rate; the sockets stay open together
+            ws = await connect(url(srv, "/echo"), compression=None, ping_interval=None)
+        return ws
+
+    async def main():
+        gate = asyncio.Semaphore(100)
+        sockets = await asyncio.gather(*(one(i, gate) for i in range(n)))
+        await asyncio.gather(*(ws.send(f"m{i}") for i, ws in enumerate(sockets)))
+        replies = await asyncio.gather(*(ws.recv() for ws in sockets))
+        assert replies == [f"m{i}" for i in range(n)]
+        await asyncio.gather(*(ws.close() for ws in sockets))
+    run(main(), timeout=60)
+    assert websockets.__version__
