@@ -16,10 +16,9 @@ import time
 
 import pytest
 import websockets
+from conftest import http_client, raw_connection
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-
-from conftest import http_client, raw_connection
 
 APP = "apps.ws_app:app"
 pytestmark = pytest.mark.timeout(60)
