@@ -204,35 +204,16 @@ impl WebSocketCycle {
     }
 
     fn close(&mut self, msg: &Bound<'_, PyDict>) -> PyResult<()> {
-        let py = msg.py();
-        let code: u16 = match msg.get_item(intern!(py, "code"))? {
-            None => 1000,
-            Some(c) if c.is_none() => 1000,
-            Some(c) => c.extract().map_err(|_| {
-                PyRuntimeError::new_err(format!(
-                    "ASGI 'websocket.close' code must be an int, got {}.",
-                    repr(&c)
-                ))
-            })?,
-        };
-        let reason: String = match msg.get_item(intern!(py, "reason"))? {
-            None => String::new(),
-            Some(r) if r.is_none() => String::new(),
-            Some(r) => r.extract().map_err(|_| {
-                PyRuntimeError::new_err(format!(
-                    "ASGI 'websocket.close' reason must be a str, got {}.",
-                    type_name(&r)
-                ))
-            })?,
-        };
         match self.handshake {
             Handshake::Connecting | Handshake::Connected => {
-                // RFC 6455 has no way to refuse a socket but an HTTP answer: 403.
+                // RFC 6455 has no way to refuse a socket but an HTTP answer: 403. Code and
+                // reason have nowhere to go (FastAPI sends a list of errors as the reason).
                 self.handshake = Handshake::Over;
                 self.session.decide(Decision::Reject);
                 Ok(())
             }
             Handshake::Accepted => {
+                let (code, reason) = close_code_and_reason(msg)?;
                 self.handshake = Handshake::Over;
                 self.session
                     .send(Outgoing::Close(code, reason))
@@ -319,6 +300,31 @@ impl WebSocketCycle {
         self.session.release();
         problem
     }
+}
+
+fn close_code_and_reason(msg: &Bound<'_, PyDict>) -> PyResult<(u16, String)> {
+    let py = msg.py();
+    let code: u16 = match msg.get_item(intern!(py, "code"))? {
+        None => 1000,
+        Some(c) if c.is_none() => 1000,
+        Some(c) => c.extract().map_err(|_| {
+            PyRuntimeError::new_err(format!(
+                "ASGI 'websocket.close' code must be an int, got {}.",
+                repr(&c)
+            ))
+        })?,
+    };
+    let reason: String = match msg.get_item(intern!(py, "reason"))? {
+        None => String::new(),
+        Some(r) if r.is_none() => String::new(),
+        Some(r) => r.extract().map_err(|_| {
+            PyRuntimeError::new_err(format!(
+                "ASGI 'websocket.close' reason must be a str, got {}.",
+                type_name(&r)
+            ))
+        })?,
+    };
+    Ok((code, reason))
 }
 
 fn gone_error() -> PyErr {

@@ -274,9 +274,16 @@ fn publish_gauges(stats: &Stats, metrics: &metrics::MetricsBlock) {
     metrics
         .connections_open
         .store(load(&stats.connections_open), Ordering::Relaxed);
+    // Open WebSocket sessions hold an admission slot and count in `requests_in_flight` (so
+    // shutdown waits for them); the HTTP gauge shows requests only.
+    let sessions = load(&stats.websocket_sessions);
+    metrics.in_flight.store(
+        load(&stats.requests_in_flight).saturating_sub(sessions),
+        Ordering::Relaxed,
+    );
     metrics
-        .in_flight
-        .store(load(&stats.requests_in_flight), Ordering::Relaxed);
+        .websocket_sessions_open
+        .store(sessions, Ordering::Relaxed);
 }
 
 impl Drop for Engine {

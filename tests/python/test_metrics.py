@@ -80,3 +80,26 @@ def test_metrics_cover_all_workers(server):
             assert c.get(srv.url + "/").status_code == 200
     samples = scrape(mport)
     assert requests_total(samples, "GET", "200") >= 31
+
+
+def test_websocket_sessions_gauge(server):
+    """Open sockets show in ferricorn_websocket_sessions_open, not in the HTTP in-flight
+    gauge, and leave it when they close."""
+    import asyncio
+
+    from websockets.asyncio.client import connect
+
+    mport = free_port()
+    srv = server.start("apps.ws_app:app", "--metrics-port", str(mport))
+
+    async def main():
+        sockets = [await connect(f"ws://127.0.0.1:{srv.port}/echo") for _ in range(3)]
+        open_now = scrape(mport)
+        for ws in sockets:
+            await ws.close()
+        await asyncio.sleep(0.3)
+        return open_now, scrape(mport)
+    open_now, after = asyncio.run(asyncio.wait_for(main(), 20))
+    assert open_now[("ferricorn_websocket_sessions_open", ())] == 3
+    assert open_now[("ferricorn_http_requests_in_flight", ())] == 0
+    assert after[("ferricorn_websocket_sessions_open", ())] == 0

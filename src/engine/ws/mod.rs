@@ -23,6 +23,7 @@ use http::{HeaderValue, Request, Response as HttpResponse, StatusCode};
 use hyper::body::Incoming;
 use yawc::close::CloseCode;
 use yawc::frame::{Frame, OpCode};
+use yawc::streaming::Streaming;
 use yawc::{DeflateOptions, HttpStream, Options, UpgradeFut, WebSocket};
 
 use self::session::{Decision, Outgoing, Session};
@@ -152,10 +153,7 @@ impl Drop for GoneIfDropped {
 fn options(config: &WsConfig) -> Options {
     // The codec's limits are exclusive; ours is "at most max_size".
     let limit = config.max_size.saturating_add(1);
-    let options = Options::default()
-        .with_limits(limit, limit)
-        .with_utf8()
-        .with_no_delay();
+    let options = Options::default().with_limits(limit, limit).with_no_delay();
     if config.per_message_deflate {
         options.with_compression_level(DeflateOptions::default().level)
     } else {
@@ -180,7 +178,9 @@ async fn run(shared: Arc<Shared>, config: WsConfig, upgrade: UpgradeFut, session
         }
     };
     let mut pump = Pump {
-        ws,
+        ws: ws.into_streaming(),
+        message: None,
+        max_size: config.max_size,
         session: session.clone(),
         ping_interval: config.ping_interval,
         ping_timeout: config.ping_timeout,
@@ -218,7 +218,11 @@ async fn run(shared: Arc<Shared>, config: WsConfig, upgrade: UpgradeFut, session
 }
 
 struct Pump {
-    ws: WebSocket<HttpStream>,
+    /// The frame layer: control frames, masking, inflate/deflate. Messages are ours.
+    ws: Streaming<HttpStream>,
+    /// A fragmented message being reassembled.
+    message: Option<Partial>,
+    max_size: usize,
     session: Arc<Session>,
     ping_interval: Option<Duration>,
     ping_timeout: Option<Duration>,
@@ -232,6 +236,17 @@ struct Pump {
     /// The session is over: what the app will hear, and how far the last flush got.
     ending: Option<Ending>,
 }
+
+struct Partial {
+    text: bool,
+    data: bytes::BytesMut,
+    /// Bytes of `data` known to be valid UTF-8 so far (text only): invalid text fails fast,
+    /// at the fragment that breaks it.
+    checked: usize,
+}
+
+/// How a message broke the protocol: the close code and the reason for the peer.
+type Violation = (u16, &'static str);
 
 struct Ending {
     ended: Ended,
@@ -375,26 +390,20 @@ impl Pump {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Ok(frame)) => frame,
             Poll::Ready(Err(e)) => {
-                let code = error_close_code(&e);
-                // The codec queues its own close frame for errors in single frames; errors
-                // found after reassembly (UTF-8, fragment order) need ours.
-                let own = matches!(
-                    e,
-                    yawc::WebSocketError::InvalidUTF8
-                        | yawc::WebSocketError::InvalidFragment
-                        | yawc::WebSocketError::FragmentTimeout
-                )
-                .then(|| Frame::close(CloseCode::from(code), []));
-                self.end((code, String::new()), own);
+                // The frame layer has queued a close frame with this code for the peer.
+                self.end((error_close_code(&e), String::new()), None);
                 return Poll::Ready(());
             }
         };
         self.pong_due = None;
-        match frame.opcode() {
-            // While closing, what the peer still sends is dropped.
-            OpCode::Text | OpCode::Binary if self.closing_since.is_none() => {
-                let text = frame.opcode() == OpCode::Text;
-                self.session.deliver(text, frame.into_payload());
+        let opcode = frame.opcode();
+        match opcode {
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                let fin = frame.is_fin();
+                if let Err((code, reason)) = self.assemble(opcode, fin, frame.into_payload()) {
+                    let close = Frame::close(CloseCode::from(code), reason.as_bytes());
+                    self.end((code, reason.to_string()), Some(close));
+                }
             }
             OpCode::Close => {
                 let code = frame.close_code().map_or(1005, u16::from);
@@ -404,12 +413,57 @@ impl Pump {
                     .flatten()
                     .unwrap_or("")
                     .to_string();
-                // The codec queued its answer (the same code) unless we closed first.
+                // The frame layer queued its answer (the same code) unless we closed first.
                 self.end((code, reason), None);
             }
-            _ => {} // pings are answered by the codec; pongs only prove the peer is alive
+            _ => {} // pings are answered by the frame layer; pongs only prove the peer is alive
         }
         Poll::Ready(())
+    }
+
+    /// Reassembles messages from frames (RFC 6455 5.4) and checks text as it arrives.
+    fn assemble(&mut self, opcode: OpCode, fin: bool, payload: Bytes) -> Result<(), Violation> {
+        let mut partial = match (opcode, self.message.take()) {
+            (OpCode::Continuation, Some(p)) => p,
+            (OpCode::Continuation, None) => return Err((1002, "continuation without a message")),
+            (_, Some(_)) => return Err((1002, "new message inside a fragmented one")),
+            (_, None) if fin => {
+                let text = opcode == OpCode::Text;
+                if text && std::str::from_utf8(&payload).is_err() {
+                    return Err((1007, "invalid UTF-8 in a text message"));
+                }
+                // While closing, what the peer still sends is dropped.
+                if self.closing_since.is_none() {
+                    self.session.deliver(text, payload);
+                }
+                return Ok(());
+            }
+            (_, None) => Partial {
+                text: opcode == OpCode::Text,
+                data: bytes::BytesMut::new(),
+                checked: 0,
+            },
+        };
+        if partial.data.len() + payload.len() > self.max_size {
+            return Err((1009, "message too big"));
+        }
+        partial.data.extend_from_slice(&payload);
+        if partial.text {
+            match std::str::from_utf8(&partial.data[partial.checked..]) {
+                Ok(_) => partial.checked = partial.data.len(),
+                // A sequence cut at the end of this fragment may go on in the next one.
+                Err(e) if e.error_len().is_none() && !fin => partial.checked += e.valid_up_to(),
+                Err(_) => return Err((1007, "invalid UTF-8 in a text message")),
+            }
+        }
+        if fin {
+            if self.closing_since.is_none() {
+                self.session.deliver(partial.text, partial.data.freeze());
+            }
+        } else {
+            self.message = Some(partial);
+        }
+        Ok(())
     }
 
     fn poll_timers(&mut self, cx: &mut Context<'_>) {
@@ -461,6 +515,7 @@ fn error_close_code(e: &yawc::WebSocketError) -> u16 {
     match e {
         E::FrameTooLarge => 1009,
         E::InvalidUTF8 => 1007,
+        E::InvalidOpCode(_) => 1003,
         E::ConnectionClosed | E::IoError(_) => 1006,
         _ => 1002,
     }
