@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.deps-installed
 
-.PHONY: run test test-rust test-python lint build clean bench
+.PHONY: run test test-rust test-python lint build clean bench conformance
 
 $(STAMP): tests/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test-rust:
 
 test-python: build
 	$(PY) -m pytest -q -p no:cacheprovider tests/python
+
+# The Autobahn TestSuite WebSocket cases (1.* to 13.*), report in docs/autobahn/. `make test`
+# runs them too (tests/python/test_autobahn.py), into a temporary folder.
+conformance: build
+	$(PY) tests/conformance/autobahn.py --out docs/autobahn
 
 lint: $(STAMP)
 	cargo fmt --all -- --check

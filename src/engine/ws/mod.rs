@@ -69,6 +69,9 @@ pub(super) async fn handshake(
     head: RequestHead,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> HttpResponse<ResponseBody> {
+    if config.per_message_deflate {
+        choose_deflate_offer(req.headers_mut());
+    }
     let (switching, upgrade) = match WebSocket::upgrade_with_options(&mut req, options(config)) {
         Ok(pair) => pair,
         Err(e) => {
@@ -91,6 +94,12 @@ pub(super) async fn handshake(
         shared.config.response_high_water,
     ));
     session.hold(permit);
+    // uvicorn's line for a handshake, on the error logger: `client - "WebSocket /path" 403`.
+    let label = format!(
+        "{} - \"WebSocket {}\"",
+        client_text(&head.client),
+        head.uri.to_string().escape_default()
+    );
     let guard = GoneIfDropped(session.clone());
     shared.dispatcher.dispatch_websocket(IncomingWebSocket {
         session: session.clone(),
@@ -102,6 +111,15 @@ pub(super) async fn handshake(
         // No socket follows: an app still waiting in `receive()` hears it is over.
         session.finish(1006, "");
     }
+    let outcome = match &decision {
+        Decision::Accept { .. } => "[accepted]",
+        Decision::Reject => "403",
+        Decision::Deny(..) => "[denied]",
+        Decision::Failed => "500",
+    };
+    shared
+        .dispatcher
+        .log(LogLevel::Info, format!("{label} {outcome}"));
     match decision {
         Decision::Accept {
             subprotocol,
@@ -139,6 +157,56 @@ pub(super) async fn handshake(
             simple_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n")
         }
     }
+}
+
+/// Leaves in the request only the first permessage-deflate offer we can honour (RFC 7692
+/// 5.1: a client may list several, best first; the codec reads a single one). Offers with
+/// unknown or repeated parameters, or window sizes outside 9-15, are declined.
+fn choose_deflate_offer(headers: &mut http::HeaderMap) {
+    use http::header::SEC_WEBSOCKET_EXTENSIONS;
+    let offers: Vec<String> = headers
+        .get_all(SEC_WEBSOCKET_EXTENSIONS)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|o| o.trim().to_string())
+        .collect();
+    headers.remove(SEC_WEBSOCKET_EXTENSIONS);
+    if let Some(offer) = offers.iter().find(|o| acceptable_deflate_offer(o)) {
+        if let Ok(value) = HeaderValue::from_str(offer) {
+            headers.insert(SEC_WEBSOCKET_EXTENSIONS, value);
+        }
+    }
+}
+
+fn acceptable_deflate_offer(offer: &str) -> bool {
+    let mut parts = offer.split(';').map(str::trim);
+    if parts.next() != Some("permessage-deflate") {
+        return false;
+    }
+    let mut seen = Vec::new();
+    for param in parts {
+        let (name, value) = match param.split_once('=') {
+            Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
+            None => (param, None),
+        };
+        if seen.contains(&name) {
+            return false;
+        }
+        seen.push(name);
+        let ok = match (name, value) {
+            ("server_no_context_takeover" | "client_no_context_takeover", None) => true,
+            ("client_max_window_bits", None) => true,
+            ("server_max_window_bits" | "client_max_window_bits", Some(v)) => {
+                v.parse::<u8>().is_ok_and(|bits| (9..=15).contains(&bits))
+            }
+            _ => false,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
 }
 
 /// The client left during the handshake: the app sees a disconnect.
@@ -286,11 +354,17 @@ impl Pump {
 
     /// The session is over; what is left is to flush the close handshake (bounded).
     fn end(&mut self, ended: Ended, close: Option<Frame>) {
+        self.end_with(ended, close, false);
+    }
+
+    /// `replace_queued`: what the frame layer queued (its close answer) is dropped, for the
+    /// cases where its close code is not the one RFC 6455 asks for.
+    fn end_with(&mut self, ended: Ended, close: Option<Frame>, replace_queued: bool) {
         if self.ending.is_none() {
             self.ending = Some(Ending {
                 ended,
                 close,
-                queued_flushed: false,
+                queued_flushed: replace_queued,
                 deadline: tokio::time::Instant::now() + CLOSE_TIMEOUT,
             });
         }
@@ -307,12 +381,7 @@ impl Pump {
         if !ending.queued_flushed {
             // `poll_ready` first writes what the codec queued (pongs, its close answer).
             match ws.as_mut().poll_ready(cx) {
-                Poll::Ready(Ok(())) => {
-                    ending.queued_flushed = true;
-                    if let Some(frame) = ending.close.take() {
-                        let _ = ws.as_mut().start_send(frame);
-                    }
-                }
+                Poll::Ready(Ok(())) => ending.queued_flushed = true,
                 Poll::Ready(Err(_)) => return Poll::Ready(ending.ended.clone()),
                 Poll::Pending => {
                     self.timer.as_mut().reset(ending.deadline);
@@ -320,6 +389,10 @@ impl Pump {
                     return Poll::Pending;
                 }
             }
+        }
+        if let Some(frame) = ending.close.take() {
+            // `poll_close` then flushes it, and sends no close frame of its own.
+            let _ = ws.as_mut().start_send(frame);
         }
         match ws.as_mut().poll_close(cx) {
             Poll::Ready(_) => Poll::Ready(ending.ended.clone()),
@@ -389,6 +462,13 @@ impl Pump {
         let frame = match self.ws.poll_next_frame(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Ok(frame)) => frame,
+            Poll::Ready(Err(yawc::WebSocketError::InvalidOpCode(_))) => {
+                // The frame layer queued 1003 ("unsupported data"); a reserved opcode is a
+                // protocol error, 1002 (RFC 6455 5.2 and 7.4.1).
+                let close = Frame::close(CloseCode::from(1002), b"reserved opcode");
+                self.end_with((1002, String::new()), Some(close), true);
+                return Poll::Ready(());
+            }
             Poll::Ready(Err(e)) => {
                 // The frame layer has queued a close frame with this code for the peer.
                 self.end((error_close_code(&e), String::new()), None);
@@ -404,6 +484,12 @@ impl Pump {
                     let close = Frame::close(CloseCode::from(code), reason.as_bytes());
                     self.end((code, reason.to_string()), Some(close));
                 }
+            }
+            OpCode::Close if frame.payload().len() > 125 => {
+                // Control frames carry at most 125 bytes (RFC 6455 5.5); the frame layer
+                // would echo this one.
+                let close = Frame::close(CloseCode::from(1002), b"close frame too long");
+                self.end_with((1002, String::new()), Some(close), true);
             }
             OpCode::Close => {
                 let code = frame.close_code().map_or(1005, u16::from);
@@ -515,9 +601,16 @@ fn error_close_code(e: &yawc::WebSocketError) -> u16 {
     match e {
         E::FrameTooLarge => 1009,
         E::InvalidUTF8 => 1007,
-        E::InvalidOpCode(_) => 1003,
         E::ConnectionClosed | E::IoError(_) => 1006,
         _ => 1002,
+    }
+}
+
+fn client_text(peer: &Peer) -> String {
+    match peer {
+        Peer::Socket(a) => format!("{}:{}", a.ip(), a.port()),
+        Peer::Forwarded(h, p) => format!("{h}:{p}"),
+        Peer::Unix => "unix".to_string(),
     }
 }
 
