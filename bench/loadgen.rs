@@ -1,14 +1,17 @@
-//! A load generator for what wrk cannot measure: token streams (`sse`) and many idle
-//! connections (`idle`). Prints one JSON object on stdout.
+//! A load generator for what wrk cannot measure: token streams (`sse`), many idle
+//! connections (`idle`) and WebSocket echo (`ws`). Prints one JSON object on stdout.
 //!
 //!     cargo run --release --example loadgen -- sse  --port 8000 --path /sse --clients 1000
 //!     cargo run --release --example loadgen -- idle --port 8000 --connections 10000 --hold 5
+//!     cargo run --release --example loadgen -- ws --port 8000 --path /ws --clients 100 --hold 5
 //!
 //! `sse`: each client sends one GET and reads the streamed response; an event ends with a
 //! blank line ("\n\n"). It reports events per second, the inter-event delay percentiles and
 //! how many streams completed. `idle`: opens the connections without sending anything,
 //! keeps them open for `--hold` seconds while timing one request every 100 ms on a fresh
-//! connection, then reports those latencies.
+//! connection, then reports those latencies. `ws`: each client upgrades to a WebSocket and
+//! sends a `--size`-byte text message, waits for the echo, and again, for `--hold` seconds;
+//! it reports messages per second and round-trip percentiles.
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +25,7 @@ struct Args {
     path: String,
     clients: usize,
     hold: f64,
+    size: usize,
 }
 
 fn parse_args() -> Args {
@@ -32,6 +36,7 @@ fn parse_args() -> Args {
         path: "/".into(),
         clients: 100,
         hold: 5.0,
+        size: 32,
     };
     let mut it = std::env::args().skip(1);
     a.mode = it.next().unwrap_or_default();
@@ -43,6 +48,7 @@ fn parse_args() -> Args {
             "--path" => a.path = value,
             "--clients" | "--connections" => a.clients = value.parse().expect("--clients"),
             "--hold" => a.hold = value.parse().expect("--hold"),
+            "--size" => a.size = value.parse().expect("--size"),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -235,6 +241,98 @@ async fn idle(a: &Args) {
     );
 }
 
+/// One WebSocket client: handshake, then echo round trips of one text message until the
+/// deadline. Returns the round-trip times in ms, or `None` if the handshake failed.
+async fn one_socket(
+    host: &str,
+    port: u16,
+    path: &str,
+    size: usize,
+    until: Instant,
+) -> Option<Vec<f64>> {
+    use tokio::io::BufReader;
+    let stream = TcpStream::connect((host, port)).await.ok()?;
+    stream.set_nodelay(true).ok()?;
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    let handshake = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    write.write_all(handshake.as_bytes()).await.ok()?;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(read.read_u8().await.ok()?);
+    }
+    if !head.starts_with(b"HTTP/1.1 101") {
+        return None;
+    }
+    // A masked client text frame (RFC 6455 5.3), built once: the payload never changes.
+    let mask = [0x1a, 0x2b, 0x3c, 0x4d];
+    let mut frame = vec![0x81];
+    match size {
+        0..=125 => frame.push(0x80 | size as u8),
+        126..=65535 => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(size as u16).to_be_bytes());
+        }
+        _ => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(size as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend((0..size).map(|i| b'x' ^ mask[i % 4]));
+    let mut times = Vec::new();
+    let mut payload = vec![0u8; size];
+    while Instant::now() < until {
+        let t = Instant::now();
+        write.write_all(&frame).await.ok()?;
+        let first = read.read_u8().await.ok()?;
+        let len = match read.read_u8().await.ok()? & 0x7f {
+            126 => read.read_u16().await.ok()? as usize,
+            127 => read.read_u64().await.ok()? as usize,
+            n => n as usize,
+        };
+        payload.resize(len, 0);
+        read.read_exact(&mut payload).await.ok()?;
+        if first & 0x0f != 0x1 || len != size {
+            return None;
+        }
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    Some(times)
+}
+
+async fn ws(a: &Args) {
+    let until = Instant::now() + Duration::from_secs_f64(a.hold);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(a.clients);
+    for _ in 0..a.clients {
+        let (host, path, port, size) = (a.host.clone(), a.path.clone(), a.port, a.size);
+        tasks.push(tokio::spawn(async move {
+            one_socket(&host, port, &path, size, until).await
+        }));
+    }
+    let (mut times, mut failed) = (Vec::new(), 0usize);
+    for t in tasks {
+        match t.await {
+            Ok(Some(d)) => times.extend(d),
+            _ => failed += 1,
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    times.sort_by(|x, y| x.total_cmp(y));
+    println!(
+        "{{\"mode\":\"ws\",\"clients\":{},\"failed\":{failed},\"messages\":{},\"seconds\":{elapsed:.3},\"messages_per_s\":{:.1},\"latency_p50_ms\":{:.3},\"latency_p99_ms\":{:.3}}}",
+        a.clients,
+        times.len(),
+        times.len() as f64 / elapsed,
+        percentile(&times, 0.5),
+        percentile(&times, 0.99)
+    );
+}
+
 fn main() {
     raise_fd_limit();
     let a = parse_args();
@@ -245,8 +343,9 @@ fn main() {
     match a.mode.as_str() {
         "sse" => rt.block_on(sse(&a)),
         "idle" => rt.block_on(idle(&a)),
+        "ws" => rt.block_on(ws(&a)),
         _ => {
-            eprintln!("usage: loadgen sse|idle --port P [--path /x] [--clients N] [--hold S]");
+            eprintln!("usage: loadgen sse|idle|ws --port P [--path /x] [--clients N] [--hold S] [--size B]");
             std::process::exit(2);
         }
     }

@@ -178,7 +178,11 @@ impl ScopeBuilder {
         let scope = self.build(py, req)?;
         scope.set_item(intern!(py, "type"), intern!(py, "websocket"))?;
         scope.del_item(intern!(py, "method"))?;
-        let scheme = if req.scheme == "https" { "wss" } else { "ws" };
+        let scheme = if matches!(req.scheme, "https" | "wss") {
+            "wss"
+        } else {
+            "ws"
+        };
         scope.set_item(intern!(py, "scheme"), scheme)?;
         let subprotocols = PyList::empty(py);
         for value in req.headers.get_all(http::header::SEC_WEBSOCKET_PROTOCOL) {

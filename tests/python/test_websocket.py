@@ -434,3 +434,16 @@ def test_thousand_concurrent_sockets_echo(server):
         await asyncio.gather(*(ws.close() for ws in sockets))
     run(main(), timeout=60)
     assert websockets.__version__
+
+
+def test_scheme_is_wss_behind_a_tls_proxy(server):
+    srv = server.start(APP)  # 127.0.0.1 is a trusted proxy by default
+
+    async def main():
+        async with connect(url(srv, "/scope"),
+                           additional_headers={"X-Forwarded-Proto": "https",
+                                               "X-Forwarded-For": "10.1.2.3"}) as ws:
+            return json.loads(await ws.recv())
+    scope = run(main())
+    assert scope["scheme"] == "wss"
+    assert scope["client"][0] == "10.1.2.3"
