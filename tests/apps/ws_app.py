@@ -34,6 +34,8 @@ async def app(scope, receive, send):
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if "state" in scope:
+                    scope["state"]["greeting"] = "hi"
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
@@ -79,7 +81,8 @@ async def app(scope, receive, send):
             else:
                 await send({"type": "websocket.send", "bytes": message["bytes"]})
     elif path == "/scope":
-        shown = {k: v for k, v in scope.items() if k not in ("state",)}
+        shown = dict(scope)
+        shown["state"] = dict(scope.get("state") or {})
         shown["headers"] = [[k.decode(), v.decode()] for k, v in scope["headers"]]
         shown["raw_path"] = scope["raw_path"].decode()
         shown["query_string"] = scope["query_string"].decode()

@@ -204,6 +204,7 @@ def test_scope(server):
     assert scope["server"] == ["127.0.0.1", srv.port]
     assert scope["extensions"] == {"websocket.http.response": {}}
     assert "method" not in scope
+    assert scope["state"] == {"greeting": "hi"}  # a copy of the lifespan state
     names = [name for name, _ in scope["headers"]]
     assert "sec-websocket-key" in names and "upgrade" in names
 
@@ -447,3 +448,14 @@ def test_scheme_is_wss_behind_a_tls_proxy(server):
     scope = run(main())
     assert scope["scheme"] == "wss"
     assert scope["client"][0] == "10.1.2.3"
+
+
+def test_sockets_are_not_subject_to_the_request_deadline(server):
+    srv = server.start(APP, "--timeout-request", "0.3")
+
+    async def main():
+        async with connect(url(srv, "/echo")) as ws:
+            await asyncio.sleep(1.0)
+            await ws.send("after the deadline")
+            assert await ws.recv() == "after the deadline"
+    run(main())
