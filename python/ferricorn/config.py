@@ -159,9 +159,11 @@ OPTIONS: tuple[Option, ...] = (
            float, metavar="SECONDS"),
     Option("ws_ping_timeout", 20.0, "Seconds to wait for any frame after a ping before "
            "closing with 1011; 0 waits forever.", _W, float, metavar="SECONDS"),
-    Option("ws_per_message_deflate", True, "Offer permessage-deflate compression (RFC 7692).",
+    Option("ws_per_message_deflate", True, "Accept permessage-deflate compression (RFC 7692) "
+           "when the client offers it.",
            _W, flag=True),
-    Option("limit_concurrency", None, "Requests (not connections) allowed in the app at once; "
+    Option("limit_concurrency", None, "Requests and WebSocket sessions (not connections) allowed "
+           "in the app at once; "
            "past it, 503 with Retry-After.", _T, _int_in(1), metavar="N"),
     Option("limit_queue", 0, "Requests past --limit-concurrency that wait, first in first out, "
            "for a free slot instead of a 503.", _T, _int_in(0), metavar="N"),
