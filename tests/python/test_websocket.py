@@ -459,3 +459,19 @@ def test_sockets_are_not_subject_to_the_request_deadline(server):
             await ws.send("after the deadline")
             assert await ws.recv() == "after the deadline"
     run(main())
+
+
+def test_threaded_engine_serves_websockets(server):
+    """The engine on its own thread (--engine-threads 1) wakes the app across threads."""
+    srv = server.start(APP, "--engine-threads", "1")
+
+    async def main():
+        async with connect(url(srv, "/echo"), max_size=None) as ws:
+            for i in range(200):
+                await ws.send(f"m{i}")
+                assert await ws.recv() == f"m{i}"
+            big = os.urandom(1024 * 1024)
+            await ws.send(big)
+            assert await ws.recv() == big
+    run(main())
+    assert wait_event(srv, "echo-disconnect") == "1000 "
