@@ -11,11 +11,14 @@ across rounds with the ratios of the baseline server (ferricorn) to each other s
 table on stdout, as Markdown (``--out``, default bench/RESULTS.md) and as a chart (``--chart``,
 default docs/bench.png). Raw per-run data and logs go to bench/out/.
 
-Two scenarios are measured with ``target/release/examples/loadgen`` (bench/loadgen.rs) instead
-of wrk, because wrk can neither time the events inside a response nor hold connections idle:
-``sse-tokens`` (1,000 concurrent token streams: events/s, inter-event delays, peak RSS per
-stream) and ``idle-10k`` (10,000 idle connections: RSS per connection, latency of the requests
-served meanwhile, connections still open at the end). They get their own report section.
+Four scenarios are measured with ``target/release/examples/loadgen`` (bench/loadgen.rs)
+instead of wrk, because wrk can neither time the events inside a response, hold connections
+idle nor speak WebSocket: ``sse-tokens`` (1,000 concurrent token streams: events/s, inter-event
+delays, peak RSS per open stream), ``sse-10k`` (the same with 10,000 streams of 40 events 50 ms
+apart) and ``idle-10k`` (10,000 idle connections: RSS per connection, latency of the requests
+served meanwhile, connections still open at the end) get their own report section;
+``ws-echo`` (100 WebSocket clients doing echo round trips for ``--duration`` seconds) joins the
+wrk tables, with messages/s in place of requests/s.
 
 Two more get the "Cancellation and overload" section: ``cancel`` (asyncio clients in this
 process abandon requests whose app task sleeps; the delay from each close to the
@@ -129,9 +132,11 @@ class Scenario:
     content_type: str | None = None
     ideal_rps: float | None = None  # when the app itself bounds the throughput (events/s: sse)
     wrk_timeout_s: int = 5
-    kind: str = "wrk"  # the load generator: "wrk", or a loadgen mode ("sse", "idle")
+    kind: str = "wrk"  # the load generator: "wrk", or a loadgen mode ("sse", "idle", "ws")
     load_path: str | None = None  # loadgen's request path, when it differs from ``path``
     hold_s: float = 0.0  # idle: seconds loadgen holds the connections once all are open
+    events: int = 0  # sse: events per stream (the app's ``n``)
+    interval_s: float = 0.0  # sse: seconds between two events of a stream (``interval``)
     # Extra command-line flags per server ("ferricorn", "granian", "uvicorn"), e.g. limits.
     server_args: dict[str, tuple[str, ...]] = field(
         default_factory=dict, hash=False, compare=False, repr=False
@@ -141,7 +146,13 @@ class Scenario:
 # sse-tokens: what each of the 1,000 streams carries (bench/apps/sse_tokens.py).
 SSE_EVENTS = 200
 SSE_INTERVAL_S = 0.01
-SSE_DELAY_TARGET_MS = 2 * SSE_INTERVAL_S * 1000  # p99 inter-event delay to stay under
+# sse-10k: 10,000 streams on one worker, each 40 events 50 ms apart (2 s per stream).
+SSE_10K_STREAMS = 10_000
+SSE_10K_EVENTS = 40
+SSE_10K_INTERVAL_S = 0.05
+# ws-echo: the WebSocket clients, each doing sequential echo round trips of a message this big.
+WS_CLIENTS = 100
+WS_MESSAGE_BYTES = 32
 # idle-10k: RSS is read this long after loadgen reports all connections open.
 IDLE_SETTLE_S = 1.0
 # idle-10k: loadgen connects one at a time without a timeout, so a server that stops accepting
@@ -149,6 +160,9 @@ IDLE_SETTLE_S = 1.0
 # retries. The run is cut short when the server's socket count has not grown for this long.
 IDLE_STALL_S = 10.0
 RSS_SAMPLE_S = 0.05  # RSS sampling period while loadgen runs
+# sse and ws: the server's open descriptors are counted every this many RSS samples (0.5 s),
+# since listing 10,000 of them takes a few milliseconds.
+FD_SAMPLE_EVERY = 10
 LOADGEN_TIMEOUT_S = 180.0  # a loadgen run taking longer than this is killed and marked failed
 # cancel: the client sends GET /work?id=N, waits CANCEL_HOLD_S and closes the connection, with
 # CANCEL_CONCURRENCY such clients at a time; CANCEL_SETTLE_S after the last close the harness
@@ -161,6 +175,11 @@ CANCEL_SETTLE_S = 1.0
 # requests that ferricorn (and uvicorn, counting connections) let in at once.
 OVERLOAD_LIMIT = 200
 OVERLOAD_CONNECTIONS = 2 * OVERLOAD_LIMIT
+
+
+def sse_delay_target_ms(scenario: Scenario) -> float:
+    """The p99 inter-event delay an sse scenario should stay under: twice the app's interval."""
+    return 2 * scenario.interval_s * 1000
 
 
 def _stream_body() -> bytes:
@@ -238,13 +257,44 @@ SCENARIOS: dict[str, Scenario] = {
             summary=f"1,000 concurrent GET text/event-stream streams of {SSE_EVENTS} small"
             f" `data:` events {SSE_INTERVAL_S * 1000:g} ms apart (LLM-style token streaming),"
             " measured with loadgen; ideal 100,000 events/s, target p99 inter-event delay"
-            f" <= {SSE_DELAY_TARGET_MS:g} ms",
+            f" <= {2 * SSE_INTERVAL_S * 1000:g} ms",
             kind="sse",
             path="/?n=3&interval=0",  # the readiness check; the load uses load_path
             load_path=f"/?n={SSE_EVENTS}&interval={SSE_INTERVAL_S}",
             connections=1000,
+            events=SSE_EVENTS,
+            interval_s=SSE_INTERVAL_S,
             ideal_rps=1000 / SSE_INTERVAL_S,
             check=expect_body(b"data: tok0\n\ndata: tok1\n\ndata: tok2\n\n"),
+        ),
+        Scenario(
+            name="sse-10k",
+            app="bench.apps.sse_tokens:app",
+            summary=f"{SSE_10K_STREAMS:,} concurrent text/event-stream streams on one worker,"
+            f" each {SSE_10K_EVENTS} `data:` events {SSE_10K_INTERVAL_S * 1000:g} ms apart,"
+            " measured with loadgen; ideal"
+            f" {SSE_10K_STREAMS / SSE_10K_INTERVAL_S:,.0f} events/s, target p99 inter-event"
+            f" delay <= {2 * SSE_10K_INTERVAL_S * 1000:g} ms; RSS per open stream",
+            kind="sse",
+            path="/?n=3&interval=0",  # the readiness check; the load uses load_path
+            load_path=f"/?n={SSE_10K_EVENTS}&interval={SSE_10K_INTERVAL_S}",
+            connections=SSE_10K_STREAMS,
+            events=SSE_10K_EVENTS,
+            interval_s=SSE_10K_INTERVAL_S,
+            ideal_rps=SSE_10K_STREAMS / SSE_10K_INTERVAL_S,
+            check=expect_body(b"data: tok0\n\ndata: tok1\n\ndata: tok2\n\n"),
+        ),
+        Scenario(
+            name="ws-echo",
+            app="bench.apps.ws_echo:app",
+            summary=f"WebSocket echo: {WS_CLIENTS} clients, each sends a {WS_MESSAGE_BYTES}-byte"
+            " text message and waits for the echo, over and over (loadgen ws); throughput is"
+            " echo round trips (messages) per second, latency the round trip",
+            kind="ws",
+            path="/",  # the readiness check (plain HTTP); the WebSocket load uses load_path
+            load_path="/ws",
+            connections=WS_CLIENTS,
+            check=expect_body(b"ws-echo"),
         ),
         Scenario(
             name="idle-10k",
@@ -348,7 +398,7 @@ def missing_requirements(servers: list[str], scenarios: list[str]) -> list[str]:
     kinds = {SCENARIOS[name].kind for name in scenarios}
     if kinds & {"wrk", "overload"} and shutil.which("wrk") is None:
         problems.append("wrk is not on PATH (apt-get install wrk)")
-    if kinds & {"sse", "idle"} and not loadgen_binary().exists():
+    if kinds & {"sse", "idle", "ws"} and not loadgen_binary().exists():
         problems.append(
             f"{loadgen_binary()} is missing (cargo build --release --example loadgen)"
         )
@@ -365,21 +415,24 @@ def missing_requirements(servers: list[str], scenarios: list[str]) -> list[str]:
         for module in ("uvloop", "httptools"):
             if importlib.util.find_spec(module) is None:
                 problems.append(f"{module} is not installed in {sys.prefix}")
+    # uvicorn's --ws auto picks its websockets-sansio protocol when websockets is installed.
+    if "ws" in kinds and "uvicorn" in servers and importlib.util.find_spec("websockets") is None:
+        problems.append(f"websockets is not installed in {sys.prefix} (uvicorn[standard])")
     return problems
 
 
-def raise_fd_limit(needed: int) -> str | None:
+def raise_fd_limit(needed: int, scenario: str) -> str | None:
     """Raise this process's soft RLIMIT_NOFILE to ``needed`` or more (servers inherit it).
 
-    Returns what is wrong when the hard limit is too low, else None.
+    Returns what is wrong when the hard limit is too low for ``scenario``, else None.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft >= needed:
         return None
     if hard != resource.RLIM_INFINITY and hard < needed:
         return (
-            f"the open-file limit is {hard} (hard), {needed} are needed for idle-10k"
-            f" (raise it, e.g. ulimit -n {needed}, or leave idle-10k out)"
+            f"the open-file limit is {hard} (hard), {needed} are needed for {scenario}"
+            f" (raise it, e.g. ulimit -n {needed}, or leave {scenario} out)"
         )
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return None
@@ -449,6 +502,15 @@ def tree_socket_count(root: int) -> int:
                 count += os.readlink(entry.path).startswith("socket:")
             except OSError:
                 pass
+    return count
+
+
+def tree_fd_count(root: int) -> int:
+    """Open file descriptors of the process tree (cheaper than telling the sockets apart)."""
+    count = 0
+    for pid in process_tree(root):
+        with contextlib.suppress(OSError):
+            count += len(os.listdir(f"/proc/{pid}/fd"))
     return count
 
 
@@ -636,8 +698,9 @@ class Run:
     errors: int | None = None
     command: str | None = None
     wrk_command: str | None = None
-    # loadgen scenarios (sse, idle): the figures derived for the report (see measure_sse and
-    # measure_idle), loadgen's own JSON line, and its command line.
+    # loadgen scenarios (sse, idle, ws): the figures derived for the report (see measure_sse,
+    # measure_idle and measure_ws), loadgen's own JSON line, and its command line. ws runs
+    # also fill in rps, latency_ms and the CPU figures, so that they join the wrk tables.
     loadgen: dict[str, float] | None = None
     loadgen_output: dict[str, float] | None = None
     loadgen_command: str | None = None
@@ -673,7 +736,8 @@ def measure(scenario: Scenario, server: str, round_no: int, args: argparse.Names
                 run.error = f"{problem}" + (f" (log: {tail})" if tail else "")
                 return run
             measurer = {"wrk": measure_wrk, "sse": measure_sse, "idle": measure_idle,
-                        "cancel": measure_cancel, "overload": measure_overload}
+                        "ws": measure_ws, "cancel": measure_cancel,
+                        "overload": measure_overload}
             measurer[scenario.kind](run, proc, scenario, port, args, log_dir, stem)
         except ValueError as err:
             run.error = str(err)
@@ -749,6 +813,21 @@ def watch_rss(root: int, loadgen: subprocess.Popen, seconds: float) -> float:
     return peak
 
 
+def watch_streams(root: int, loadgen: subprocess.Popen, seconds: float) -> tuple[float, int]:
+    """Peak RSS (MiB) and peak number of open descriptors of the ``root`` tree while
+    ``loadgen`` runs (at most ``seconds``): RSS every RSS_SAMPLE_S, descriptors every
+    FD_SAMPLE_EVERY samples."""
+    peak_rss, peak_fds, sample = 0.0, 0, 0
+    end = time.monotonic() + seconds
+    while loadgen.poll() is None and time.monotonic() < end:
+        peak_rss = max(peak_rss, tree_rss_mib(root))
+        if sample % FD_SAMPLE_EVERY == 0:
+            peak_fds = max(peak_fds, tree_fd_count(root))
+        sample += 1
+        time.sleep(RSS_SAMPLE_S)
+    return peak_rss, peak_fds
+
+
 def finish_loadgen(
     loadgen: subprocess.Popen, proc: subprocess.Popen, mode: str, log_dir: Path, stem: str,
     timeout: float = LOADGEN_TIMEOUT_S,
@@ -785,22 +864,27 @@ def measure_sse(
 ) -> None:
     """``scenario.connections`` concurrent event streams with ``loadgen sse``.
 
-    The server's RSS is sampled every RSS_SAMPLE_S while loadgen runs: the peak minus the RSS
-    before, divided by the streams, gives the memory per open stream.
+    The server's RSS is sampled every RSS_SAMPLE_S while loadgen runs, and its open
+    descriptors every FD_SAMPLE_EVERY samples: the peak RSS minus the RSS before, divided by
+    the most streams open at once (descriptors at the peak minus before, at most the clients),
+    gives the memory per open stream. A server that caps its connections (Granian's
+    --backpressure) holds fewer streams open than there are clients.
     """
     binary = str(loadgen_binary())
-    if args.warmup > 0:  # 100 short streams (~0.1 s), discarded
+    if args.warmup > 0:  # 100 short streams of 10 events, discarded
         warm = [binary, "sse", "--port", str(port), "--clients", "100",
-                "--path", f"/?n=10&interval={SSE_INTERVAL_S}"]
+                "--path", f"/?n=10&interval={scenario.interval_s:g}"]
         finish_loadgen(start_loadgen(warm, args), proc, "sse", log_dir, f"{stem}.warmup")
     command = [binary, "sse", "--port", str(port), "--path", scenario.load_path or scenario.path,
                "--clients", str(scenario.connections)]
     run.loadgen_command = shlex.join(command)
     rss_before = tree_rss_mib(proc.pid)
+    fds_before = tree_fd_count(proc.pid)
     cpu_before = tree_cpu_seconds(proc.pid)
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     loadgen = start_loadgen(command, args)
-    rss_peak = max(rss_before, watch_rss(proc.pid, loadgen, LOADGEN_TIMEOUT_S))
+    rss_peak, fds_peak = watch_streams(proc.pid, loadgen, LOADGEN_TIMEOUT_S)
+    rss_peak = max(rss_before, rss_peak)
     cpu = tree_cpu_seconds(proc.pid) - cpu_before
     result = finish_loadgen(loadgen, proc, "sse", log_dir, stem, timeout=5.0)
     # Only loadgen is reaped in between: this is its own CPU time (client-side load).
@@ -811,6 +895,7 @@ def measure_sse(
     completed, clients, seconds = result["completed"], result["clients"], result["seconds"]
     # loadgen also counts each completed stream's final chunk ("0\r\n\r\n") as an event.
     events = result["events"] - completed
+    open_peak = min(clients, max(0, fds_peak - fds_before))
     run.loadgen = {
         "clients": clients,
         "completed": completed,
@@ -822,7 +907,8 @@ def measure_sse(
         "delay_max_ms": result["delay_max_ms"],
         "rss_before_mib": round(rss_before, 2),
         "rss_peak_mib": round(rss_peak, 2),
-        "kib_per_stream": (rss_peak - rss_before) * 1024 / clients,
+        "open_peak": open_peak,
+        "kib_per_stream": (rss_peak - rss_before) * 1024 / (open_peak or clients),
         "cpu_us_per_event": cpu / events * 1e6 if events else 0.0,
         "cpu_utilisation": cpu / seconds if seconds else 0.0,
         "loadgen_cpu_utilisation": loadgen_cpu / seconds if seconds else 0.0,
@@ -830,6 +916,71 @@ def measure_sse(
     run.rss_mib = round(rss_peak, 1)
     run.ok = events > 0
     run.error = None if run.ok else "no event delivered"
+
+
+def measure_ws(
+    run: Run, proc: subprocess.Popen, scenario: Scenario, port: int, args: argparse.Namespace,
+    log_dir: Path, stem: str,
+) -> None:
+    """WebSocket echo with ``loadgen ws``: ``scenario.connections`` clients, each doing echo
+    round trips of one WS_MESSAGE_BYTES text message for ``--duration`` seconds, after a
+    ``--warmup`` run of the same kind (discarded).
+
+    The figures fill the wrk fields too (messages/s as rps, round-trip p50/p99, the server's
+    CPU per message), so that ws-echo joins the main results and ratio tables.
+    """
+    binary = str(loadgen_binary())
+
+    def command(seconds: float) -> list[str]:
+        return [binary, "ws", "--port", str(port), "--path", scenario.load_path or scenario.path,
+                "--clients", str(scenario.connections), "--hold", f"{seconds:g}",
+                "--size", str(WS_MESSAGE_BYTES)]
+
+    if args.warmup > 0:
+        finish_loadgen(start_loadgen(command(args.warmup), args), proc, "ws", log_dir,
+                       f"{stem}.warmup")
+    measured = command(args.duration)
+    run.loadgen_command = shlex.join(measured)
+    rss_before = tree_rss_mib(proc.pid)
+    fds_before = tree_fd_count(proc.pid)
+    cpu_before = tree_cpu_seconds(proc.pid)
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    loadgen = start_loadgen(measured, args)
+    rss_peak, fds_peak = watch_streams(proc.pid, loadgen, LOADGEN_TIMEOUT_S)
+    rss_peak = max(rss_before, rss_peak)
+    cpu = tree_cpu_seconds(proc.pid) - cpu_before
+    result = finish_loadgen(loadgen, proc, "ws", log_dir, stem, timeout=5.0)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    loadgen_cpu = (children.ru_utime + children.ru_stime
+                   - children_before.ru_utime - children_before.ru_stime)
+    run.loadgen_output = result
+    messages, seconds = result["messages"], result["seconds"]
+    clients, failed = result["clients"], result["failed"]
+    run.loadgen = {
+        "clients": clients,
+        "failed": failed,
+        "open_peak": min(clients, max(0, fds_peak - fds_before)),
+        "messages": messages,
+        "seconds": seconds,
+        "messages_per_s": result["messages_per_s"],
+        "latency_p50_ms": result["latency_p50_ms"],
+        "latency_p99_ms": result["latency_p99_ms"],
+        "rss_before_mib": round(rss_before, 2),
+        "rss_peak_mib": round(rss_peak, 2),
+        "cpu_us_per_message": cpu / messages * 1e6 if messages else 0.0,
+        "cpu_utilisation": cpu / seconds if seconds else 0.0,
+        "loadgen_cpu_utilisation": loadgen_cpu / seconds if seconds else 0.0,
+    }
+    run.rps = result["messages_per_s"]
+    run.requests = messages
+    run.latency_ms = {"50": result["latency_p50_ms"], "99": result["latency_p99_ms"]}
+    run.errors = failed
+    run.cpu_us_per_request = cpu / messages * 1e6 if messages else None
+    run.cpu_utilisation = cpu / seconds if seconds else None
+    run.rss_mib = round(rss_peak, 1)
+    run.ok = messages > 0
+    run.error = None if run.ok else (
+        f"no echo completed: {failed} of {clients} clients failed (handshake or echo)")
 
 
 def wait_for_open(
@@ -1080,12 +1231,21 @@ def describe(run: Run) -> str:
             f" timeouts {f['timeouts']:.0f}"
         )
     g = run.loadgen
+    if g is not None and "messages_per_s" in g:
+        return (
+            f"{head} {g['messages_per_s']:>10,.0f} msg/s  p50 {g['latency_p50_ms']:7.2f} ms"
+            f"  p99 {g['latency_p99_ms']:7.2f} ms  cpu {run.cpu_us_per_request or 0:6.1f}"
+            f" us/msg  clients failed {g['failed']:.0f}/{g['clients']:.0f}"
+            f"  RSS peak {g['rss_peak_mib']:.1f} MiB  cores: server"
+            f" {g['cpu_utilisation']:.2f}, loadgen {g['loadgen_cpu_utilisation']:.2f}"
+        )
     if g is not None and "events_per_s" in g:
         return (
             f"{head} {g['events_per_s']:>10,.0f} events/s  delay p50 {g['delay_p50_ms']:.2f}"
             f" p99 {g['delay_p99_ms']:.2f} max {g['delay_max_ms']:.2f} ms"
             f"  streams {g['completed']:.0f}/{g['clients']:.0f}"
-            f"  RSS {g['rss_before_mib']:.1f} -> peak {g['rss_peak_mib']:.1f} MiB"
+            + (f" (open at once {g['open_peak']:.0f})" if "open_peak" in g else "")
+            + f"  RSS {g['rss_before_mib']:.1f} -> peak {g['rss_peak_mib']:.1f} MiB"
             f" ({g['kib_per_stream']:.1f} KiB/stream)  cores: server"
             f" {g['cpu_utilisation']:.2f}, loadgen {g['loadgen_cpu_utilisation']:.2f}"
         )
@@ -1152,10 +1312,11 @@ class Summary:
 
 
 def summarise(runs: list[Run]) -> dict[tuple[str, str], Summary]:
-    """Group the successful wrk runs by (scenario, server) and take medians."""
+    """Group the successful wrk and ws runs by (scenario, server) and take medians."""
     groups: dict[tuple[str, str], list[Run]] = {}
     for run in runs:
-        if run.ok and run.loadgen is None and run.figures is None:
+        # wrk and ws runs have an rps; overload runs (wrk too) have their own section.
+        if run.ok and run.rps is not None and run.figures is None:
             groups.setdefault((run.scenario, run.server), []).append(run)
     return {
         key: Summary(
@@ -1202,7 +1363,11 @@ def results_rows(
             if s is None:
                 continue
             note = f"{s.rps / ideal:.0%} of ideal {ideal:,.0f}" if ideal else ""
-            if s.errors:
+            if SCENARIOS[name].kind == "ws":
+                note = "req/s: echo round trips (messages)/s; CPU per message"
+                if s.errors:
+                    note += f"; {s.errors} client(s) failed"
+            elif s.errors:
                 note = ", ".join(filter(None, [note, f"{s.errors} failed requests"]))
             rows.append([
                 name, server, fmt_rps(s.rps), f"{s.p50_ms:.2f}", f"{s.p99_ms:.2f}",
@@ -1273,11 +1438,18 @@ def loadgen_scenario(kind: str, scenarios: list[str]) -> str | None:
     return next((n for n in scenarios if SCENARIOS[n].kind == kind), None)
 
 
-SSE_HEADER = [
-    "server", "events/s", "of ideal", "delay p50 ms", "delay p99 ms", "delay max ms",
-    f"p99 <= {SSE_DELAY_TARGET_MS:g} ms", "streams done", "RSS before MiB", "RSS peak MiB",
-    "KiB/stream", "CPU us/event", "rounds", "notes",
-]
+def loadgen_scenarios(kind: str, scenarios: list[str]) -> list[str]:
+    """All the selected scenarios measured with loadgen mode ``kind``."""
+    return [n for n in scenarios if n in SCENARIOS and SCENARIOS[n].kind == kind]
+
+
+def sse_header(name: str) -> list[str]:
+    """Header of the table of the sse scenario ``name`` (its own delay target)."""
+    return [
+        "server", "events/s", "of ideal", "delay p50 ms", "delay p99 ms", "delay max ms",
+        f"p99 <= {sse_delay_target_ms(SCENARIOS[name]):g} ms", "streams done", "open at once",
+        "RSS before MiB", "RSS peak MiB", "KiB/stream", "CPU us/event", "rounds", "notes",
+    ]
 
 IDLE_HEADER = [
     "server", "open", "accepted", "open in s", "RSS before MiB", "RSS open MiB", "KiB/conn",
@@ -1288,6 +1460,7 @@ IDLE_HEADER = [
 def sse_rows(summary: LoadgenSummary, name: str, servers: list[str]) -> list[list[str]]:
     """Rows of the sse-tokens table: one per server measured."""
     ideal = SCENARIOS[name].ideal_rps
+    target = sse_delay_target_ms(SCENARIOS[name])
     rows = []
     for server in servers:
         g = summary.get((name, server))
@@ -1296,12 +1469,15 @@ def sse_rows(summary: LoadgenSummary, name: str, servers: list[str]) -> list[lis
         notes = []
         if g["completed"] < g["clients"]:
             notes.append(f"{g['clients'] - g['completed']:,.0f} streams incomplete")
+        if g.get("open_peak") and g["open_peak"] < 0.9 * g["clients"]:
+            notes.append(f"at most {g['open_peak']:,.0f} streams open at once")
         rows.append([
             server, fmt_rps(g["events_per_s"]),
             f"{g['events_per_s'] / ideal:.0%}" if ideal else "-",
             f"{g['delay_p50_ms']:.2f}", f"{g['delay_p99_ms']:.2f}", f"{g['delay_max_ms']:.2f}",
-            "yes" if g["delay_p99_ms"] <= SSE_DELAY_TARGET_MS else "no",
+            "yes" if g["delay_p99_ms"] <= target else "no",
             f"{g['completed']:,.0f}/{g['clients']:,.0f}",
+            f"{g['open_peak']:,.0f}" if "open_peak" in g else "-",
             f"{g['rss_before_mib']:.1f}", f"{g['rss_peak_mib']:.1f}",
             f"{g['kib_per_stream']:.1f}", f"{g['cpu_us_per_event']:.1f}",
             f"{g['rounds']:.0f}", ", ".join(notes),
@@ -1354,12 +1530,14 @@ def loadgen_comparison(
     others = comparison_columns(baseline, present)
     header = ["metric", *present, *[f"{baseline}/{o}" for o in others]]
     specs = []  # (scenario, figure, label, format, ratio?)
-    if sse := loadgen_scenario("sse", scenarios):
+    for sse in loadgen_scenarios("sse", scenarios):
         specs += [
             (sse, "events_per_s", f"{sse}: events/s (higher is better)", fmt_rps, True),
+            (sse, "completed", f"{sse}: streams completed", "{:,.0f}".format, False),
             (sse, "delay_p99_ms", f"{sse}: p99 inter-event delay ms (target <="
-             f" {SSE_DELAY_TARGET_MS:g})", "{:.2f}".format, False),
-            (sse, "kib_per_stream", f"{sse}: KiB per stream (peak)", "{:.1f}".format, True),
+             f" {sse_delay_target_ms(SCENARIOS[sse]):g})", "{:.2f}".format, False),
+            (sse, "kib_per_stream", f"{sse}: KiB per open stream (peak)", "{:.1f}".format,
+             True),
             (sse, "cpu_us_per_event", f"{sse}: CPU us/event", "{:.1f}".format, True),
         ]
     if idle := loadgen_scenario("idle", scenarios):
@@ -1396,8 +1574,8 @@ def loadgen_sections(data: dict, table: Callable, prose: bool) -> list[str]:
     settings = data["settings"]
     scenarios, servers = settings["scenarios"], settings["servers"]
     summary = summarise_loadgen([Run(**r) for r in data["runs"]])
-    sse, idle = loadgen_scenario("sse", scenarios), loadgen_scenario("idle", scenarios)
-    if not any(k[0] in (sse, idle) for k in summary):
+    sses, idle = loadgen_scenarios("sse", scenarios), loadgen_scenario("idle", scenarios)
+    if not any(k[0] in (*sses, idle) for k in summary):
         return []
     lines = ["## Streams and idle connections", ""]
     if prose:
@@ -1407,26 +1585,35 @@ def loadgen_sections(data: dict, table: Callable, prose: bool) -> list[str]:
             " rounds. RSS is that of the server's whole process tree.",
             "",
         ]
-    if sse and (rows := sse_rows(summary, sse, servers)):
+    for sse in sses:
+        if not (rows := sse_rows(summary, sse, servers)):
+            continue
         scenario = SCENARIOS[sse]
+        interval_ms = scenario.interval_s * 1000
         lines += [f"### {sse}", ""]
         if prose:
             lines += [
                 f"{scenario.connections:,} concurrent clients each read one stream of"
-                f" {SSE_EVENTS} `data:` events {SSE_INTERVAL_S * 1000:g} ms apart"
+                f" {scenario.events} `data:` events {interval_ms:g} ms apart"
                 f" (`bench/apps/sse_tokens.py`, `{scenario.load_path}`), so the ideal is"
                 f" {scenario.ideal_rps:,.0f} events/s. events/s counts the events delivered"
                 " (loadgen's count minus the final chunk it also counts once per stream) over"
                 " loadgen's wall time, connection set-up included. The delays are the gaps"
                 " between consecutive events of a stream as the client reads them: the app"
-                f" sleeps {SSE_INTERVAL_S * 1000:g} ms between events, so anything above that"
-                f" is lag; the target is a p99 of at most {SSE_DELAY_TARGET_MS:g} ms. RSS is"
-                f" sampled every {RSS_SAMPLE_S * 1000:g} ms while loadgen runs; KiB/stream is"
-                " (peak - before) / clients. CPU us/event is the server's CPU time during the"
-                " run per event delivered.",
+                f" sleeps {interval_ms:g} ms between events, so anything above that is lag"
+                " (a delay near 0 means events arrived together, after a lag); the target is"
+                f" a p99 of at most {sse_delay_target_ms(scenario):g} ms. RSS is sampled every"
+                f" {RSS_SAMPLE_S * 1000:g} ms while loadgen runs and the server's open"
+                f" descriptors every {RSS_SAMPLE_S * FD_SAMPLE_EVERY:g} s; open at once is the"
+                " most descriptors it held beyond those before the run (at most the clients),"
+                " and KiB/stream is (RSS peak - RSS before) / open at once. A server that caps"
+                " its connections (Granian's `--backpressure`, by default its `--backlog`,"
+                " 1,024) holds fewer streams than there are clients and serves the rest"
+                " later. CPU us/event is the server's CPU time during the run per event"
+                " delivered.",
                 "",
             ]
-        lines += [table(SSE_HEADER, rows), ""]
+        lines += [table(sse_header(sse), rows), ""]
     if idle and (rows := idle_rows(summary, idle, servers)):
         scenario = SCENARIOS[idle]
         lines += [f"### {idle}", ""]
@@ -1619,6 +1806,14 @@ def environment_info() -> dict[str, object]:
         except importlib.metadata.PackageNotFoundError:
             packages[name] = "not installed"
     git = _first_line(["git", "-C", str(REPO), "describe", "--always", "--dirty"])
+    # Which build of the engine the servers import (PYTHONPATH may point at the source tree).
+    engine = "not found"
+    with contextlib.suppress(ImportError, ValueError):
+        spec = importlib.util.find_spec("ferricorn._ferricorn")
+        if spec is not None and spec.origin:
+            built = datetime.datetime.fromtimestamp(
+                os.path.getmtime(spec.origin), datetime.timezone.utc)
+            engine = f"{spec.origin} (built {built:%Y-%m-%d %H:%M} UTC)"
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "uname": _first_line(["uname", "-a"]),
@@ -1631,6 +1826,7 @@ def environment_info() -> dict[str, object]:
         "packages": packages,
         "wrk": _first_line(["wrk", "--version"]).split(" Copyright")[0],
         "git": git if "fatal" not in git else "no commit yet",
+        "ferricorn_engine": engine,
     }
 
 
@@ -1647,8 +1843,9 @@ def write_markdown(path: Path, data: dict, chart: Path | None) -> None:
         f"server on CPUs {settings['server_cpus']}, wrk on CPUs {settings['wrk_cpus']}"
         if settings["server_cpus"] else "none (scheduler's choice)"
     )
-    loadgen_used = [n for n in scenarios if SCENARIOS[n].kind in ("sse", "idle")]
+    loadgen_used = [n for n in scenarios if SCENARIOS[n].kind in ("sse", "idle", "ws")]
     wrk_used = [n for n in scenarios if SCENARIOS[n].kind in ("wrk", "overload")]
+    timed = wrk_used + [n for n in scenarios if SCENARIOS[n].kind == "ws"]
     generator = f"{env['wrk']}, {settings['threads']} thread(s)" if wrk_used else ""
     if loadgen_used:
         generator += ("; " if generator else "") + (
@@ -1683,11 +1880,13 @@ def write_markdown(path: Path, data: dict, chart: Path | None) -> None:
         f"- Load average (1, 5, 15 min) when the run started: {env.get('load_average', '?')}",
         f"- Python: {env['python']}",
         "- Packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
+        *([f"- ferricorn engine: `{env['ferricorn_engine']}`"]
+          if "ferricorn_engine" in env else []),
         f"- Load generator: {generator}",
         f"- Repository: {env['git']}",
         f"- Rounds: {settings['rounds']}; "
         + (f"measured {settings['duration']} s per run after a {settings['warmup']} s"
-           " warm-up; " if wrk_used else "")
+           " warm-up; " if timed else "")
         + f"CPU pinning: {pin}",
         "",
     ]
@@ -1703,6 +1902,19 @@ def write_markdown(path: Path, data: dict, chart: Path | None) -> None:
             " CPU.",
             "",
         ]
+        ws_names = [n for n in scenarios if SCENARIOS[n].kind == "ws"
+                    and any(k[0] == n for k in summary)]
+        for name in ws_names:
+            scenario = SCENARIOS[name]
+            lines += [
+                f"{name} is measured with `loadgen ws` rather than wrk: {scenario.connections}"
+                f" WebSocket clients on `{scenario.load_path}` (`bench/apps/ws_echo.py`), each"
+                f" sending a {WS_MESSAGE_BYTES}-byte text message and waiting for its echo"
+                " before the next. Its req/s is echo round trips per second (over loadgen's"
+                " wall time, handshakes included), p50/p99 the round-trip times, CPU us/req the"
+                " server's CPU time per message, RSS MiB the peak during the run.",
+                "",
+            ]
     if others and wrk_ratio_rows:
         lines += [
             f"## Ratios ({baseline} / other)",
@@ -1725,7 +1937,8 @@ def write_markdown(path: Path, data: dict, chart: Path | None) -> None:
     lines += ["## Scenarios", ""]
     lines += [
         f"- **{name}**: {SCENARIOS[name].summary}"
-        + (f"; {SCENARIOS[name].connections} connections" if SCENARIOS[name].kind == "wrk" else "")
+        + (f"; {SCENARIOS[name].connections} connections"
+           if SCENARIOS[name].kind in ("wrk", "ws") else "")
         for name in scenarios
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -1759,10 +1972,12 @@ def write_chart(path: Path, data: dict) -> bool:
         if values:
             ideal = SCENARIOS[name].ideal_rps
             title = f"{name} (- - ideal {ideal:,.0f})" if ideal else name
+            if SCENARIOS[name].kind == "ws":
+                title = f"{name}: messages/s"
             panels.append((title, values, ideal, {}))
     wrk_panels = len(panels)
     loadgen = summarise_loadgen([Run(**r) for r in data["runs"]])
-    if name := loadgen_scenario("sse", settings["scenarios"]):
+    for name in loadgen_scenarios("sse", settings["scenarios"]):
         values = {s: loadgen[(name, s)]["events_per_s"] for s in settings["servers"]
                   if (name, s) in loadgen}
         ideal = SCENARIOS[name].ideal_rps
@@ -1809,7 +2024,8 @@ def write_chart(path: Path, data: dict) -> bool:
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     median = f"median of {settings['rounds']} round(s), one worker each"
-    if len(panels) == wrk_panels:
+    ws_panels = any(SCENARIOS[n].kind == "ws" for n in settings["scenarios"] if n in SCENARIOS)
+    if len(panels) == wrk_panels and not ws_panels:
         suptitle = f"Requests/s, {median} (higher is better)"
     elif wrk_panels:
         suptitle = f"Requests/s unless the panel says otherwise, {median}"
@@ -1882,11 +2098,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         " (hyper runs the hello scenario only)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--duration", type=float, default=5.0,
-                        help="seconds per measured wrk run (default 5; the loadgen"
-                        " scenarios sse-tokens and idle-10k have a fixed size)")
+                        help="seconds per measured wrk or ws-echo run (default 5; the"
+                        " loadgen scenarios sse-tokens, sse-10k and idle-10k have a fixed size)")
     parser.add_argument("--warmup", type=float, default=1.0,
-                        help="seconds of wrk warm-up before each measured run (default 1;"
-                        " 0: none; sse-tokens warms up with 100 short streams, idle-10k not)")
+                        help="seconds of wrk (or ws-echo) warm-up before each measured run"
+                        " (default 1; 0: none; the sse scenarios warm up with 100 short"
+                        " streams, idle-10k not)")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
     parser.add_argument("--cancel-requests", type=int, default=CANCEL_REQUESTS,
                         help=f"requests the cancel scenario opens and abandons per run (default"
@@ -1944,9 +2161,13 @@ def main(argv: list[str] | None = None) -> int:
         data = json.loads(args.from_json.read_text())
     else:
         problems = missing_requirements(args.servers, args.scenarios)
-        idle = [SCENARIOS[n].connections for n in args.scenarios if SCENARIOS[n].kind == "idle"]
-        if idle and (problem := raise_fd_limit(max(idle) + 1024)):
-            problems.append(problem)
+        # Servers inherit the limit: one descriptor per connection, plus 1,024 to spare.
+        loadgen_runs = [SCENARIOS[n] for n in args.scenarios
+                        if SCENARIOS[n].kind in ("sse", "idle", "ws")]
+        if loadgen_runs:
+            biggest = max(loadgen_runs, key=lambda s: s.connections)
+            if problem := raise_fd_limit(biggest.connections + 1024, biggest.name):
+                problems.append(problem)
         if problems:
             print("cannot run the benchmark:\n  " + "\n  ".join(problems), file=sys.stderr)
             print("`make bench` sets everything up (see bench/README.md).", file=sys.stderr)
