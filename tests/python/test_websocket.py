@@ -475,3 +475,29 @@ def test_threaded_engine_serves_websockets(server):
             assert await ws.recv() == big
     run(main())
     assert wait_event(srv, "echo-disconnect") == "1000 "
+
+
+def test_compressed_sockets_do_not_each_keep_a_compressor(server):
+    """Our side compresses without context takeover, from a shared pool: an open socket that
+    negotiated permessage-deflate must not hold its own ~300 KiB deflate state. A generous
+    bound (measured: about 24 KiB per socket, against about 340 KiB with a compressor each)."""
+    srv = server.start(APP)
+    n = 300
+
+    def rss_kib() -> int:
+        with open(f"/proc/{srv.proc.pid}/status") as f:
+            return int(f.read().split("VmRSS:")[1].split()[0])
+
+    async def main():
+        before = rss_kib()
+        sockets = [await connect(url(srv, "/echo"), ping_interval=None) for _ in range(n)]
+        for ws in sockets:
+            assert "permessage-deflate" in ws.response.headers["sec-websocket-extensions"]
+            await ws.send("token " * 50)
+            assert await ws.recv() == "token " * 50
+        grown = (rss_kib() - before) / n
+        for ws in sockets:
+            await ws.close()
+        return grown
+    per_socket = run(main(), timeout=60)
+    assert per_socket < 120, f"{per_socket:.0f} KiB per compressed socket"

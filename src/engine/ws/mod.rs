@@ -24,7 +24,7 @@ use hyper::body::Incoming;
 use yawc::close::CloseCode;
 use yawc::frame::{Frame, OpCode};
 use yawc::streaming::Streaming;
-use yawc::{DeflateOptions, HttpStream, Options, UpgradeFut, WebSocket};
+use yawc::{DeflateOptions, DeflatePool, HttpStream, Options, UpgradeFut, WebSocket};
 
 use self::session::{Decision, Outgoing, Session};
 use super::body::ResponseBody;
@@ -222,11 +222,19 @@ fn options(config: &WsConfig) -> Options {
     // The codec's limits are exclusive; ours is "at most max_size".
     let limit = config.max_size.saturating_add(1);
     let options = Options::default().with_limits(limit, limit).with_no_delay();
-    if config.per_message_deflate {
-        options.with_compression_level(DeflateOptions::default().level)
-    } else {
-        options.without_compression()
+    if !config.per_message_deflate {
+        return options.without_compression();
     }
+    // Our compressor keeps no context between messages (RFC 7692 lets the server impose
+    // that), so its state (about 300 KiB with a 32 KiB window) lives in a process-wide pool
+    // only while a message is being compressed: an open socket costs tens of KiB, not
+    // hundreds. What the client sends keeps its context (a small window, 9 bits, unless
+    // the client asks otherwise).
+    static POOL: std::sync::OnceLock<DeflatePool> = std::sync::OnceLock::new();
+    options
+        .with_compression_level(DeflateOptions::default().level)
+        .server_no_context_takeover()
+        .with_deflate_pool(POOL.get_or_init(|| DeflatePool::new(64)).clone())
 }
 
 /// The life of an accepted socket.
