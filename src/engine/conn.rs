@@ -258,7 +258,11 @@ where
         .max_buf_size(cfg.max_header_bytes.max(8192))
         .max_header_size(cfg.max_header_bytes)
         .auto_date_header(cfg.date_header)
-        .keep_alive(true);
+        .keep_alive(true)
+        // One flat buffer per write instead of a head + body iovec: measured (A/B, 3 runs
+        // each) hello 8.5 against 8.8 us of CPU per request and json 8.9 against 9.0; a 4 KiB
+        // echo pays for the copy (11.0 against 10.75), small API answers are the common case.
+        .writev(false);
     let conn = builder.serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
 
