@@ -18,10 +18,6 @@ pub mod supervisor;
 
 use pyo3::prelude::*;
 
-/// Rust-side allocations only (Python objects use Python's allocator); measured on hello.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[pymodule]
 fn _ferricorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
