@@ -639,3 +639,62 @@ pub(super) fn request_head(
         scheme,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::header::SEC_WEBSOCKET_EXTENSIONS;
+
+    fn chosen(offers: &[&str]) -> Option<String> {
+        let mut headers = http::HeaderMap::new();
+        for o in offers {
+            headers.append(SEC_WEBSOCKET_EXTENSIONS, HeaderValue::from_str(o).unwrap());
+        }
+        choose_deflate_offer(&mut headers);
+        let mut values = headers.get_all(SEC_WEBSOCKET_EXTENSIONS).iter();
+        let first = values.next().map(|v| v.to_str().unwrap().to_string());
+        assert!(values.next().is_none(), "one offer at most is left");
+        first
+    }
+
+    #[test]
+    fn the_first_acceptable_offer_of_several_is_kept() {
+        let offer = "permessage-deflate; server_max_window_bits=8, \
+                     permessage-deflate; client_no_context_takeover; client_max_window_bits, \
+                     permessage-deflate";
+        assert_eq!(
+            chosen(&[offer]).as_deref(),
+            Some("permessage-deflate; client_no_context_takeover; client_max_window_bits")
+        );
+    }
+
+    #[test]
+    fn offers_across_header_lines_count_in_order() {
+        assert_eq!(
+            chosen(&[
+                "x-webkit-deflate-frame",
+                "permessage-deflate; server_max_window_bits=10"
+            ])
+            .as_deref(),
+            Some("permessage-deflate; server_max_window_bits=10")
+        );
+    }
+
+    #[test]
+    fn unknown_repeated_or_out_of_range_parameters_decline_the_offer() {
+        assert_eq!(chosen(&["permessage-deflate; mystery"]), None);
+        assert_eq!(
+            chosen(&["permessage-deflate; client_no_context_takeover; client_no_context_takeover"]),
+            None
+        );
+        assert_eq!(
+            chosen(&["permessage-deflate; client_max_window_bits=16"]),
+            None
+        );
+        assert_eq!(
+            chosen(&["permessage-deflate; server_no_context_takeover=1"]),
+            None
+        );
+        assert_eq!(chosen(&[]), None);
+    }
+}
