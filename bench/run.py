@@ -858,6 +858,45 @@ def finish_loadgen(
     return result
 
 
+@dataclass
+class SampledLoad:
+    """One loadgen run with the server watched: loadgen's JSON line, the server's RSS and
+    open descriptors before and at their peak, its CPU seconds, and loadgen's own CPU."""
+
+    result: dict
+    rss_before: float
+    rss_peak: float
+    fds_before: int
+    fds_peak: int
+    cpu: float
+    loadgen_cpu: float
+
+    def open_peak(self, clients: int) -> int:
+        """The most connections the server held at once (at most the clients)."""
+        return min(clients, max(0, self.fds_peak - self.fds_before))
+
+
+def run_sampled_loadgen(
+    command: list[str], mode: str, proc: subprocess.Popen, args: argparse.Namespace,
+    log_dir: Path, stem: str,
+) -> SampledLoad:
+    """Runs loadgen while sampling the server (see ``watch_streams``)."""
+    rss_before = tree_rss_mib(proc.pid)
+    fds_before = tree_fd_count(proc.pid)
+    cpu_before = tree_cpu_seconds(proc.pid)
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    loadgen = start_loadgen(command, args)
+    rss_peak, fds_peak = watch_streams(proc.pid, loadgen, LOADGEN_TIMEOUT_S)
+    cpu = tree_cpu_seconds(proc.pid) - cpu_before
+    result = finish_loadgen(loadgen, proc, mode, log_dir, stem, timeout=5.0)
+    # Only loadgen is reaped in between: this is its own CPU time (client-side load).
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    loadgen_cpu = (children.ru_utime + children.ru_stime
+                   - children_before.ru_utime - children_before.ru_stime)
+    return SampledLoad(result, rss_before, max(rss_before, rss_peak), fds_before, fds_peak,
+                       cpu, loadgen_cpu)
+
+
 def measure_sse(
     run: Run, proc: subprocess.Popen, scenario: Scenario, port: int, args: argparse.Namespace,
     log_dir: Path, stem: str,
@@ -878,24 +917,13 @@ def measure_sse(
     command = [binary, "sse", "--port", str(port), "--path", scenario.load_path or scenario.path,
                "--clients", str(scenario.connections)]
     run.loadgen_command = shlex.join(command)
-    rss_before = tree_rss_mib(proc.pid)
-    fds_before = tree_fd_count(proc.pid)
-    cpu_before = tree_cpu_seconds(proc.pid)
-    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    loadgen = start_loadgen(command, args)
-    rss_peak, fds_peak = watch_streams(proc.pid, loadgen, LOADGEN_TIMEOUT_S)
-    rss_peak = max(rss_before, rss_peak)
-    cpu = tree_cpu_seconds(proc.pid) - cpu_before
-    result = finish_loadgen(loadgen, proc, "sse", log_dir, stem, timeout=5.0)
-    # Only loadgen is reaped in between: this is its own CPU time (client-side load).
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    loadgen_cpu = (children.ru_utime + children.ru_stime
-                   - children_before.ru_utime - children_before.ru_stime)
+    load = run_sampled_loadgen(command, "sse", proc, args, log_dir, stem)
+    result, rss_before, rss_peak, cpu = load.result, load.rss_before, load.rss_peak, load.cpu
     run.loadgen_output = result
     completed, clients, seconds = result["completed"], result["clients"], result["seconds"]
     # loadgen also counts each completed stream's final chunk ("0\r\n\r\n") as an event.
     events = result["events"] - completed
-    open_peak = min(clients, max(0, fds_peak - fds_before))
+    open_peak = load.open_peak(clients)
     run.loadgen = {
         "clients": clients,
         "completed": completed,
@@ -911,7 +939,7 @@ def measure_sse(
         "kib_per_stream": (rss_peak - rss_before) * 1024 / (open_peak or clients),
         "cpu_us_per_event": cpu / events * 1e6 if events else 0.0,
         "cpu_utilisation": cpu / seconds if seconds else 0.0,
-        "loadgen_cpu_utilisation": loadgen_cpu / seconds if seconds else 0.0,
+        "loadgen_cpu_utilisation": load.loadgen_cpu / seconds if seconds else 0.0,
     }
     run.rss_mib = round(rss_peak, 1)
     run.ok = events > 0
@@ -941,25 +969,15 @@ def measure_ws(
                        f"{stem}.warmup")
     measured = command(args.duration)
     run.loadgen_command = shlex.join(measured)
-    rss_before = tree_rss_mib(proc.pid)
-    fds_before = tree_fd_count(proc.pid)
-    cpu_before = tree_cpu_seconds(proc.pid)
-    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    loadgen = start_loadgen(measured, args)
-    rss_peak, fds_peak = watch_streams(proc.pid, loadgen, LOADGEN_TIMEOUT_S)
-    rss_peak = max(rss_before, rss_peak)
-    cpu = tree_cpu_seconds(proc.pid) - cpu_before
-    result = finish_loadgen(loadgen, proc, "ws", log_dir, stem, timeout=5.0)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    loadgen_cpu = (children.ru_utime + children.ru_stime
-                   - children_before.ru_utime - children_before.ru_stime)
+    load = run_sampled_loadgen(measured, "ws", proc, args, log_dir, stem)
+    result, rss_before, rss_peak, cpu = load.result, load.rss_before, load.rss_peak, load.cpu
     run.loadgen_output = result
     messages, seconds = result["messages"], result["seconds"]
     clients, failed = result["clients"], result["failed"]
     run.loadgen = {
         "clients": clients,
         "failed": failed,
-        "open_peak": min(clients, max(0, fds_peak - fds_before)),
+        "open_peak": load.open_peak(clients),
         "messages": messages,
         "seconds": seconds,
         "messages_per_s": result["messages_per_s"],
@@ -969,7 +987,7 @@ def measure_ws(
         "rss_peak_mib": round(rss_peak, 2),
         "cpu_us_per_message": cpu / messages * 1e6 if messages else 0.0,
         "cpu_utilisation": cpu / seconds if seconds else 0.0,
-        "loadgen_cpu_utilisation": loadgen_cpu / seconds if seconds else 0.0,
+        "loadgen_cpu_utilisation": load.loadgen_cpu / seconds if seconds else 0.0,
     }
     run.rps = result["messages_per_s"]
     run.requests = messages
