@@ -19,8 +19,9 @@ class Server:
         settings: dict[str, Any],
         event_loop: AbstractEventLoop,
         app: Callable[..., Awaitable[None]],
-        runner: Callable[[Any, dict[str, Any], HttpCycle], Coroutine[Any, Any, None]],
-        ws_runner: Callable[[Any, dict[str, Any], WebSocketCycle], Coroutine[Any, Any, None]],
+        runner: Callable[
+            [Any, dict[str, Any], HttpCycle | WebSocketCycle], Coroutine[Any, Any, None]
+        ],
         state: dict[str, Any] | None,
         error_log: Logger,
         access_log: Callable[..., None] | None,

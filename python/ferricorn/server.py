@@ -3,7 +3,7 @@
 Owns the order of things in a worker's life: load the app, run lifespan startup, bind,
 start the engine (`_ferricorn.Server`), serve until SIGINT/SIGTERM, drain in-flight
 requests (up to --timeout-graceful-shutdown), cancel what is left, run lifespan shutdown.
-Everything per request happens in Rust; the only Python on the request path is `_run_http`,
+Everything per request happens in Rust; the only Python on the request path is `_run_app`,
 the coroutine each request's asyncio Task runs.
 """
 
@@ -41,37 +41,20 @@ _HEARTBEAT = 1.0
 _DRAIN_POLL = 0.02
 
 
-async def _run_http(app: Any, scope: dict, cycle: Any) -> None:
-    """The body of every request's Task: run the app, then settle the response."""
+async def _run_app(app: Any, scope: dict, cycle: Any) -> None:
+    """The body of every request's and WebSocket session's Task: run the app, then settle
+    what it left (the cycle answers 500, aborts the response, or closes the socket with 1000
+    after a return and 1011 after an exception)."""
     try:
         await app(scope, cycle.receive, cycle.send)
     except asyncio.CancelledError:
         cycle.app_failed()
-        logger.debug("Request task cancelled: %s %s", scope["method"], scope["path"])
-    except BaseException as exc:  # noqa: BLE001 - any app failure must become a 500 or abort
+        logger.debug("Request task cancelled: %s %s", scope.get("method", "WebSocket"),
+                     scope["path"])
+    except BaseException as exc:  # noqa: BLE001 - any app failure must be settled by the cycle
         client_gone = cycle.app_failed()
         if client_gone and isinstance(exc, OSError):
             logger.debug("Request ended: the client disconnected (%s)", exc)
-        else:
-            logger.error("Exception in ASGI application\n", exc_info=exc)
-    else:
-        problem = cycle.app_returned()
-        if problem:
-            logger.error(problem)
-
-
-async def _run_websocket(app: Any, scope: dict, cycle: Any) -> None:
-    """The body of every WebSocket session's Task: run the app, then close what it left open
-    (1000 after a return, 1011 after an exception; 500 if it never answered the handshake)."""
-    try:
-        await app(scope, cycle.receive, cycle.send)
-    except asyncio.CancelledError:
-        cycle.app_failed()
-        logger.debug("WebSocket task cancelled: %s", scope["path"])
-    except BaseException as exc:  # noqa: BLE001 - any app failure must close the socket
-        peer_gone = cycle.app_failed()
-        if peer_gone and isinstance(exc, OSError):
-            logger.debug("WebSocket ended: the client disconnected (%s)", exc)
         else:
             logger.error("Exception in ASGI application\n", exc_info=exc)
     else:
@@ -185,8 +168,7 @@ async def serve(config: Config, app: Any) -> int:
         engine_settings(config),
         loop,
         app,
-        _run_http,
-        _run_websocket,
+        _run_app,
         lifespan.state,
         logger,
         access_log,
@@ -321,8 +303,7 @@ async def _cancel_request_tasks() -> None:
     tasks = [
         t
         for t in asyncio.all_tasks()
-        if not t.done()
-        and getattr(t.get_coro(), "cr_code", None) in (_run_http.__code__, _run_websocket.__code__)
+        if not t.done() and getattr(t.get_coro(), "cr_code", None) is _run_app.__code__
     ]
     if not tasks:
         return

@@ -32,9 +32,8 @@ pub struct Server {
     ctx: Py<Context>,
     scope: ScopeBuilder,
     app: Py<PyAny>,
+    /// `_run_app`: the coroutine each request's and WebSocket session's Task runs.
     runner: Py<PyAny>,
-    /// `_run_websocket`: the coroutine each WebSocket session's Task runs.
-    ws_runner: Py<PyAny>,
     create_task: Py<PyAny>,
     call_soon: Py<PyAny>,
     /// `self._poll`, bound once.
@@ -142,7 +141,7 @@ fn websocket_config(s: &Bound<'_, PyDict>) -> PyResult<Option<WsConfig>> {
 impl Server {
     /// Takes ownership of the listening socket `fd` (a Unix socket when `unix_path` is set).
     #[new]
-    #[pyo3(signature = (fd, unix_path, settings, event_loop, app, runner, ws_runner, state, error_log, access_log))]
+    #[pyo3(signature = (fd, unix_path, settings, event_loop, app, runner, state, error_log, access_log))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -152,7 +151,6 @@ impl Server {
         event_loop: &Bound<'_, PyAny>,
         app: Py<PyAny>,
         runner: Py<PyAny>,
-        ws_runner: Py<PyAny>,
         state: Option<Py<PyDict>>,
         error_log: Py<PyAny>,
         access_log: Option<Py<PyAny>>,
@@ -194,7 +192,6 @@ impl Server {
             scope,
             app,
             runner,
-            ws_runner,
             create_task: event_loop.getattr("create_task")?.unbind(),
             call_soon: event_loop.getattr("call_soon")?.unbind(),
             poll_again: None,
@@ -377,7 +374,7 @@ impl Server {
         let scope = self.scope.build_websocket(py, &ws.head)?;
         let cycle = Py::new(py, WebSocketCycle::new(ws.session, self.ctx.clone_ref(py)))?;
         let coro = self
-            .ws_runner
+            .runner
             .call1(py, (self.app.clone_ref(py), scope, cycle))?;
         self.create_task.call1(py, (coro,))?;
         Ok(())
