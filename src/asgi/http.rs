@@ -219,55 +219,22 @@ impl HttpCycle {
     }
 
     fn parse_start(&mut self, msg: &Bound<'_, PyDict>) -> PyResult<()> {
-        let py = msg.py();
         if !matches!(self.response, ResponseState::Pending) {
             return Err(PyRuntimeError::new_err(
                 "Unexpected ASGI message 'http.response.start' sent, after response already started.",
             ));
         }
-        let status = msg.get_item(intern!(py, "status"))?.ok_or_else(|| {
-            PyRuntimeError::new_err(
-                "ASGI message 'http.response.start' is missing the required key 'status'.",
-            )
-        })?;
-        let code: u16 = status.extract().map_err(|_| {
-            PyRuntimeError::new_err(format!(
-                "ASGI 'http.response.start' status must be an int, got {}.",
-                type_name(&status)
-            ))
-        })?;
-        let status = StatusCode::from_u16(code)
-            .ok()
-            .filter(|s| s.as_u16() >= 100)
-            .ok_or_else(|| {
-                PyRuntimeError::new_err(format!(
-                    "ASGI 'http.response.start' status {code} is not a valid HTTP status code."
-                ))
-            })?;
-        let headers = parse_headers(msg)?;
+        let (code, head) = response_head(msg, "http.response.start", 100)?;
         self.status = code;
-        self.response = ResponseState::Started(ResponseHead { status, headers });
+        self.response = ResponseState::Started(head);
         Ok(())
     }
 
     fn send_body(slf: &Bound<'_, Self>, msg: &Bound<'_, PyDict>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        let body = match msg.get_item(intern!(py, "body"))? {
-            None => Bytes::new(),
-            Some(b) => match b.cast::<PyBytes>() {
-                Ok(b) => Bytes::copy_from_slice(b.as_bytes()),
-                Err(_) => {
-                    return Err(PyRuntimeError::new_err(format!(
-                        "ASGI 'http.response.body' body must be bytes, got {}.",
-                        type_name(&b)
-                    )))
-                }
-            },
-        };
-        let more = match msg.get_item(intern!(py, "more_body"))? {
-            None => false,
-            Some(m) => m.is_truthy()?,
-        };
+        let body = body_bytes(msg, "http.response.body")?
+            .map_or_else(Bytes::new, |b| Bytes::copy_from_slice(b.as_bytes()));
+        let more = more_body(msg)?;
         let mut this = slf.borrow_mut();
         let state = std::mem::replace(&mut this.response, ResponseState::Complete);
         let done = this.ctx.bind(py).borrow().done.clone_ref(py).into_any();
@@ -449,6 +416,92 @@ impl HttpCycle {
     }
 }
 
+/// A `send()` argument checked to be a dict with a str `type`: the dict and the type.
+pub(crate) fn message_and_type<'py>(
+    message: &Bound<'py, PyAny>,
+) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyString>)> {
+    let py = message.py();
+    let msg = message.cast::<PyDict>().map_err(|_| {
+        PyRuntimeError::new_err(format!(
+            "ASGI send() takes a dict message, got {}.",
+            type_name(message)
+        ))
+    })?;
+    let kind = msg.get_item(intern!(py, "type"))?.ok_or_else(|| {
+        PyRuntimeError::new_err(format!(
+            "ASGI message has no 'type' key: {}.",
+            repr(message)
+        ))
+    })?;
+    let kind = kind.cast_into::<PyString>().map_err(|e| {
+        PyRuntimeError::new_err(format!(
+            "ASGI message 'type' must be a str, got {}.",
+            type_name(e.into_inner().as_any())
+        ))
+    })?;
+    Ok((msg.clone(), kind))
+}
+
+/// The status and headers of a response-start message of type `kind`; statuses below
+/// `lowest` are refused (a denial response must be a final one).
+pub(crate) fn response_head(
+    msg: &Bound<'_, PyDict>,
+    kind: &str,
+    lowest: u16,
+) -> PyResult<(u16, ResponseHead)> {
+    let py = msg.py();
+    let status = msg.get_item(intern!(py, "status"))?.ok_or_else(|| {
+        PyRuntimeError::new_err(format!(
+            "ASGI message '{kind}' is missing the required key 'status'."
+        ))
+    })?;
+    let code: u16 = status.extract().map_err(|_| {
+        PyRuntimeError::new_err(format!(
+            "ASGI '{kind}' status must be an int, got {}.",
+            type_name(&status)
+        ))
+    })?;
+    let what = if lowest > 100 {
+        "final HTTP status code"
+    } else {
+        "HTTP status code"
+    };
+    let status = StatusCode::from_u16(code)
+        .ok()
+        .filter(|s| s.as_u16() >= lowest)
+        .ok_or_else(|| {
+            PyRuntimeError::new_err(format!(
+                "ASGI '{kind}' status {code} is not a valid {what}."
+            ))
+        })?;
+    let headers = parse_headers(msg)?;
+    Ok((code, ResponseHead { status, headers }))
+}
+
+/// The `body` of a response-body message of type `kind`, if it has one.
+pub(crate) fn body_bytes<'py>(
+    msg: &Bound<'py, PyDict>,
+    kind: &str,
+) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    match msg.get_item(intern!(msg.py(), "body"))? {
+        None => Ok(None),
+        Some(b) => b.cast_into::<PyBytes>().map(Some).map_err(|e| {
+            PyRuntimeError::new_err(format!(
+                "ASGI '{kind}' body must be bytes, got {}.",
+                type_name(e.into_inner().as_any())
+            ))
+        }),
+    }
+}
+
+/// A response-body message's `more_body` (absent: false).
+pub(crate) fn more_body(msg: &Bound<'_, PyDict>) -> PyResult<bool> {
+    match msg.get_item(intern!(msg.py(), "more_body"))? {
+        None => Ok(false),
+        Some(m) => m.is_truthy(),
+    }
+}
+
 /// The `headers` of a response-start message: `[name, value]` pairs of bytes.
 pub(crate) fn parse_headers(msg: &Bound<'_, PyDict>) -> PyResult<HeaderMap> {
     let py = msg.py();
@@ -542,24 +595,8 @@ impl HttpCycle {
     /// `await send(message)`: `http.response.start` or `http.response.body`.
     fn send(slf: &Bound<'_, Self>, message: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        let msg = message.cast::<PyDict>().map_err(|_| {
-            PyRuntimeError::new_err(format!(
-                "ASGI send() takes a dict message, got {}.",
-                type_name(message)
-            ))
-        })?;
-        let kind = msg.get_item(intern!(py, "type"))?.ok_or_else(|| {
-            PyRuntimeError::new_err(format!(
-                "ASGI message has no 'type' key: {}.",
-                repr(message)
-            ))
-        })?;
-        let kind = kind.cast::<PyString>().map_err(|_| {
-            PyRuntimeError::new_err(format!(
-                "ASGI message 'type' must be a str, got {}.",
-                type_name(&kind)
-            ))
-        })?;
+        let (msg, kind) = message_and_type(message)?;
+        let msg = &msg;
         match kind.to_str()? {
             "http.response.body" => Self::send_body(slf, msg),
             "http.response.start" => {

@@ -9,16 +9,19 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::StatusCode;
 use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
 use super::awaitable::{Ready, Waiting};
-use super::http::{parse_headers, repr, type_name, Context, WaitFor};
+use super::http::{
+    body_bytes, message_and_type, more_body, parse_headers, repr, response_head, type_name,
+    Context, WaitFor,
+};
+use crate::engine::exchange::Capacity;
 use crate::engine::exchange::ResponseHead;
-use crate::engine::ws::session::{Decision, Incoming, Outgoing, SendRoom, Session};
+use crate::engine::ws::session::{Decision, Incoming, Outgoing, Session};
 
 enum Handshake {
     /// `websocket.connect` not yet received by the app.
@@ -108,10 +111,10 @@ impl WebSocketCycle {
         let py = slf.py();
         let ready = match what {
             WaitFor::Receive => slf.borrow_mut().try_receive(py)?.map(Some),
-            WaitFor::Capacity => match slf.borrow().session.poll_send_room() {
-                SendRoom::Gone => return Err(gone_error()),
-                SendRoom::Available => Some(None),
-                SendRoom::Wait => None,
+            WaitFor::Capacity => match slf.borrow().session.poll_capacity() {
+                Capacity::Disconnected => return Err(gone_error()),
+                Capacity::Available => Some(None),
+                Capacity::Wait => None,
             },
         };
         match ready {
@@ -200,7 +203,16 @@ impl WebSocketCycle {
                 )))
             }
         };
-        self.session.send(message).map_err(|_| gone_error())
+        self.queue(message)
+    }
+
+    /// Hands a message to the engine; `OSError` once the socket is closed.
+    fn queue(&self, message: Outgoing) -> PyResult<()> {
+        if self.session.send(message) {
+            Ok(())
+        } else {
+            Err(gone_error())
+        }
     }
 
     fn close(&mut self, msg: &Bound<'_, PyDict>) -> PyResult<()> {
@@ -215,9 +227,7 @@ impl WebSocketCycle {
             Handshake::Accepted => {
                 let (code, reason) = close_code_and_reason(msg)?;
                 self.handshake = Handshake::Over;
-                self.session
-                    .send(Outgoing::Close(code, reason))
-                    .map_err(|_| gone_error())
+                self.queue(Outgoing::Close(code, reason))
             }
             Handshake::Denying(..) => self.expect_handshake("websocket.close"),
             Handshake::Over => Err(gone_error()),
@@ -225,52 +235,22 @@ impl WebSocketCycle {
     }
 
     fn deny_start(&mut self, msg: &Bound<'_, PyDict>) -> PyResult<()> {
-        let py = msg.py();
         self.expect_handshake("websocket.http.response.start")?;
-        let status = msg.get_item(intern!(py, "status"))?.ok_or_else(|| {
-            PyRuntimeError::new_err(
-                "ASGI message 'websocket.http.response.start' is missing the required key 'status'.",
-            )
-        })?;
-        let code: u16 = status.extract().map_err(|_| {
-            PyRuntimeError::new_err(format!(
-                "ASGI 'websocket.http.response.start' status must be an int, got {}.",
-                type_name(&status)
-            ))
-        })?;
-        let status = StatusCode::from_u16(code)
-            .ok()
-            .filter(|s| s.as_u16() >= 200)
-            .ok_or_else(|| {
-                PyRuntimeError::new_err(format!(
-                    "ASGI 'websocket.http.response.start' status {code} is not a valid final HTTP status code."
-                ))
-            })?;
-        let headers = parse_headers(msg)?;
-        self.handshake = Handshake::Denying(ResponseHead { status, headers }, BytesMut::new());
+        let (_, head) = response_head(msg, "websocket.http.response.start", 200)?;
+        self.handshake = Handshake::Denying(head, BytesMut::new());
         Ok(())
     }
 
     fn deny_body(&mut self, msg: &Bound<'_, PyDict>) -> PyResult<()> {
-        let py = msg.py();
         let Handshake::Denying(_, body) = &mut self.handshake else {
             return Err(PyRuntimeError::new_err(
                 "Expected ASGI message 'websocket.http.response.start' before 'websocket.http.response.body'.",
             ));
         };
-        if let Some(b) = msg.get_item(intern!(py, "body"))? {
-            let b = b.cast::<PyBytes>().map_err(|_| {
-                PyRuntimeError::new_err(format!(
-                    "ASGI 'websocket.http.response.body' body must be bytes, got {}.",
-                    type_name(&b)
-                ))
-            })?;
+        if let Some(b) = body_bytes(msg, "websocket.http.response.body")? {
             body.extend_from_slice(b.as_bytes());
         }
-        let more = match msg.get_item(intern!(py, "more_body"))? {
-            None => false,
-            Some(m) => m.is_truthy()?,
-        };
+        let more = more_body(msg)?;
         if !more {
             if let Handshake::Denying(head, body) =
                 std::mem::replace(&mut self.handshake, Handshake::Over)
@@ -292,7 +272,7 @@ impl WebSocketCycle {
             }
             Handshake::Accepted => {
                 let code = if failed { 1011 } else { 1000 };
-                let _ = self.session.send(Outgoing::Close(code, String::new()));
+                self.session.send(Outgoing::Close(code, String::new()));
                 None
             }
             Handshake::Over => None,
@@ -350,31 +330,13 @@ impl WebSocketCycle {
     /// `await send(message)`.
     fn send(slf: &Bound<'_, Self>, message: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        let msg = message.cast::<PyDict>().map_err(|_| {
-            PyRuntimeError::new_err(format!(
-                "ASGI send() takes a dict message, got {}.",
-                type_name(message)
-            ))
-        })?;
-        let kind: String = match msg.get_item(intern!(py, "type"))? {
-            Some(k) => k.extract().map_err(|_| {
-                PyRuntimeError::new_err(format!(
-                    "ASGI message 'type' must be a str, got {}.",
-                    type_name(&k)
-                ))
-            })?,
-            None => {
-                return Err(PyRuntimeError::new_err(format!(
-                    "ASGI message has no 'type' key: {}.",
-                    repr(message)
-                )))
-            }
-        };
+        let (msg, kind) = message_and_type(message)?;
+        let msg = &msg;
         let mut this = slf.borrow_mut();
-        match kind.as_str() {
+        match kind.to_str()? {
             "websocket.send" => {
                 this.send_data(msg)?;
-                if let SendRoom::Wait = this.session.poll_send_room() {
+                if let Capacity::Wait = this.session.poll_capacity() {
                     drop(this);
                     return Ok(Py::new(
                         py,

@@ -150,15 +150,45 @@ struct State {
 /// Counts exchanges alive; shared with the engine for admission control and shutdown.
 pub type InFlight = Arc<AtomicUsize>;
 
+/// What an exchange or a WebSocket session holds while it counts as in flight: its place in
+/// the `InFlight` count and its admission permit (`--limit-concurrency`), both given back
+/// once, by `release`, when the app's task ends: the owner itself may live on in garbage
+/// that only Python's cycle collector frees (an exception traceback that holds `receive`),
+/// which must not hold a slot.
+pub struct InFlightSlot {
+    in_flight: InFlight,
+    released: AtomicBool,
+    permit: Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
+}
+
+impl InFlightSlot {
+    pub fn new(in_flight: InFlight) -> Self {
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlightSlot {
+            in_flight,
+            released: AtomicBool::new(false),
+            permit: Mutex::new(None),
+        }
+    }
+
+    /// Keeps the admission permit until release.
+    pub fn hold(&self, permit: Option<tokio::sync::OwnedSemaphorePermit>) {
+        *self.permit.lock().unwrap_or_else(|e| e.into_inner()) = permit;
+    }
+
+    pub fn release(&self) {
+        if !self.released.swap(true, Ordering::AcqRel) {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            self.permit.lock().unwrap_or_else(|e| e.into_inner()).take();
+        }
+    }
+}
+
 pub struct Exchange {
     pub id: u64,
     state: Mutex<State>,
     app_waker: Arc<dyn AppWaker>,
-    in_flight: InFlight,
-    /// Set once this exchange stopped counting as in flight.
-    released: AtomicBool,
-    /// The admission slot (`--limit-concurrency`), given back on release.
-    permit: Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
+    slot: InFlightSlot,
     /// Response bytes buffered before `send()` must wait for the client to read.
     high_water: usize,
     /// Request bytes read ahead of the app.
@@ -173,32 +203,24 @@ impl Exchange {
         high_water: usize,
         read_ahead: usize,
     ) -> Self {
-        in_flight.fetch_add(1, Ordering::Relaxed);
         Exchange {
             id,
             state: Mutex::new(State::default()),
             app_waker,
-            in_flight,
-            released: AtomicBool::new(false),
-            permit: Mutex::new(None),
+            slot: InFlightSlot::new(in_flight),
             high_water,
             read_ahead,
         }
     }
 
-    /// Stops counting this exchange as in flight: called when the app's task ends, because
-    /// the `Arc` itself may live on in garbage that only Python's cycle collector frees
-    /// (an exception traceback that holds `receive`), which must not hold a slot.
+    /// Stops counting this exchange as in flight (see [`InFlightSlot`]).
     pub fn release(&self) {
-        if !self.released.swap(true, Ordering::AcqRel) {
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
-            self.permit.lock().unwrap_or_else(|e| e.into_inner()).take();
-        }
+        self.slot.release();
     }
 
     /// Keeps the request's admission slot until the exchange is released.
     pub fn hold(&self, permit: Option<tokio::sync::OwnedSemaphorePermit>) {
-        *self.permit.lock().unwrap_or_else(|e| e.into_inner()) = permit;
+        self.slot.hold(permit);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -7,14 +7,13 @@
 //! engine task through a stored [`Waker`].
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http::HeaderMap;
 
-use super::super::exchange::{AppWaker, InFlight, ResponseHead};
+use super::super::exchange::{AppWaker, Capacity, InFlight, InFlightSlot, ResponseHead};
 
 /// The app's answer to `websocket.connect`.
 pub enum Decision {
@@ -47,14 +46,6 @@ pub enum Incoming {
     Wait,
 }
 
-/// Room for one more outgoing message, as the app sees it.
-pub enum SendRoom {
-    Available,
-    Wait,
-    /// The peer left (or the session ended): `send()` raises `OSError`.
-    Gone,
-}
-
 #[derive(Default)]
 struct State {
     decision: Option<Decision>,
@@ -74,9 +65,7 @@ pub struct Session {
     pub id: u64,
     state: Mutex<State>,
     app_waker: Arc<dyn AppWaker>,
-    in_flight: InFlight,
-    released: AtomicBool,
-    permit: Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
+    slot: InFlightSlot,
     /// `--ws-max-queue`: messages read ahead of the app before the engine stops reading.
     max_queue: usize,
     /// Outgoing bytes buffered before `send()` waits for the client.
@@ -91,14 +80,11 @@ impl Session {
         max_queue: usize,
         high_water: usize,
     ) -> Self {
-        in_flight.fetch_add(1, Ordering::Relaxed);
         Session {
             id,
             state: Mutex::new(State::default()),
             app_waker,
-            in_flight,
-            released: AtomicBool::new(false),
-            permit: Mutex::new(None),
+            slot: InFlightSlot::new(in_flight),
             max_queue: max_queue.max(1),
             high_water,
         }
@@ -123,15 +109,12 @@ impl Session {
 
     /// Keeps the session's admission slot until it is released.
     pub fn hold(&self, permit: Option<tokio::sync::OwnedSemaphorePermit>) {
-        *self.permit.lock().unwrap_or_else(|e| e.into_inner()) = permit;
+        self.slot.hold(permit);
     }
 
     /// Stops counting the session as in flight (the app's task ended).
     pub fn release(&self) {
-        if !self.released.swap(true, Ordering::AcqRel) {
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
-            self.permit.lock().unwrap_or_else(|e| e.into_inner()).take();
-        }
+        self.slot.release();
     }
 
     // ----- engine side -----------------------------------------------------------------
@@ -252,13 +235,13 @@ impl Session {
         message
     }
 
-    /// Queues a message for the peer. `Err` when the session is over or the app already
-    /// closed it.
-    pub fn send(&self, message: Outgoing) -> Result<(), SendRoom> {
+    /// Queues a message for the peer; false (nothing queued) when the session is over or the
+    /// app already closed it.
+    pub fn send(&self, message: Outgoing) -> bool {
         let waker = {
             let mut s = self.lock();
             if s.closed.is_some() || s.app_closed {
-                return Err(SendRoom::Gone);
+                return false;
             }
             if matches!(message, Outgoing::Close(..)) {
                 s.app_closed = true;
@@ -268,19 +251,19 @@ impl Session {
             s.engine_waker.take()
         };
         self.wake_engine(waker);
-        Ok(())
+        true
     }
 
     /// Whether another `send()` may go ahead now; registers the app as waiting if not.
-    pub fn poll_send_room(&self) -> SendRoom {
+    pub fn poll_capacity(&self) -> Capacity {
         let mut s = self.lock();
         if s.closed.is_some() {
-            SendRoom::Gone
+            Capacity::Disconnected
         } else if s.out_bytes < self.high_water {
-            SendRoom::Available
+            Capacity::Available
         } else {
             s.app_waiting = true;
-            SendRoom::Wait
+            Capacity::Wait
         }
     }
 
@@ -299,7 +282,7 @@ fn outgoing_len(m: &Outgoing) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     struct CountWakes(AtomicUsize);
     impl AppWaker for CountWakes {
@@ -331,10 +314,7 @@ mod tests {
         assert!(matches!(s.receive(), Incoming::Text(b) if &b[..] == b"a"));
         assert!(matches!(s.receive(), Incoming::Binary(b) if &b[..] == b"b"));
         assert!(matches!(s.receive(), Incoming::Closed(1001, r) if r == "going away"));
-        assert!(matches!(
-            s.send(Outgoing::Text(Bytes::new())),
-            Err(SendRoom::Gone)
-        ));
+        assert!(!s.send(Outgoing::Text(Bytes::new())));
     }
 
     #[test]
@@ -352,22 +332,19 @@ mod tests {
     #[test]
     fn nothing_is_sent_after_the_app_closed() {
         let (s, _) = session(1);
-        assert!(s.send(Outgoing::Close(1000, String::new())).is_ok());
-        assert!(matches!(
-            s.send(Outgoing::Text(Bytes::new())),
-            Err(SendRoom::Gone)
-        ));
+        assert!(s.send(Outgoing::Close(1000, String::new())));
+        assert!(!s.send(Outgoing::Text(Bytes::new())));
     }
 
     #[test]
     fn the_sender_waits_over_the_high_water_mark() {
         let (s, _) = session(1);
-        assert!(matches!(s.poll_send_room(), SendRoom::Available));
-        assert!(s.send(Outgoing::Binary(Bytes::from(vec![0; 16]))).is_ok());
-        assert!(matches!(s.poll_send_room(), SendRoom::Wait));
+        assert!(matches!(s.poll_capacity(), Capacity::Available));
+        assert!(s.send(Outgoing::Binary(Bytes::from(vec![0; 16]))));
+        assert!(matches!(s.poll_capacity(), Capacity::Wait));
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         assert!(s.poll_outgoing(&mut cx).is_ready());
-        assert!(matches!(s.poll_send_room(), SendRoom::Available));
+        assert!(matches!(s.poll_capacity(), Capacity::Available));
     }
 }
