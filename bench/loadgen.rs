@@ -99,29 +99,20 @@ async fn one_stream(host: &str, port: u16, path: &str) -> (Vec<f64>, usize, bool
             Ok(n) => n,
         };
         let now = Instant::now();
-        let mut data = &buf[..n];
-        if !in_body {
-            head.extend_from_slice(data);
-            match head.windows(4).position(|w| w == b"\r\n\r\n") {
-                Some(end) => {
-                    in_body = true;
-                    let rest = head.split_off(end + 4);
-                    head.clear();
-                    data = &[];
-                    for &b in &rest {
-                        count(
-                            b,
-                            &mut prev_newline,
-                            &mut events,
-                            &mut last,
-                            &mut delays,
-                            now,
-                        );
-                    }
-                }
-                None => continue,
-            }
-        }
+        // Until the head ends, bytes go to `head`; what follows it in the same read is body.
+        let rest;
+        let data: &[u8] = if in_body {
+            &buf[..n]
+        } else {
+            head.extend_from_slice(&buf[..n]);
+            let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            in_body = true;
+            rest = head.split_off(end + 4);
+            head.clear();
+            &rest
+        };
         for &b in data {
             count(
                 b,
