@@ -6,6 +6,20 @@ import json
 from typing import Any
 
 
+async def serve_lifespan(scope, receive, send, state: dict[str, Any] | None = None) -> None:
+    """Answers the lifespan protocol; on startup puts `state` into the lifespan state, when
+    the server offers one."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            if state and "state" in scope:
+                scope["state"].update(state)
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 async def read_body(receive) -> tuple[bytes, list[dict[str, Any]]]:
     """The whole request body and a summary of each http.request message."""
     body = b""

@@ -8,7 +8,7 @@ Lifespan state after startup: {"name": "scope-app", "shared": []}.
 
 from __future__ import annotations
 
-from apps._util import read_body, send_json
+from apps._util import read_body, send_json, serve_lifespan
 
 
 def _plain(value):
@@ -25,15 +25,8 @@ def _plain(value):
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                scope["state"]["name"] = "scope-app"
-                scope["state"]["shared"] = []
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await serve_lifespan(scope, receive, send, {"name": "scope-app", "shared": []})
+        return
     await read_body(receive)
     state = scope.get("state")
     if scope["path"] == "/mutate":

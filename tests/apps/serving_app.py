@@ -26,7 +26,7 @@ import asyncio
 import time
 from urllib.parse import parse_qs
 
-from apps._util import read_body, send_json, send_response
+from apps._util import read_body, send_json, send_response, serve_lifespan
 
 STATS: dict = {"calls": 0, "order": []}
 EVENTS: dict[str, list] = {}
@@ -59,19 +59,9 @@ def _block(seconds: float) -> None:
     time.sleep(seconds)  # SERVING-APP-STALL: the loop thread sits here
 
 
-async def _lifespan(receive, send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        await _lifespan(receive, send)
+        await serve_lifespan(scope, receive, send)
         return
     if scope["type"] != "http":
         return

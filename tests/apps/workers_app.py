@@ -15,18 +15,13 @@ import os
 import time
 from urllib.parse import parse_qs
 
-from apps._util import send_response
+from apps._util import send_response, serve_lifespan
 
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await serve_lifespan(scope, receive, send)
+        return
     path = scope["path"]
     seconds = float(parse_qs(scope["query_string"].decode()).get("s", ["1"])[0])
     if path == "/pid":

@@ -24,22 +24,15 @@ import asyncio
 import json
 from urllib.parse import parse_qs
 
-from apps._util import send_json
+from apps._util import send_json, serve_lifespan
 
 EVENTS: list[list[str]] = []
 
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                if "state" in scope:
-                    scope["state"]["greeting"] = "hi"
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await serve_lifespan(scope, receive, send, {"greeting": "hi"})
+        return
     if scope["type"] == "http":
         await send_json(send, EVENTS)
         return
