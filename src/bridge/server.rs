@@ -22,7 +22,7 @@ use crate::engine::metrics::MetricsBlock;
 use crate::engine::ws::WsConfig;
 use crate::engine::{
     AdmissionConfig, Engine, EngineConfig, IncomingRequest, IncomingWebSocket, Listener, LogLevel,
-    Peer, TrustedProxies,
+    TrustedProxies,
 };
 
 #[pyclass(module = "ferricorn._ferricorn")]
@@ -383,11 +383,7 @@ impl Server {
     fn start_request(&mut self, py: Python<'_>, req: IncomingRequest) -> PyResult<()> {
         let scope = self.scope.build(py, &req)?;
         let access = self.access_logging.then(|| {
-            let client = match &req.client {
-                Peer::Socket(a) => format!("{}:{}", a.ip(), a.port()),
-                Peer::Forwarded(h, p) => format!("{h}:{p}"),
-                Peer::Unix => String::new(),
-            };
+            let client = req.client.address().unwrap_or_default();
             let path = match req.uri.query() {
                 Some(q) => format!(
                     "{}?{}",

@@ -79,6 +79,17 @@ pub enum Peer {
     Unix,
 }
 
+impl Peer {
+    /// `host:port` for log lines; `None` for a Unix socket.
+    pub fn address(&self) -> Option<String> {
+        match self {
+            Peer::Socket(a) => Some(format!("{}:{}", a.ip(), a.port())),
+            Peer::Forwarded(h, p) => Some(format!("{h}:{p}")),
+            Peer::Unix => None,
+        }
+    }
+}
+
 /// What the app's scope is built from: a parsed request head and who sent it.
 pub struct RequestHead {
     pub method: Method,

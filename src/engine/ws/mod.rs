@@ -97,7 +97,7 @@ pub(super) async fn handshake(
     // uvicorn's line for a handshake, on the error logger: `client - "WebSocket /path" 403`.
     let label = format!(
         "{} - \"WebSocket {}\"",
-        client_text(&head.client),
+        head.client.address().unwrap_or_else(|| "unix".to_string()),
         head.uri.to_string().escape_default()
     );
     let guard = GoneIfDropped(session.clone());
@@ -611,14 +611,6 @@ fn error_close_code(e: &yawc::WebSocketError) -> u16 {
         E::InvalidUTF8 => 1007,
         E::ConnectionClosed | E::IoError(_) => 1006,
         _ => 1002,
-    }
-}
-
-fn client_text(peer: &Peer) -> String {
-    match peer {
-        Peer::Socket(a) => format!("{}:{}", a.ip(), a.port()),
-        Peer::Forwarded(h, p) => format!("{h}:{p}"),
-        Peer::Unix => "unix".to_string(),
     }
 }
 

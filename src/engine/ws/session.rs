@@ -266,10 +266,6 @@ impl Session {
             Capacity::Wait
         }
     }
-
-    pub fn app_closed(&self) -> bool {
-        self.lock().app_closed
-    }
 }
 
 fn outgoing_len(m: &Outgoing) -> usize {
