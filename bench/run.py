@@ -11,12 +11,13 @@ across rounds with the ratios of the baseline server (ferricorn) to each other s
 table on stdout, as Markdown (``--out``, default bench/RESULTS.md) and as a chart (``--chart``,
 default docs/bench.png). Raw per-run data and logs go to bench/out/.
 
-Four scenarios are measured with ``target/release/examples/loadgen`` (bench/loadgen.rs)
+Five scenarios are measured with ``target/release/examples/loadgen`` (bench/loadgen.rs)
 instead of wrk, because wrk can neither time the events inside a response, hold connections
 idle nor speak WebSocket: ``sse-tokens`` (1,000 concurrent token streams: events/s, inter-event
-delays, peak RSS per open stream), ``sse-10k`` (the same with 10,000 streams of 40 events 50 ms
-apart) and ``idle-10k`` (10,000 idle connections: RSS per connection, latency of the requests
-served meanwhile, connections still open at the end) get their own report section;
+delays, peak RSS per open stream), ``sse-2k`` and ``sse-10k`` (the same with 2,000 and 10,000
+streams of 40 events 50 ms apart) and ``idle-10k`` (10,000 idle connections: RSS per
+connection, latency of the requests served meanwhile, connections still open at the end) get
+their own report section;
 ``ws-echo`` (100 WebSocket clients doing echo round trips for ``--duration`` seconds) joins the
 wrk tables, with messages/s in place of requests/s.
 
@@ -137,6 +138,9 @@ class Scenario:
     hold_s: float = 0.0  # idle: seconds loadgen holds the connections once all are open
     events: int = 0  # sse: events per stream (the app's ``n``)
     interval_s: float = 0.0  # sse: seconds between two events of a stream (``interval``)
+    # The hyper ceiling's flags for this scenario (examples/hyper_hello.rs), or None where
+    # there is no pure-Rust equivalent of the app to compare with.
+    ceiling: tuple[str, ...] | None = None
     # Extra command-line flags per server ("ferricorn", "granian", "uvicorn"), e.g. limits.
     server_args: dict[str, tuple[str, ...]] = field(
         default_factory=dict, hash=False, compare=False, repr=False
@@ -146,7 +150,9 @@ class Scenario:
 # sse-tokens: what each of the 1,000 streams carries (bench/apps/sse_tokens.py).
 SSE_EVENTS = 200
 SSE_INTERVAL_S = 0.01
-# sse-10k: 10,000 streams on one worker, each 40 events 50 ms apart (2 s per stream).
+# sse-2k and sse-10k: 2,000 and 10,000 streams on one worker, each 40 events 50 ms apart (2 s
+# per stream).
+SSE_2K_STREAMS = 2_000
 SSE_10K_STREAMS = 10_000
 SSE_10K_EVENTS = 40
 SSE_10K_INTERVAL_S = 0.05
@@ -194,6 +200,7 @@ SCENARIOS: dict[str, Scenario] = {
             name="hello",
             app="bench.apps.hello:app",
             summary='GET, 13-byte "Hello, world!" text body',
+            ceiling=(),
             check=expect_body(b"Hello, world!"),
         ),
         Scenario(
@@ -235,6 +242,7 @@ SCENARIOS: dict[str, Scenario] = {
             summary="GET, app awaits asyncio.sleep(0.1); 1,000 connections, ideal 10,000 req/s",
             connections=1000,
             ideal_rps=10_000.0,
+            ceiling=("--delay-ms", "100"),
             check=expect_body(b"Hello, world!"),
         ),
         Scenario(
@@ -266,6 +274,25 @@ SCENARIOS: dict[str, Scenario] = {
             interval_s=SSE_INTERVAL_S,
             ideal_rps=1000 / SSE_INTERVAL_S,
             check=expect_body(b"data: tok0\n\ndata: tok1\n\ndata: tok2\n\n"),
+            ceiling=(),
+        ),
+        Scenario(
+            name="sse-2k",
+            app="bench.apps.sse_tokens:app",
+            summary=f"{SSE_2K_STREAMS:,} concurrent text/event-stream streams on one worker,"
+            f" each {SSE_10K_EVENTS} `data:` events {SSE_10K_INTERVAL_S * 1000:g} ms apart,"
+            " measured with loadgen; ideal"
+            f" {SSE_2K_STREAMS / SSE_10K_INTERVAL_S:,.0f} events/s, target p99 inter-event"
+            f" delay <= {2 * SSE_10K_INTERVAL_S * 1000:g} ms; RSS per open stream",
+            kind="sse",
+            path="/?n=3&interval=0",  # the readiness check; the load uses load_path
+            load_path=f"/?n={SSE_10K_EVENTS}&interval={SSE_10K_INTERVAL_S}",
+            connections=SSE_2K_STREAMS,
+            events=SSE_10K_EVENTS,
+            interval_s=SSE_10K_INTERVAL_S,
+            ideal_rps=SSE_2K_STREAMS / SSE_10K_INTERVAL_S,
+            check=expect_body(b"data: tok0\n\ndata: tok1\n\ndata: tok2\n\n"),
+            ceiling=(),
         ),
         Scenario(
             name="sse-10k",
@@ -283,6 +310,7 @@ SCENARIOS: dict[str, Scenario] = {
             interval_s=SSE_10K_INTERVAL_S,
             ideal_rps=SSE_10K_STREAMS / SSE_10K_INTERVAL_S,
             check=expect_body(b"data: tok0\n\ndata: tok1\n\ndata: tok2\n\n"),
+            ceiling=(),
         ),
         Scenario(
             name="ws-echo",
@@ -386,9 +414,9 @@ def server_command(
             "--http", "httptools", "--no-access-log", "--log-level", "warning", *extra,
         ]
     if server == "hyper":
-        if scenario.name != "hello":
+        if scenario.ceiling is None:
             return None
-        return [str(hyper_binary()), "--port", str(port)]
+        return [str(hyper_binary()), "--port", str(port), *scenario.ceiling]
     raise ValueError(f"unknown server {server!r}")
 
 
@@ -406,7 +434,8 @@ def missing_requirements(servers: list[str], scenarios: list[str]) -> list[str]:
     for server in servers:
         if server in modules and importlib.util.find_spec(modules[server]) is None:
             problems.append(f"{server} is not installed in {sys.prefix}")
-        if server == "hyper" and "hello" in scenarios and not hyper_binary().exists():
+        with_ceiling = any(SCENARIOS[name].ceiling is not None for name in scenarios)
+        if server == "hyper" and with_ceiling and not hyper_binary().exists():
             problems.append(
                 f"{hyper_binary()} is missing "
                 "(cargo build --release --example hyper_hello)"
@@ -2113,7 +2142,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help=f"comma-separated, default all: {','.join(SCENARIOS)}")
     parser.add_argument("--servers", type=_csv(ALL_SERVERS), default=list(ALL_SERVERS),
                         help=f"comma-separated, default {','.join(ALL_SERVERS)}"
-                        " (hyper runs the hello scenario only)")
+                        " (hyper, the ceiling, runs hello, slow-100ms and the sse scenarios)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--duration", type=float, default=5.0,
                         help="seconds per measured wrk or ws-echo run (default 5; the"

@@ -12,31 +12,45 @@
 //! ```
 //!
 //! `--threads 1` (the default) uses tokio's current-thread runtime, matching "one worker";
-//! `--threads N` with N > 1 uses the multi-thread runtime with N workers.
+//! `--threads N` with N > 1 uses the multi-thread runtime with N workers. `--delay-ms D` waits
+//! D milliseconds (a tokio timer) before each reply: the ceiling for the `slow-100ms` scenario,
+//! which shows how much of that scenario's gap to its ideal is the load generator and the
+//! kernel rather than the server. A request whose query has `n=N&interval=S` (the
+//! `sse-tokens` app's parameters) gets N chunked `data: tokK` events S seconds apart instead:
+//! the ceiling for the token-stream scenarios. The listen backlog is 2048, as ferricorn's and
+//! uvicorn's, so that 1,000 clients connecting at once do not wait for SYN retries.
 
 use std::convert::Infallible;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body::Frame;
+use http_body_util::{Either, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 const BODY: &[u8] = b"Hello, world!";
+/// As ferricorn's and uvicorn's default `--backlog`.
+const BACKLOG: u32 = 2048;
 
-const USAGE: &str = "usage: hyper_hello [--host HOST] [--port PORT] [--threads N]";
+/// A token stream's chunks, produced as its timer fires.
+type EventStream = futures::stream::BoxStream<'static, Result<Frame<Bytes>, Infallible>>;
+type Reply = Response<Either<Full<Bytes>, StreamBody<EventStream>>>;
+
+const USAGE: &str = "usage: hyper_hello [--host HOST] [--port PORT] [--threads N] [--delay-ms D]";
 
 /// Command-line options.
 struct Options {
     host: String,
     port: u16,
     threads: usize,
+    delay: Duration,
 }
 
 /// Parses `--host`, `--port` and `--threads`, as `--flag value` or `--flag=value`.
@@ -45,6 +59,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options, String>
         host: "127.0.0.1".to_string(),
         port: 8000,
         threads: 1,
+        delay: Duration::ZERO,
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -68,6 +83,13 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options, String>
                     _ => return Err(format!("--threads: not a positive integer: {value:?}")),
                 };
             }
+            "--delay-ms" => {
+                let value = take_value(&flag, inline_value, &mut args)?;
+                let millis = value
+                    .parse::<u64>()
+                    .map_err(|_| format!("--delay-ms: not a whole number of ms: {value:?}"))?;
+                options.delay = Duration::from_millis(millis);
+            }
             _ => return Err(format!("unknown argument: {flag:?}")),
         }
     }
@@ -85,22 +107,69 @@ fn take_value(
         .ok_or_else(|| format!("{flag} needs a value"))
 }
 
-/// The whole application: the same reply to every request.
-async fn hello(_request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let mut response = Response::new(Full::new(Bytes::from_static(BODY)));
+/// The whole application: a token stream when the query asks for one, else the same reply to
+/// every request, after `delay` when it is not zero.
+async fn hello(request: Request<Incoming>, delay: Duration) -> Result<Reply, Infallible> {
+    if let Some((count, interval)) = request.uri().query().and_then(stream_parameters) {
+        let mut response = Response::new(Either::Right(StreamBody::new(events(count, interval))));
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        return Ok(response);
+    }
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let mut response = Response::new(Either::Left(Full::new(Bytes::from_static(BODY))));
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     Ok(response)
 }
 
+/// `n` and `interval` (seconds) from a query string such as `n=40&interval=0.05`.
+fn stream_parameters(query: &str) -> Option<(usize, Duration)> {
+    let (mut count, mut interval) = (None, None);
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("n", value)) => count = value.parse().ok(),
+            Some(("interval", value)) => {
+                interval = value
+                    .parse()
+                    .ok()
+                    .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            }
+            _ => {}
+        }
+    }
+    Some((count?, interval?))
+}
+
+/// `count` events `data: tokK`, the first at once and each next one `interval` later, as the
+/// Python app sends them (send, then sleep).
+fn events(count: usize, interval: Duration) -> EventStream {
+    use futures::StreamExt;
+    futures::stream::unfold(0, move |k| async move {
+        if k == count {
+            return None;
+        }
+        if k > 0 {
+            tokio::time::sleep(interval).await;
+        }
+        let chunk = Bytes::from(format!("data: tok{k}\n\n"));
+        Some((Ok(Frame::data(chunk)), k + 1))
+    })
+    .boxed()
+}
+
 /// Accepts connections forever, serving each on its own task.
 async fn serve(options: Options) -> std::io::Result<()> {
-    let listener = TcpListener::bind((options.host.as_str(), options.port)).await?;
+    let listener = listen(&options)?;
     eprintln!(
-        "hyper_hello: listening on http://{} ({} runtime thread(s))",
+        "hyper_hello: listening on http://{} ({} runtime thread(s), {} ms delay)",
         listener.local_addr()?,
-        options.threads
+        options.threads,
+        options.delay.as_millis()
     );
     let mut builder = http1::Builder::new();
     builder.keep_alive(true);
@@ -116,12 +185,29 @@ async fn serve(options: Options) -> std::io::Result<()> {
         };
         // Best effort: a failure here only costs latency.
         let _ = stream.set_nodelay(true);
-        let connection = builder.serve_connection(TokioIo::new(stream), service_fn(hello));
+        let delay = options.delay;
+        let service = service_fn(move |request| hello(request, delay));
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
         tokio::spawn(async move {
             // Errors here are clients going away mid-request (e.g. wrk stopping): not ours.
             let _ = connection.await;
         });
     }
+}
+
+/// A listener with ferricorn's backlog (tokio's `TcpListener::bind` uses 128).
+fn listen(options: &Options) -> std::io::Result<TcpListener> {
+    let address = std::net::ToSocketAddrs::to_socket_addrs(&(options.host.as_str(), options.port))?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("{}: no address", options.host)))?;
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(BACKLOG)
 }
 
 fn main() -> ExitCode {
