@@ -61,6 +61,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -1337,6 +1338,36 @@ def run_campaign(args: argparse.Namespace) -> list[Run]:
     return runs
 
 
+def app_cost_scenarios(scenarios: list[str]) -> list[str]:
+    """The scenarios whose app's own cost is measured: the CPU-bound wrk ones (not the ones
+    that sleep, where the ideal bounds the throughput)."""
+    return [n for n in scenarios if SCENARIOS[n].kind == "wrk" and not SCENARIOS[n].ideal_rps]
+
+
+def measure_app_costs(scenarios: list[str]) -> dict[str, float]:
+    """Per scenario, the app's CPU us per request called in-process (bench/appcost.py)."""
+    costs = {}
+    for name in app_cost_scenarios(scenarios):
+        scenario = SCENARIOS[name]
+        with tempfile.NamedTemporaryFile(suffix=".body") as body:
+            body.write(scenario.body)
+            body.flush()
+            command = [sys.executable, str(REPO / "bench" / "appcost.py"), scenario.app,
+                       "--method", scenario.method, "--path", scenario.path]
+            if scenario.body:
+                command += ["--body-file", body.name]
+            if scenario.content_type:
+                command += ["--content-type", scenario.content_type]
+            done = subprocess.run(command, capture_output=True, text=True, cwd=REPO,
+                                  check=False, timeout=120)
+        if done.returncode != 0:
+            print(f"[app cost] {name}: failed: {done.stderr.strip()[-300:]}", file=sys.stderr)
+            continue
+        costs[name] = json.loads(done.stdout.strip().splitlines()[-1])["us_per_request"]
+        print(f"[app cost] {name:<11} {costs[name]:6.1f} us/req in-process", file=sys.stderr)
+    return costs
+
+
 # --------------------------------------------------------------------------------------------
 # Summaries and reports
 # --------------------------------------------------------------------------------------------
@@ -1459,6 +1490,54 @@ def ratio_header(baseline: str, others: list[str]) -> list[str]:
         + [f"req/s {baseline}/{o}" for o in others]
         + [f"CPU/req {baseline}/{o}" for o in others]
     )
+
+
+APP_COST_HEADER = [
+    "scenario", "app us/req in-process", "server", "server CPU us/req", "app's share",
+    "server's own us/req", "best req/s ratio over it",
+]
+
+
+def app_cost_rows(
+    summary: dict[tuple[str, str], Summary], costs: dict[str, float], servers: list[str]
+) -> list[list[str]]:
+    """Per scenario and Python server: its CPU per request beside the app's own cost, and the
+    best ratio a server that cost nothing could reach over it (its CPU / the app's)."""
+    rows = []
+    for name, app_us in costs.items():
+        for server in servers:
+            s = summary.get((name, server))
+            if s is None or server == "hyper" or not s.cpu_us_per_request:
+                continue
+            total = s.cpu_us_per_request
+            rows.append([
+                name, f"{app_us:.1f}", server, f"{total:.1f}", f"{min(app_us / total, 1):.0%}",
+                f"{max(total - app_us, 0):.1f}", f"{total / app_us:.2f}x",
+            ])
+    return rows
+
+
+def app_cost_section(data: dict, table: Callable, prose: bool) -> list[str]:
+    """The "Server or app: which one is the bottleneck" section (empty without figures)."""
+    costs = data.get("app_costs") or {}
+    summary = summarise([Run(**r) for r in data["runs"]])
+    rows = app_cost_rows(summary, costs, data["settings"]["servers"])
+    if not rows:
+        return []
+    lines = ["## Server or app: which one is the bottleneck", ""]
+    if prose:
+        lines += [
+            "`bench/appcost.py` calls each app in-process, with no server and no socket: a"
+            " Task per call, a scope dict per call, a `receive()` that returns the whole body"
+            " and a `send()` that does nothing, on uvloop. That CPU time per request is a floor"
+            " under every server: the rest of a server's CPU per request (from the tables"
+            " above) is its own. Where the app's share is high, the app is the bottleneck and"
+            " no server can be much faster; \"best req/s ratio over it\" is what a server"
+            " that cost nothing at all would reach against that server (its CPU per request"
+            " over the app's).",
+            "",
+        ]
+    return [*lines, table(APP_COST_HEADER, rows), ""]
 
 
 LoadgenSummary = dict[tuple[str, str], dict[str, float]]
@@ -1971,6 +2050,7 @@ def write_markdown(path: Path, data: dict, chart: Path | None) -> None:
             markdown_table(ratio_header(baseline, others), wrk_ratio_rows),
             "",
         ]
+    lines += app_cost_section(data, markdown_table, prose=True)
     lines += loadgen_sections(data, markdown_table, prose=True)
     lines += robustness_sections(data, markdown_table, prose=True)
     failures = [r for r in runs if not r.ok]
@@ -2101,6 +2181,8 @@ def print_tables(data: dict) -> None:
         print()
         print(text_table(ratio_header(baseline, others), rows))
     print()
+    for line in app_cost_section(data, text_table, prose=False):
+        print(line)
     for line in loadgen_sections(data, text_table, prose=False):
         print(line)
     for line in robustness_sections(data, text_table, prose=False):
@@ -2152,6 +2234,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         " (default 1; 0: none; the sse scenarios warm up with 100 short"
                         " streams, idle-10k not)")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
+    parser.add_argument("--no-app-cost", dest="app_cost", action="store_false",
+                        help="skip measuring each app's own cost in-process (bench/appcost.py)")
     parser.add_argument("--cancel-requests", type=int, default=CANCEL_REQUESTS,
                         help=f"requests the cancel scenario opens and abandons per run (default"
                         f" {CANCEL_REQUESTS}, {CANCEL_CONCURRENCY} at a time)")
@@ -2239,8 +2323,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ferricorn bench: {len(args.scenarios)} scenario(s) x {len(args.servers)} "
               f"server(s) x {args.rounds} round(s), {args.duration:g} s each", file=sys.stderr)
         runs = run_campaign(args)
+        app_costs = measure_app_costs(args.scenarios) if args.app_cost else {}
         data = {"settings": settings, "environment": environment,
-                "runs": [asdict(r) for r in runs]}
+                "runs": [asdict(r) for r in runs], "app_costs": app_costs}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(data, indent=1) + "\n")
     print_tables(data)
