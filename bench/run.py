@@ -70,6 +70,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+ANALYSIS = REPO / "bench" / "ANALYSIS.md"
 VENV = REPO / ".venv-bench"
 OUT_DIR = REPO / "bench" / "out"
 LUA_DIR = REPO / "bench" / "lua"
@@ -2058,6 +2059,10 @@ def write_markdown(path: Path, data: dict, chart: Path | None) -> None:
         lines += ["## Failed runs", ""]
         lines += [f"- round {r.round}, {r.scenario}, {r.server}: {r.error}" for r in failures]
         lines.append("")
+    # What the tables cannot say (profiles, ceilings, manual runs) is written by hand in
+    # bench/ANALYSIS.md, so that a new run does not erase it; it names the run it refers to.
+    if ANALYSIS.exists() and path.resolve() == (REPO / "bench" / "RESULTS.md").resolve():
+        lines += [ANALYSIS.read_text().rstrip(), ""]
     if chart is not None:
         rel = os.path.relpath(chart, path.parent)
         lines += ["## Chart", "", f"![requests per second]({rel})", ""]
