@@ -85,19 +85,31 @@ impl FirstByte for tokio::net::UnixStream {
 /// A new connection costs a task and a socket until its first bytes arrive; hyper's 8 KiB
 /// read buffer is allocated only then (measured: idle connections fell from about 12 KiB
 /// to about 4 KiB of RSS each). Returns false when the connection should just be dropped:
-/// nothing within the header-read timeout, or the server is draining.
+/// nothing within the header-read timeout, or nothing within the drain grace once the
+/// server drains.
+///
+/// A connection we accepted is one the client is about to use, so draining does not drop it
+/// at once: its request may already be on the way (a rolling restart lost one that way). It
+/// gets the grace an idle keep-alive connection gets; its response then says
+/// `Connection: close`.
 async fn first_bytes<S: FirstByte>(stream: &S, shared: &Shared) -> bool {
     let mut phase = shared.phase.clone();
-    if *phase.borrow() == Phase::Draining {
-        return false;
-    }
+    let header_read = shared.config.header_read_timeout;
+    let drain_grace = header_read.min(DRAIN_GRACE);
     let stats = &shared.stats;
     stats.connections_open.fetch_add(1, Ordering::Relaxed);
-    let ready = tokio::select! {
-        r = tokio::time::timeout(shared.config.header_read_timeout, stream.first_byte()) => {
-            matches!(r, Ok(Ok(())))
+    let arrived = |r: Result<io::Result<()>, _>| matches!(r, Ok(Ok(())));
+    let ready = if *phase.borrow() == Phase::Draining {
+        arrived(tokio::time::timeout(drain_grace, stream.first_byte()).await)
+    } else {
+        let first = stream.first_byte();
+        tokio::pin!(first);
+        tokio::select! {
+            r = tokio::time::timeout(header_read, first.as_mut()) => arrived(r),
+            _ = phase.changed() => {
+                arrived(tokio::time::timeout(drain_grace, first.as_mut()).await)
+            }
         }
-        _ = phase.changed() => false,
     };
     stats.connections_open.fetch_sub(1, Ordering::Relaxed);
     ready

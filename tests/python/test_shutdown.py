@@ -93,6 +93,41 @@ def test_idle_keep_alive_connection_does_not_delay_exit(server):
     assert elapsed < 3.0, f"an idle keep-alive connection held the exit for {elapsed:.1f}s"
 
 
+def test_connection_accepted_before_the_signal_is_still_served(server):
+    # A client that connected just before the drain began sends its request a moment later
+    # (a rolling restart lost such a request once): it gets its answer, with
+    # `Connection: close`, rather than a connection closed under it.
+    srv = server.start(APP)
+    fresh = raw_connection(srv.port)
+    try:
+        time.sleep(0.3)  # accepted: the server is waiting for its first byte
+        srv.send_signal(signal.SIGTERM)
+        srv.wait_for_log("Shutting down")
+        time.sleep(0.1)
+        fresh.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        response = RawReader(fresh).read_response()
+        assert is_closed(fresh, timeout=2.0)
+    finally:
+        fresh.close()
+    assert response.status == 200
+    assert response.header("connection") == "close"
+    assert srv.wait() == 0
+
+
+def test_connection_that_never_speaks_does_not_hold_the_exit(server):
+    srv = server.start(APP)
+    silent = raw_connection(srv.port)
+    try:
+        time.sleep(0.3)
+        start = time.monotonic()
+        assert srv.stop(signal.SIGTERM) == 0
+        elapsed = time.monotonic() - start
+        assert is_closed(silent, timeout=2.0)
+    finally:
+        silent.close()
+    assert elapsed < 4.0, f"a silent connection held the exit for {elapsed:.1f}s"
+
+
 def test_second_signal_forces_exit(server):
     srv = server.start(APP)  # no graceful timeout: would wait for the 30 s request
     slow = start_slow_request(srv, 30)
