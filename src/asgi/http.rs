@@ -164,7 +164,12 @@ impl HttpCycle {
 
     /// The next message if one is ready, `None` if the app must wait.
     fn try_receive(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        if matches!(self.response, ResponseState::Complete) {
+        // A HEAD response is complete once its head is out: as for any sent response, the
+        // app learns it from `receive()` (an endless stream would otherwise never stop).
+        if matches!(
+            self.response,
+            ResponseState::Complete | ResponseState::DiscardingBody
+        ) {
             return Self::disconnect(py).map(Some);
         }
         if self.request_done {
@@ -343,7 +348,8 @@ impl HttpCycle {
         Ok(())
     }
 
-    fn error_response() -> Response {
+    /// The 500 a request gets when the app fails before answering.
+    pub(crate) fn error_response() -> Response {
         let mut headers = HeaderMap::new();
         headers.insert(
             http::header::CONTENT_TYPE,

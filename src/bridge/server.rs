@@ -19,6 +19,7 @@ use super::{seconds, Event, EventQueue};
 use crate::asgi::scope::version_text;
 use crate::asgi::{AccessInfo, Context, HttpCycle, ScopeBuilder, TrackingConfig, WebSocketCycle};
 use crate::engine::metrics::MetricsBlock;
+use crate::engine::ws::session::Decision;
 use crate::engine::ws::WsConfig;
 use crate::engine::{
     AdmissionConfig, Engine, EngineConfig, IncomingRequest, IncomingWebSocket, Listener, LogLevel,
@@ -370,7 +371,16 @@ impl Server {
         }
     }
 
+    /// Starts the app on a WebSocket; if that fails (the scope, the task), the engine is told,
+    /// so the client gets its 500 instead of waiting for a decision that never comes.
     fn start_websocket(&mut self, py: Python<'_>, ws: IncomingWebSocket) -> PyResult<()> {
+        let session = ws.session.clone();
+        self.start_websocket_task(py, ws).inspect_err(|_| {
+            session.decide(Decision::Failed);
+        })
+    }
+
+    fn start_websocket_task(&mut self, py: Python<'_>, ws: IncomingWebSocket) -> PyResult<()> {
         let scope = self.scope.build_websocket(py, &ws.head)?;
         let cycle = Py::new(py, WebSocketCycle::new(ws.session, self.ctx.clone_ref(py)))?;
         let coro = self
@@ -380,7 +390,16 @@ impl Server {
         Ok(())
     }
 
+    /// Starts the app on a request; if that fails (the scope, the task), the client gets a 500
+    /// rather than a response that never comes, and the engine frees the request.
     fn start_request(&mut self, py: Python<'_>, req: IncomingRequest) -> PyResult<()> {
+        let exchange = req.exchange.clone();
+        self.start_request_task(py, req).inspect_err(|_| {
+            exchange.respond(HttpCycle::error_response(), true);
+        })
+    }
+
+    fn start_request_task(&mut self, py: Python<'_>, req: IncomingRequest) -> PyResult<()> {
         let scope = self.scope.build(py, &req)?;
         let access = self.access_logging.then(|| {
             let client = req.client.address().unwrap_or_default();

@@ -28,7 +28,9 @@ pub(super) async fn accept_tcp(listener: TcpListener, shared: Arc<Shared>) {
                     let _ = stream.set_nodelay(true);
                     let server = stream.local_addr().map(Peer::Socket).unwrap_or(Peer::Unix);
                     let shared = shared.clone();
+                    let counted = OpenConnection::count(&shared);
                     tokio::spawn(async move {
+                        let _counted = counted;
                         if first_bytes(&stream, &shared).await {
                             serve(stream, Peer::Socket(peer), server, "http", shared).await;
                         }
@@ -49,7 +51,9 @@ pub(super) async fn accept_unix(listener: UnixListener, shared: Arc<Shared>) {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let shared = shared.clone();
+                    let counted = OpenConnection::count(&shared);
                     tokio::spawn(async move {
+                        let _counted = counted;
                         if first_bytes(&stream, &shared).await {
                             serve(stream, Peer::Unix, Peer::Unix, "http", shared).await;
                         }
@@ -59,6 +63,27 @@ pub(super) async fn accept_unix(listener: UnixListener, shared: Arc<Shared>) {
             },
             _ = phase.changed() => break,
         }
+    }
+}
+
+/// One accepted connection in `connections_open`, from the accept until its task ends (or is
+/// dropped unpolled at shutdown). Counted before the task is spawned, so that a drain that
+/// begins in between still sees it and waits for it.
+struct OpenConnection(Arc<super::Stats>);
+
+impl OpenConnection {
+    fn count(shared: &Shared) -> Self {
+        shared
+            .stats
+            .connections_open
+            .fetch_add(1, Ordering::Relaxed);
+        OpenConnection(shared.stats.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.connections_open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -96,8 +121,6 @@ async fn first_bytes<S: FirstByte>(stream: &S, shared: &Shared) -> bool {
     let mut phase = shared.phase.clone();
     let header_read = shared.config.header_read_timeout;
     let drain_grace = header_read.min(DRAIN_GRACE);
-    let stats = &shared.stats;
-    stats.connections_open.fetch_add(1, Ordering::Relaxed);
     let arrived = |r: Result<io::Result<()>, _>| matches!(r, Ok(Ok(())));
     let ready = if *phase.borrow() == Phase::Draining {
         arrived(tokio::time::timeout(drain_grace, stream.first_byte()).await)
@@ -111,7 +134,6 @@ async fn first_bytes<S: FirstByte>(stream: &S, shared: &Shared) -> bool {
             }
         }
     };
-    stats.connections_open.fetch_sub(1, Ordering::Relaxed);
     ready
 }
 
@@ -175,20 +197,43 @@ async fn accept_error(shared: &Shared, e: io::Error) {
 /// How long a draining server keeps an idle connection open for a request in flight.
 const DRAIN_GRACE: Duration = Duration::from_millis(1000);
 
+/// How long the watchdog may sleep between two looks at a connection (also its floor: a
+/// zero keep-alive timeout must not make it spin).
+const MIN_CHECK: Duration = Duration::from_millis(50);
+
 /// Activity of one connection, read by its timeout watchdog.
 ///
 /// The watchdog applies nginx's rules: a new connection must deliver a complete request
 /// head within the header-read timeout; after a response the connection may idle for the
 /// keep-alive timeout; once the first byte of the next head arrives, the header-read timeout
-/// runs again from that byte.
+/// runs again from that byte. A response still being written counts as activity, not as
+/// idle time: hyper finishes writing after it has let go of the body, and a slow reader of a
+/// large answer must not have it cut by the keep-alive timeout. A client that takes none of
+/// the bytes for the header-read timeout is given up on.
 pub(super) struct Activity {
     epoch: Instant,
     /// Milliseconds since `epoch` + 1 when the last response ended (0: none yet).
     idle_since_ms: AtomicU64,
     /// Milliseconds since `epoch` + 1 of the first byte read while idle (0: none).
     head_started_ms: AtomicU64,
+    /// Milliseconds since `epoch` + 1 since when a write has been waiting for the client to
+    /// take bytes (0: writes are not blocked).
+    write_stalled_ms: AtomicU64,
     /// Requests being served on this connection right now.
     pub(super) busy: AtomicUsize,
+}
+
+/// A connection as its watchdog sees it.
+#[derive(Debug, PartialEq)]
+enum Watch {
+    /// A request is being served: no deadline.
+    Busy,
+    /// A request head is due by this instant (fresh connection, or one byte of it arrived).
+    Head(Instant),
+    /// Idle between requests since this instant.
+    Idle(Instant),
+    /// Response bytes are waiting for the client since this instant.
+    Stalled(Instant),
 }
 
 impl Activity {
@@ -197,6 +242,7 @@ impl Activity {
             epoch: Instant::now(),
             idle_since_ms: AtomicU64::new(0),
             head_started_ms: AtomicU64::new(0),
+            write_stalled_ms: AtomicU64::new(0),
             busy: AtomicUsize::new(0),
         }
     }
@@ -215,6 +261,34 @@ impl Activity {
         }
     }
 
+    /// A write found the socket full.
+    fn write_stalled(&self) {
+        if self.write_stalled_ms.load(Ordering::Relaxed) == 0 {
+            self.write_stalled_ms
+                .store(self.now_ms() + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// A write went through. Cheap when nothing was stalled (the usual case).
+    fn write_progressed(&self) {
+        if self.write_stalled_ms.load(Ordering::Relaxed) != 0 {
+            self.write_stalled_ms.store(0, Ordering::Relaxed);
+            if self.busy.load(Ordering::Relaxed) == 0 {
+                // The answer was still going out: idle time starts now, not at its end.
+                self.idle_since_ms
+                    .store(self.now_ms() + 1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn note_write(&self, result: &Poll<io::Result<usize>>) {
+        match result {
+            Poll::Pending => self.write_stalled(),
+            Poll::Ready(Ok(_)) => self.write_progressed(),
+            Poll::Ready(Err(_)) => {}
+        }
+    }
+
     /// A request head was parsed and handed on.
     pub(super) fn request_started(&self) {
         self.busy.fetch_add(1, Ordering::Relaxed);
@@ -228,21 +302,45 @@ impl Activity {
         self.busy.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// When this connection must be closed if nothing changes, or `None` while busy.
-    fn deadline(&self, keep_alive: Duration, header_read: Duration) -> Option<Instant> {
+    fn watch(&self, header_read: Duration) -> Watch {
         if self.busy.load(Ordering::Relaxed) > 0 {
-            return None;
+            return Watch::Busy;
         }
-        let at = |ms: u64| self.epoch + Duration::from_millis(ms);
+        let at = |ms: u64| self.epoch + Duration::from_millis(ms - 1);
+        let stalled = self.write_stalled_ms.load(Ordering::Relaxed);
         let head = self.head_started_ms.load(Ordering::Relaxed);
         let idle = self.idle_since_ms.load(Ordering::Relaxed);
-        Some(if head > 0 {
-            at(head - 1) + header_read
+        if stalled > 0 {
+            Watch::Stalled(at(stalled))
+        } else if head > 0 {
+            Watch::Head(at(head) + header_read)
         } else if idle == 0 {
-            at(0) + header_read
+            Watch::Head(self.epoch + header_read)
         } else {
-            at(idle - 1) + keep_alive
-        })
+            Watch::Idle(at(idle))
+        }
+    }
+}
+
+/// When the watchdog closes a connection in state `watch`, or `None` (not while busy).
+/// Draining (since `drain_started`) shortens the waits for a next request to `drain_grace`,
+/// counted from when the connection became idle if that was later; an answer still being
+/// written is left to finish.
+fn close_at(
+    watch: Watch,
+    keep_alive: Duration,
+    header_read: Duration,
+    drain: Option<(Instant, Duration)>,
+) -> Option<Instant> {
+    let graced = |at: Instant, since: Instant| match drain {
+        Some((started, grace)) => at.min(since.max(started) + grace),
+        None => at,
+    };
+    match watch {
+        Watch::Busy => None,
+        Watch::Stalled(since) => Some(since + header_read),
+        Watch::Idle(since) => Some(graced(since + keep_alive, since)),
+        Watch::Head(at) => Some(graced(at, at - header_read)),
     }
 }
 
@@ -250,8 +348,6 @@ async fn serve<S>(stream: S, client: Peer, server: Peer, scheme: &'static str, s
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let stats = shared.stats.clone();
-    stats.connections_open.fetch_add(1, Ordering::Relaxed);
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(WatchedIo {
         inner: stream,
@@ -270,7 +366,8 @@ where
         .max_buf_size(cfg.max_header_bytes.max(8192))
         .max_header_size(cfg.max_header_bytes)
         .auto_date_header(cfg.date_header)
-        .keep_alive(true)
+        // A zero keep-alive timeout means one request per connection, said in the response.
+        .keep_alive(!cfg.keep_alive.is_zero())
         // One flat buffer per write instead of a head + body iovec: measured (A/B, 3 runs
         // each) hello 8.5 against 8.8 us of CPU per request and json 8.9 against 9.0; a 4 KiB
         // echo pays for the copy (11.0 against 10.75), small API answers are the common case.
@@ -283,12 +380,11 @@ where
     // While draining, an idle connection stays open a moment for a request the client may
     // already have sent (closing at once would lose it); responses then say
     // `Connection: close` (service.rs), so each connection ends after at most one more.
-    let drain_grace = keep_alive.min(DRAIN_GRACE);
-    let mut drain_deadline =
-        (*phase.borrow() == Phase::Draining).then(|| Instant::now() + drain_grace);
+    let drain_grace = header_read.min(DRAIN_GRACE);
+    let mut drain = (*phase.borrow() == Phase::Draining).then(|| (Instant::now(), drain_grace));
     // Re-checked at least this often; between checks the deadline is exact.
-    let check = keep_alive.min(header_read);
-    let watchdog = tokio::time::sleep(if drain_deadline.is_some() {
+    let check = keep_alive.min(header_read).max(MIN_CHECK);
+    let watchdog = tokio::time::sleep(if drain.is_some() {
         Duration::ZERO
     } else {
         check
@@ -302,36 +398,37 @@ where
                 }
                 break;
             }
-            _ = phase.changed(), if drain_deadline.is_none() => {
-                drain_deadline = Some(Instant::now() + drain_grace);
+            _ = phase.changed(), if drain.is_none() => {
+                drain = Some((Instant::now(), drain_grace));
                 watchdog.as_mut().reset(Instant::now().into());
             }
             _ = watchdog.as_mut() => {
                 let now = Instant::now();
-                let deadline = activity
-                    .deadline(keep_alive, header_read)
-                    .map(|d| drain_deadline.map_or(d, |g| d.min(g)));
-                match deadline {
+                let watch = activity.watch(header_read);
+                let stalled = matches!(watch, Watch::Stalled(_));
+                match close_at(watch, keep_alive, header_read, drain) {
                     None => watchdog.as_mut().reset((now + check).into()),
                     Some(deadline) if deadline > now => {
                         watchdog.as_mut().reset(deadline.min(now + check).into())
                     }
                     Some(_) => {
-                        // Idle past the keep-alive timeout (or the drain grace), or a head
-                        // that did not arrive in time: close without a word (RFC 9112 9.8
-                        // allows it for idle connections; a half-sent head gets no answer
-                        // worth waiting for).
-                        shared.dispatcher.log(
-                            LogLevel::Debug,
-                            "closed a connection: keep-alive, header-read or drain timeout".to_string(),
-                        );
+                        // Idle past the keep-alive timeout (or the drain grace), a head
+                        // that did not arrive in time, or a client that took no bytes of
+                        // its answer for the header-read timeout: close without a word
+                        // (RFC 9112 9.8 allows it for idle connections; the others get no
+                        // answer worth waiting for).
+                        let why = if stalled {
+                            "closed a connection: the client took no response bytes for the header-read timeout"
+                        } else {
+                            "closed a connection: keep-alive, header-read or drain timeout"
+                        };
+                        shared.dispatcher.log(LogLevel::Debug, why.to_string());
                         break;
                     }
                 }
             }
         }
     }
-    stats.connections_open.fetch_sub(1, Ordering::Relaxed);
 }
 
 fn log_connection_error(shared: &Shared, e: &hyper::Error) {
@@ -391,7 +488,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WatchedIo<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.activity.note_write(&r);
+        r
     }
 
     fn poll_write_vectored(
@@ -399,7 +498,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WatchedIo<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.activity.note_write(&r);
+        r
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -422,20 +523,24 @@ mod tests {
     const KA: Duration = Duration::from_secs(5);
     const HR: Duration = Duration::from_secs(30);
 
+    fn deadline(a: &Activity) -> Option<Instant> {
+        close_at(a.watch(HR), KA, HR, None)
+    }
+
     #[test]
     fn fresh_connection_gets_the_header_read_timeout() {
         let a = Activity::new();
-        assert_eq!(a.deadline(KA, HR), Some(a.epoch + HR));
+        assert_eq!(deadline(&a), Some(a.epoch + HR));
     }
 
     #[test]
     fn busy_connection_has_no_deadline() {
         let a = Activity::new();
         a.request_started();
-        assert_eq!(a.deadline(KA, HR), None);
+        assert_eq!(deadline(&a), None);
         a.bytes_read();
         assert_eq!(
-            a.deadline(KA, HR),
+            deadline(&a),
             None,
             "pipelined bytes while busy start no clock"
         );
@@ -446,15 +551,70 @@ mod tests {
         let a = Activity::new();
         a.request_started();
         a.request_ended();
-        let idle = a.deadline(KA, HR).unwrap();
+        let idle = deadline(&a).unwrap();
         assert!(idle <= Instant::now() + KA && idle > Instant::now() + KA / 2);
         a.bytes_read();
-        let head = a.deadline(KA, HR).unwrap();
+        let head = deadline(&a).unwrap();
         assert!(
             head > Instant::now() + HR / 2,
             "a started head gets the header-read timeout"
         );
         a.request_started();
-        assert_eq!(a.deadline(KA, HR), None);
+        assert_eq!(deadline(&a), None);
+    }
+
+    #[test]
+    fn an_answer_still_being_written_is_not_idle_time() {
+        let a = Activity::new();
+        a.request_started();
+        a.request_ended(); // hyper let go of the body; its bytes are still going out
+        a.note_write(&Poll::Pending);
+        let stalled = deadline(&a).unwrap();
+        assert!(
+            stalled > Instant::now() + HR / 2,
+            "a stalled write gets the header-read timeout, not keep-alive"
+        );
+        a.note_write(&Poll::Ready(Ok(1000)));
+        let idle = deadline(&a).unwrap();
+        assert!(idle <= Instant::now() + KA && idle > Instant::now() + KA / 2);
+        assert!(matches!(a.watch(HR), Watch::Idle(_)));
+    }
+
+    #[test]
+    fn writes_that_never_stall_cost_no_clock_reads() {
+        let a = Activity::new();
+        a.request_started();
+        a.request_ended();
+        let before = a.idle_since_ms.load(Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(5));
+        a.note_write(&Poll::Ready(Ok(10)));
+        assert_eq!(a.idle_since_ms.load(Ordering::Relaxed), before);
+    }
+
+    #[test]
+    fn draining_shortens_idle_waits_from_when_they_began_but_not_a_stalled_answer() {
+        let now = Instant::now();
+        let grace = Duration::from_secs(1);
+        let drain = Some((now, grace));
+        // Idle since before the drain: the grace counts from the drain.
+        let early = now - Duration::from_secs(2);
+        assert_eq!(
+            close_at(Watch::Idle(early), KA, HR, drain),
+            Some(now + grace)
+        );
+        // Idle only since after the drain began: the grace counts from then.
+        let later = now + Duration::from_secs(3);
+        assert_eq!(
+            close_at(Watch::Idle(later), KA, HR, drain),
+            Some(later + grace)
+        );
+        // A fresh connection's head: the same grace.
+        assert_eq!(
+            close_at(Watch::Head(now + HR), KA, HR, drain),
+            Some(now + grace)
+        );
+        // An answer the client is still taking is not cut by the drain.
+        assert_eq!(close_at(Watch::Stalled(now), KA, HR, drain), Some(now + HR));
+        assert_eq!(close_at(Watch::Busy, KA, HR, drain), None);
     }
 }

@@ -7,7 +7,9 @@
     /echo             the request body back, with x-body-messages = number of http.request
                       messages and x-last-more-body = more_body of the last one
     /digest           JSON: length and sha256 of the request body, and the messages seen
-    /big              a 1 MB response body in one message
+    /big              a 1 MiB response body in one message (query: mib=<int> MiB instead)
+    /endless          a body chunk every 50 ms until receive() says http.disconnect, then
+                      "ENDLESS-STOPPED" on stderr
     /anything         "ok"
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sys
 from urllib.parse import parse_qs
 
 from apps._util import read_body, send_json, send_response
@@ -55,7 +58,26 @@ async def app(scope, receive, send):
             "messages": messages,
         })
     elif path == "/big":
-        await send_response(send, 200, bytes(range(256)) * 4096,
+        mib = int(query.get("mib", ["1"])[0])
+        await send_response(send, 200, bytes(range(256)) * 4096 * mib,
                             content_type=b"application/octet-stream")
+    elif path == "/endless":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
+        disconnected = asyncio.ensure_future(wait_for_disconnect(receive))
+        while not disconnected.done():
+            try:
+                await send({"type": "http.response.body", "body": b"tick\n",
+                            "more_body": True})
+            except OSError:  # the client left (ASGI 2.4): the same ending
+                break
+            await asyncio.sleep(0.05)
+        disconnected.cancel()
+        print("ENDLESS-STOPPED", file=sys.stderr, flush=True)
     else:
         await send_response(send, 200, b"ok")
+
+
+async def wait_for_disconnect(receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

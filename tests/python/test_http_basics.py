@@ -143,6 +143,32 @@ def test_head_of_streamed_response_has_no_body(basic):
     assert nxt.status == 200 and nxt.body == b"Hello, world!"
 
 
+def test_head_of_an_endless_stream_tells_the_app_it_is_over(server):
+    # Once a HEAD response's head is out the response is complete, and `receive()` says
+    # http.disconnect (as after any sent response); an endless stream stops instead of
+    # holding its task and its slot forever.
+    srv = server.start(APP)
+    with raw_connection(srv.port) as sock:
+        sock.sendall(request("/endless", "HEAD"))
+        head = RawReader(sock).read_response("HEAD")
+        assert head.status == 200
+        srv.wait_for_log("ENDLESS-STOPPED", timeout=5)
+        # The connection is still good for the next request.
+        sock.sendall(request("/"))
+        assert RawReader(sock).read_response().body == b"Hello, world!"
+
+
+def test_get_of_an_endless_stream_runs_until_the_client_leaves(server):
+    srv = server.start(APP)
+    with raw_connection(srv.port) as sock:
+        sock.sendall(request("/endless"))
+        reader = RawReader(sock)
+        assert reader.read_until(b"tick\n")
+        time.sleep(0.3)
+        assert "ENDLESS-STOPPED" not in srv.logs()
+    srv.wait_for_log("ENDLESS-STOPPED", timeout=5)
+
+
 @pytest.mark.parametrize("status", [204, 304])
 def test_no_body_statuses(basic, status):
     """204 and 304 carry no body and no chunked framing; the next pipelined response follows

@@ -7,6 +7,7 @@ Served apps: tests/apps/basic.py and tests/apps/lifespan_app.py (/sleep).
 
 from __future__ import annotations
 
+import socket
 import time
 
 from conftest import RawReader, http_client, is_closed, raw_connection, recv_until_closed
@@ -123,6 +124,51 @@ def test_keep_alive_timeout_does_not_cut_a_reused_connection(server):
             sock.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
             assert reader.read_response().body == b"Hello, world!"
             time.sleep(0.5)  # pacing below the timeout; not an assertion
+
+
+def test_keep_alive_timeout_does_not_cut_a_large_answer_read_slowly(server):
+    # hyper lets go of a one-message body before the socket has taken it all: the bytes
+    # still going out are not idle time, so a slow reader gets the whole answer.
+    srv = server.start(BASIC, "--timeout-keep-alive", "1")
+    size = 32 * 1024 * 1024
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", srv.port))
+    with sock:
+        sock.sendall(b"GET /big?mib=32 HTTP/1.1\r\nHost: test\r\n\r\n")
+        time.sleep(2.5)  # the server's writes stall on the full socket meanwhile
+        response = RawReader(sock).read_response()
+    assert response.status == 200
+    assert len(response.body) == size, f"got {len(response.body)} of {size} bytes"
+
+
+def test_client_that_takes_no_bytes_is_dropped_after_header_read_timeout(server):
+    srv = server.start(BASIC, "--timeout-keep-alive", "1", "--timeout-header-read", "1")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", srv.port))
+    with sock:
+        sock.sendall(b"GET /big?mib=32 HTTP/1.1\r\nHost: test\r\n\r\n")
+        time.sleep(4.0)  # reads nothing: the server gives up after about 1 s of no progress
+        try:
+            received = len(recv_until_closed(sock, timeout=10.0))
+        except ConnectionResetError:
+            received = -1
+    assert received < 32 * 1024 * 1024, "a client that read nothing got the whole answer"
+    assert_serves(srv)
+
+
+def test_zero_keep_alive_answers_once_and_closes(server):
+    srv = server.start(BASIC, "--timeout-keep-alive", "0")
+    with raw_connection(srv.port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        response = RawReader(sock).read_response()
+        assert response.status == 200
+        assert response.header("connection") == "close"
+        assert is_closed(sock, timeout=2.0)
+    assert_serves(srv)
 
 
 def test_incomplete_head_dropped_after_header_read_timeout(server):
