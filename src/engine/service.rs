@@ -123,7 +123,14 @@ impl RequestService {
                 if let Some(line) = shared.admission.note_rejection(why) {
                     shared.dispatcher.log(LogLevel::Warning, line);
                 }
-                return service_unavailable(shared.config.retry_after);
+                let mut response = service_unavailable(shared.config.retry_after);
+                if stats.draining.load(Ordering::Relaxed) {
+                    // As every answer while draining: the client reconnects elsewhere.
+                    response
+                        .headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                return response;
             }
         };
         if let Some(ws_config) = &shared.config.websocket {

@@ -114,6 +114,26 @@ def test_connection_accepted_before_the_signal_is_still_served(server):
     assert srv.wait() == 0
 
 
+def test_overload_answer_while_draining_closes_the_connection(server):
+    srv = server.start(APP, "--limit-concurrency", "1")
+    slow = start_slow_request(srv, 2)  # holds the only slot
+    other = raw_connection(srv.port)
+    try:
+        time.sleep(0.3)
+        srv.send_signal(signal.SIGTERM)
+        srv.wait_for_log("Shutting down")
+        other.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        rejected = RawReader(other).read_response()
+        assert is_closed(other, timeout=2.0)
+        assert RawReader(slow).read_response().status == 200
+    finally:
+        other.close()
+        slow.close()
+    assert rejected.status == 503
+    assert rejected.header("connection") == "close"
+    assert srv.wait() == 0
+
+
 def test_connection_that_never_speaks_does_not_hold_the_exit(server):
     srv = server.start(APP)
     silent = raw_connection(srv.port)
