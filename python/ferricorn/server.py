@@ -53,7 +53,7 @@ async def _run_app(app: Any, scope: dict, cycle: Any) -> None:
                      scope["path"])
     except BaseException as exc:  # noqa: BLE001 - any app failure must be settled by the cycle
         client_gone = cycle.app_failed()
-        if client_gone and isinstance(exc, OSError):
+        if client_gone and _caused_by_os_error(exc):
             logger.debug("Request ended: the client disconnected (%s)", exc)
         else:
             logger.error("Exception in ASGI application\n", exc_info=exc)
@@ -61,6 +61,19 @@ async def _run_app(app: Any, scope: dict, cycle: Any) -> None:
         problem = cycle.app_returned()
         if problem:
             logger.error(problem)
+
+
+def _caused_by_os_error(exc: BaseException) -> bool:
+    """Whether `exc` is, or was raised while handling, an OSError: frameworks turn the
+    client-gone OSError of `send()` into their own exception (Starlette's ClientDisconnect),
+    which is then no app failure worth a traceback."""
+    seen = 0
+    cause: BaseException | None = exc
+    while cause is not None and seen < 8:
+        if isinstance(cause, OSError):
+            return True
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return False
 
 
 def engine_settings(config: Config) -> dict[str, Any]:

@@ -98,7 +98,9 @@ enum ResponseState {
     Pending,
     Started(ResponseHead),
     Streaming,
-    /// HEAD: the head went out; further body messages are accepted and dropped.
+    /// HEAD: the head went out and the response is over; a further body message gets the
+    /// client-gone `OSError` (nobody will read it: an endless stream stops, as it would for a
+    /// client that left), the final `more_body=False` one is accepted.
     DiscardingBody,
     Complete,
 }
@@ -295,10 +297,10 @@ impl HttpCycle {
             ResponseState::DiscardingBody => {
                 if more {
                     this.response = ResponseState::DiscardingBody;
-                } else {
-                    drop(this);
-                    Self::finished(slf)?;
+                    return Err(head_body_error());
                 }
+                drop(this);
+                Self::finished(slf)?;
                 Ok(done)
             }
         }
@@ -400,7 +402,8 @@ impl HttpCycle {
             return Ok(None);
         }
         let problem = match state {
-            ResponseState::Complete => return Ok(None),
+            // A HEAD response is complete once its head is out.
+            ResponseState::Complete | ResponseState::DiscardingBody => return Ok(None),
             ResponseState::Pending | ResponseState::Started(_) if this.timed_out => {
                 this.status = 504;
                 this.exchange.respond(Self::timeout_response(), true);
@@ -411,7 +414,7 @@ impl HttpCycle {
                 this.exchange.respond(Self::error_response(), true);
                 "ASGI callable returned without sending a response."
             }
-            ResponseState::Streaming | ResponseState::DiscardingBody => {
+            ResponseState::Streaming => {
                 this.exchange.abort();
                 "ASGI callable returned without completing the response."
             }
@@ -541,6 +544,10 @@ pub(crate) fn parse_headers(msg: &Bound<'_, PyDict>) -> PyResult<HeaderMap> {
     Ok(headers)
 }
 
+fn head_body_error() -> PyErr {
+    PyOSError::new_err("the response to this HEAD request is complete; its body is not sent")
+}
+
 fn client_gone_error() -> PyErr {
     PyOSError::new_err("the client disconnected; the response can no longer be sent")
 }
@@ -626,7 +633,12 @@ impl HttpCycle {
     /// Called by the runner when the app raised; returns whether the client had already
     /// gone (then an `OSError` from `send()` is expected and not worth a traceback).
     fn app_failed(slf: &Bound<'_, Self>) -> PyResult<bool> {
-        let gone = slf.borrow().exchange.is_client_gone();
+        let gone = {
+            let this = slf.borrow();
+            // After a HEAD response, an app stopped by the OSError of a body send ended as
+            // if its client had left.
+            this.exchange.is_client_gone() || matches!(this.response, ResponseState::DiscardingBody)
+        };
         let result = Self::conclude(slf, true);
         Self::ended(slf);
         result.map(|_| gone)

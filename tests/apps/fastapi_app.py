@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
@@ -35,3 +36,17 @@ async def stream():
             await asyncio.sleep(0.01)
 
     return StreamingResponse(numbers(), media_type="text/plain")
+
+
+@app.api_route("/ticks", methods=["GET", "HEAD"])
+async def ticks():
+    """An endless stream (an event feed): says TICKS-STOPPED on stderr when it is stopped."""
+    async def forever():
+        try:
+            while True:
+                yield "tick\n"
+                await asyncio.sleep(0.05)
+        finally:
+            print("TICKS-STOPPED", file=sys.stderr, flush=True)
+
+    return StreamingResponse(forever(), media_type="text/plain")

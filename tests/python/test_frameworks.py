@@ -5,8 +5,10 @@ Served apps: tests/apps/fastapi_app.py and tests/apps/starlette_app.py.
 
 from __future__ import annotations
 
+import socket
+
 import pytest
-from conftest import http_client
+from conftest import RawReader, http_client, raw_connection
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +54,29 @@ def test_fastapi_streaming_response(fastapi_server):
             assert response.headers.get("transfer-encoding") == "chunked"
             text = "".join(response.iter_text())
     assert text == "".join(f"line {i}\n" for i in range(5))
+
+
+def test_fastapi_endless_stream_stops_after_a_head_response(server):
+    srv = server.start("apps.fastapi_app:app")
+    with raw_connection(srv.port) as sock:
+        sock.sendall(b"HEAD /ticks HTTP/1.1\r\nHost: test\r\n\r\n")
+        head = RawReader(sock).read_response("HEAD")
+        assert head.status == 200
+        assert head.header("content-type").startswith("text/plain")
+        logs = srv.wait_for_log("TICKS-STOPPED", timeout=5)
+    assert "Exception in ASGI application" not in logs, logs
+
+
+def test_fastapi_endless_stream_stops_quietly_when_the_client_leaves(server):
+    srv = server.start("apps.fastapi_app:app")
+    sock = raw_connection(srv.port)
+    with sock:
+        sock.sendall(b"GET /ticks HTTP/1.1\r\nHost: test\r\n\r\n")
+        RawReader(sock).read_until(b"tick\n")
+        sock.shutdown(socket.SHUT_RDWR)
+    logs = srv.wait_for_log("TICKS-STOPPED", timeout=5)
+    assert "Exception in ASGI application" not in logs, logs
+    assert "Traceback" not in logs, logs
 
 
 def test_fastapi_openapi_and_404(fastapi_server):
