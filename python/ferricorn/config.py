@@ -10,7 +10,9 @@ app, and binds the listening socket.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import socket
 import sys
 from collections.abc import Callable
@@ -31,22 +33,59 @@ DEFAULT_MAX_HEAD_BYTES = 65536
 
 
 def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = int(text)  # ValueError -> argparse says "invalid int value"
+    def check(value: float) -> None:
         if value < low or (high is not None and value > high):
             bound = f"between {low} and {high}" if high is not None else f"at least {low}"
             raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+
+    def parse(text: str) -> int:
+        value = int(text)  # ValueError -> argparse says "invalid int value"
+        check(value)
         return value
 
     parse.__name__ = "int"
+    parse.check = check  # type: ignore[attr-defined]  # for numbers given to Config/run()
     return parse
+
+
+def _seconds(positive: bool = False) -> Callable[[str], float]:
+    """Seconds as a float: at least 0 (or above 0), checked before anything starts."""
+
+    def check(value: float) -> None:
+        if value != value or value < 0 or (positive and value == 0):  # NaN fails too
+            raise argparse.ArgumentTypeError(
+                f"must be {'more than' if positive else 'at least'} 0 seconds, got {value}")
+
+    def parse(text: str) -> float:
+        value = float(text)  # ValueError -> "invalid float value"
+        check(value)
+        return value
+
+    parse.__name__ = "float"
+    parse.check = check  # type: ignore[attr-defined]
+    return parse
+
+
+def _log_level(text: str) -> str | int:
+    """A level name, or a number (as `run(log_level=logging.DEBUG)` hands it to workers)."""
+    text = text.strip()
+    return int(text) if text.isdigit() else text.lower()
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def _header(text: str) -> tuple[str, str]:
     name, sep, value = text.partition(":")
-    if not sep or not name.strip():
+    name, value = name.strip(), value.strip()
+    if not sep or not name:
         raise argparse.ArgumentTypeError(f"expected 'Name: value', got {text!r}")
-    return name.strip(), value.strip()
+    if not _TOKEN.fullmatch(name):
+        raise argparse.ArgumentTypeError(f"not a valid header name: {name!r}")
+    if not value.isascii() or any(c < " " and c != "\t" or c == "\x7f" for c in value):
+        raise argparse.ArgumentTypeError(
+            f"header values must be printable ASCII, got {value!r} for {name!r}")
+    return name, value
 
 
 def _bool(text: str) -> bool:
@@ -96,7 +135,7 @@ class Option:
             except ValueError:
                 kind = getattr(self.parse, "__name__", "")
                 raise ValueError(f"invalid {kind} value: {text!r}") from None
-        if self.choices and value not in self.choices:
+        if self.choices and isinstance(value, str) and value not in self.choices:
             raise ValueError(f"expected one of {', '.join(self.choices)}, got {text!r}")
         return value
 
@@ -133,7 +172,7 @@ OPTIONS: tuple[Option, ...] = (
            metavar="PATH"),
     Option("log_config", None, "Logging configuration file (.json, .yaml, .yml or .ini).", _L,
            metavar="PATH"),
-    Option("log_level", None, "Log level [default: info].", _L, str.lower,
+    Option("log_level", None, "Log level [default: info].", _L, _log_level,
            choices=tuple(LOG_LEVELS)),
     Option("access_log", True, "Log one line per request.", _L, flag=True),
     Option("use_colors", None, "Colored log output [default: when writing to a terminal].",
@@ -156,9 +195,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("ws_max_queue", 32, "WebSocket messages read ahead of the app; past it the socket "
            "is not read (backpressure).", _W, _int_in(1), metavar="N"),
     Option("ws_ping_interval", 20.0, "Seconds between keepalive pings; 0 turns them off.", _W,
-           float, metavar="SECONDS"),
+           _seconds(), metavar="SECONDS"),
     Option("ws_ping_timeout", 20.0, "Seconds to wait for any frame after a ping before "
-           "closing with 1011; 0 waits forever.", _W, float, metavar="SECONDS"),
+           "closing with 1011; 0 waits forever.", _W, _seconds(), metavar="SECONDS"),
     Option("ws_per_message_deflate", True, "Accept permessage-deflate compression (RFC 7692) "
            "when the client offers it.",
            _W, flag=True),
@@ -168,14 +207,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("limit_queue", 0, "Requests past --limit-concurrency that wait, first in first out, "
            "for a free slot instead of a 503.", _T, _int_in(0), metavar="N"),
     Option("timeout_queue", None, "Seconds a queued request may wait before it gets a 503 "
-           "[default: no limit].", _T, float, metavar="SECONDS"),
+           "[default: no limit].", _T, _seconds(), metavar="SECONDS"),
     Option("cancel_on_disconnect", False, "Cancel the app's task (CancelledError) when the "
            "client leaves before the response is complete.", _T, flag=True),
     Option("timeout_request", None, "Cancel a request that has not finished in this many "
-           "seconds: 504 if nothing was sent, else the connection is cut.", _T, float,
-           metavar="SECONDS"),
+           "seconds: 504 if nothing was sent, else the connection is cut.", _T,
+           _seconds(positive=True), metavar="SECONDS"),
     Option("blocked_loop_warning", 1.0, "Warn, with the Python stack, when the event loop is "
-           "blocked this many seconds; 0 turns it off.", _T, float, metavar="SECONDS"),
+           "blocked this many seconds; 0 turns it off.", _T, _seconds(), metavar="SECONDS"),
     Option("metrics_port", None, "Serve Prometheus metrics (all workers together) at /metrics "
            "on this port.", _T, _int_in(0, 65535), metavar="PORT"),
     Option("metrics_host", "127.0.0.1", "Address for --metrics-port.", _T, metavar="HOST"),
@@ -186,7 +225,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("timeout_graceful_shutdown", None, "Seconds to wait for open requests on shutdown "
            "[default: no limit].", _T, _int_in(0), metavar="SECONDS"),
     Option("timeout_header_read", 30.0, "Seconds a client has to send a complete request "
-           "head.", _T, float, metavar="SECONDS"),
+           "head.", _T, _seconds(positive=True), metavar="SECONDS"),
     Option("workers", None, "Worker processes [default: $WEB_CONCURRENCY or 1].", _P,
            _int_in(1), metavar="N"),
     Option("reload", False, "Restart the worker when files change (development).", _P,
@@ -199,14 +238,14 @@ OPTIONS: tuple[Option, ...] = (
            ".py[cod], .sw.*, ~*]; repeatable.", _P, metavar="GLOB", multiple=True,
            cli_name="reload_exclude"),
     Option("reload_delay", 0.25, "Seconds to wait for more changes before reloading.", _P,
-           float, metavar="SECONDS"),
+           _seconds(), metavar="SECONDS"),
     Option("limit_max_requests", None, "Replace a worker after it served this many requests.",
            _P, _int_in(1), metavar="N"),
     Option("limit_max_requests_jitter", 0, "Add up to this many requests to each worker's "
            "--limit-max-requests, so workers do not restart together.", _P, _int_in(0),
            metavar="N"),
     Option("timeout_worker_healthcheck", 5.0, "Replace a worker whose event loop has not "
-           "answered for this many seconds.", _P, float, metavar="SECONDS"),
+           "answered for this many seconds.", _P, _seconds(), metavar="SECONDS"),
     Option("pid_file", None, "Write the server's process id to this file.", _P,
            metavar="PATH"),
     Option("engine_threads", 0, "Threads of the Rust I/O engine; 0 runs it on the event-loop "
@@ -262,6 +301,9 @@ class Config:
             return ",".join(value)
         if isinstance(value, str) and (opt.flag or opt.parse is not str):
             return opt.from_text(value)
+        check = getattr(opt.parse, "check", None)
+        if check is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+            check(value)
         if opt.choices and value is not None and value not in opt.choices:
             raise ValueError(f"expected one of {', '.join(opt.choices)}, got {value!r}")
         return value
@@ -305,12 +347,21 @@ class Config:
         )
 
     def worker_env(self) -> dict[str, str]:
-        """FERRICORN_<NAME> variables that give a worker process this configuration (the
-        options that differ from their defaults, less the supervisor's own)."""
+        """FERRICORN_<NAME> variables that give a worker process this configuration: every
+        option that is set (less the supervisor's own), defaults included, so that a
+        FERRICORN_* variable the supervisor inherited cannot override what it was given."""
         env = {}
         for opt in OPTIONS:
             value = getattr(self, opt.name, None)
-            if opt.name in SUPERVISOR_ONLY or value == opt.default or isinstance(value, dict):
+            if opt.name in SUPERVISOR_ONLY or value is None or value == []:
+                continue
+            if isinstance(value, dict):  # a log_config dict travels as JSON
+                try:
+                    env[opt.env] = json.dumps(value)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(
+                        f"{opt.name}: a dict given to workers must be JSON-serialisable"
+                        f" ({exc}); use a .json/.yaml/.ini file instead") from None
                 continue
             env[opt.env] = _to_text(value)
         return env
@@ -350,9 +401,11 @@ class Config:
         elif isinstance(source, dict):
             if source:
                 _apply_dict(source, self.use_colors)
+        elif str(source).lstrip().startswith("{"):  # a dict handed to a worker as JSON
+            parsed = json.loads(source)
+            if parsed:
+                _apply_dict(parsed, self.use_colors)
         elif str(source).endswith(".json"):
-            import json
-
             with open(source, encoding="utf-8") as fh:
                 _apply_dict(json.load(fh), self.use_colors)
         elif str(source).endswith((".yaml", ".yml")):

@@ -108,6 +108,12 @@ def test_version_line():
         (["--port", "70000", "main:app"], "argument --port"),
         (["--loop", "foo", "main:app"], "argument --loop: invalid choice: 'foo'"),
         (["--header", "no-colon", "main:app"], "argument --header"),
+        (["--header", "X-Team: caf\u00e9", "main:app"], "printable ASCII"),
+        (["--header", "Bad Name: x", "main:app"], "not a valid header name"),
+        (["--timeout-request", "0", "main:app"], "must be more than 0 seconds"),
+        (["--timeout-header-read", "-1", "main:app"], "must be more than 0 seconds"),
+        (["--blocked-loop-warning", "-1", "main:app"], "must be at least 0 seconds"),
+        (["--timeout-queue", "nan", "main:app"], "must be at least 0 seconds"),
         ([], "APP"),
     ],
 )
@@ -243,6 +249,33 @@ def test_config_coerces_and_validates():
         Config("m:a", loop="tokio")
     with pytest.raises(ValueError, match="port"):
         Config("m:a", port="http")
+
+
+def test_numbers_given_to_config_are_range_checked():
+    with pytest.raises(ValueError, match="timeout_request: must be more than 0 seconds"):
+        Config("m:a", timeout_request=0)
+    with pytest.raises(ValueError, match="ws_ping_interval: must be at least 0 seconds"):
+        Config("m:a", ws_ping_interval=-5)
+    with pytest.raises(ValueError, match="workers: must be at least 1"):
+        Config("m:a", workers=0)
+    assert Config("m:a", timeout_keep_alive=0).timeout_keep_alive == 0
+
+
+def test_worker_env_carries_every_set_option_faithfully():
+    config = Config("m:a", workers=2, log_level=logging.DEBUG, access_log=True,
+                    log_config={"version": 1, "disable_existing_loggers": False})
+    env = config.worker_env()
+    # Defaults travel too, so an inherited FERRICORN_ACCESS_LOG=false cannot win.
+    assert env["FERRICORN_ACCESS_LOG"] == "true"
+    assert "FERRICORN_WORKERS" not in env  # the supervisor's own
+    # What a worker reads back is what the supervisor was given.
+    worker = Config("m:a", **{
+        opt.name: env[opt.env] for opt in OPTIONS if opt.env in env
+    })
+    assert worker.log_level_number == logging.DEBUG
+    assert json.loads(worker.log_config) == config.log_config
+    with pytest.raises(ValueError, match="JSON-serialisable"):
+        Config("m:a", workers=2, log_config={"version": 1, "x": object()}).worker_env()
 
 
 def test_forwarded_allow_ips(monkeypatch):
