@@ -304,7 +304,32 @@ fn close_code_and_reason(msg: &Bound<'_, PyDict>) -> PyResult<(u16, String)> {
             ))
         })?,
     };
-    Ok((code, reason))
+    if !sendable_close_code(code) {
+        return Err(PyRuntimeError::new_err(format!(
+            "ASGI 'websocket.close' code must be 1000-1003, 1007-1014 or 3000-4999, got {code}."
+        )));
+    }
+    Ok((code, truncate_reason(reason)))
+}
+
+/// Close codes an endpoint may send (RFC 6455 7.4, IANA registry): 1004-1006 and 1015 are
+/// reserved for reporting, never sent; below 1000 and from 5000 on are not codes.
+fn sendable_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// A close frame's payload is at most 125 bytes: 2 for the code, 123 for the reason, which
+/// is cut at a character boundary rather than making the frame invalid.
+fn truncate_reason(mut reason: String) -> String {
+    const MAX: usize = 123;
+    if reason.len() > MAX {
+        let mut end = MAX;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+    reason
 }
 
 fn gone_error() -> PyErr {
@@ -369,5 +394,29 @@ impl WebSocketCycle {
         let gone = self.session.is_finished();
         self.conclude(true);
         gone
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{sendable_close_code, truncate_reason};
+
+    #[test]
+    fn only_sendable_close_codes_pass() {
+        for ok in [1000, 1001, 1003, 1007, 1011, 1014, 3000, 4000, 4999] {
+            assert!(sendable_close_code(ok), "{ok}");
+        }
+        for bad in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
+            assert!(!sendable_close_code(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn long_reasons_are_cut_at_a_character_boundary() {
+        assert_eq!(truncate_reason("bye".into()), "bye");
+        let long = "\u{e9}".repeat(100); // 200 bytes, 2 per character
+        let cut = truncate_reason(long);
+        assert_eq!(cut.len(), 122);
+        assert!(cut.chars().all(|c| c == '\u{e9}'));
     }
 }

@@ -84,7 +84,14 @@ async def app(scope, receive, send):
         await send({"type": "websocket.send", "text": json.dumps(shown)})
         await receive()
     elif path == "/close":
-        await send({"type": "websocket.close", "code": 4001, "reason": "bye"})
+        query = dict(p.split("=", 1) for p in scope["query_string"].decode().split("&") if p)
+        code = int(query.get("code", "4001"))
+        reason = "bye" * int(query.get("repeat", "1"))
+        try:
+            await send({"type": "websocket.close", "code": code, "reason": reason})
+        except RuntimeError as exc:
+            EVENTS.append(["close-refused", str(exc)])
+            raise
         message = await receive()
         EVENTS.append(["close-then-receive", message["type"]])
     elif path == "/return":

@@ -246,6 +246,32 @@ def test_app_close_code_and_reason(server):
     assert wait_event(srv, "close-then-receive") == "websocket.disconnect"
 
 
+def test_app_close_reason_over_123_bytes_is_cut_not_sent_invalid(server):
+    srv = server.start(APP)
+
+    async def main():
+        async with connect(url(srv, "/close?repeat=60")) as ws:  # 180 bytes of reason
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+            return info.value.rcvd
+    rcvd = run(main())
+    assert rcvd.code == 4001
+    assert rcvd.reason == ("bye" * 60)[:123]
+
+
+@pytest.mark.parametrize("code", [1005, 1006, 999, 5000])
+def test_app_close_with_a_reserved_code_is_refused(server, code):
+    srv = server.start(APP)
+
+    async def main():
+        async with connect(url(srv, f"/close?code={code}")) as ws:
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+            return info.value.rcvd.code
+    assert run(main()) == 1011  # the app's send() raised: it failed
+    assert f"got {code}" in wait_event(srv, "close-refused")
+
+
 @pytest.mark.parametrize("path,code", [("/return", 1000), ("/raise", 1011)])
 def test_app_that_ends_without_closing(server, path, code):
     srv = server.start(APP)
