@@ -168,7 +168,8 @@ OPTIONS: tuple[Option, ...] = (
            choices=("auto", "asyncio", "uvloop")),
     Option("env_file", None, "Load environment variables from this .env file.", _A,
            metavar="PATH"),
-    Option("root_path", "", "ASGI root_path, for apps served below a URL prefix.", _A,
+    Option("root_path", "", "ASGI root_path, for apps served below a URL prefix by a proxy "
+           "that strips it; prepended to path and raw_path, as uvicorn does.", _A,
            metavar="PATH"),
     Option("log_config", None, "Logging configuration file (.json, .yaml, .yml or .ini).", _L,
            metavar="PATH"),

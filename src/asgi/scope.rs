@@ -24,6 +24,9 @@ const CLIENT_CACHE_LIMIT: usize = 4096;
 
 pub struct ScopeBuilder {
     template: Py<PyDict>,
+    /// `--root-path`, prepended to `path` and `raw_path` as uvicorn does: behind a proxy that
+    /// strips the prefix, the app still sees (and builds URLs from) the full path.
+    root_path: String,
     state: Option<Py<PyDict>>,
     header_names: HashMap<HeaderName, Py<PyBytes>>,
     /// The scope's `server` for the last local address seen (usually the only one).
@@ -77,6 +80,7 @@ impl ScopeBuilder {
         };
         Ok(ScopeBuilder {
             template: template.unbind(),
+            root_path: root_path.to_string(),
             state,
             header_names: HashMap::new(),
             last_server: None,
@@ -106,14 +110,20 @@ impl ScopeBuilder {
         scope.set_item(intern!(py, "method"), method_str(py, method))?;
         scope.set_item(intern!(py, "scheme"), scheme_str(py, scheme))?;
         let raw_path = uri.path();
-        scope.set_item(
-            intern!(py, "path"),
-            PyString::new(py, &percent_decode(raw_path)),
-        )?;
-        scope.set_item(
-            intern!(py, "raw_path"),
-            PyBytes::new(py, raw_path.as_bytes()),
-        )?;
+        let (path, raw) = if self.root_path.is_empty() {
+            (
+                PyString::new(py, &percent_decode(raw_path)),
+                PyBytes::new(py, raw_path.as_bytes()),
+            )
+        } else {
+            let root = self.root_path.as_str();
+            (
+                PyString::new(py, &format!("{root}{}", percent_decode(raw_path))),
+                PyBytes::new(py, format!("{root}{raw_path}").as_bytes()),
+            )
+        };
+        scope.set_item(intern!(py, "path"), path)?;
+        scope.set_item(intern!(py, "raw_path"), raw)?;
         let query = uri.query().unwrap_or("");
         scope.set_item(
             intern!(py, "query_string"),

@@ -37,7 +37,8 @@ async def app(scope, receive, send):
         await send_json(send, EVENTS)
         return
     assert scope["type"] == "websocket"
-    path = scope["path"]
+    root = scope.get("root_path", "")  # routes are below --root-path, as in Starlette
+    path = scope["path"][len(root):] if scope["path"].startswith(root) else scope["path"]
     message = await receive()
     assert message == {"type": "websocket.connect"}, message
 

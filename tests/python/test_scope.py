@@ -98,11 +98,13 @@ def test_headers_lowercase_duplicates_kept_in_order(scope_server):
 
 
 def test_root_path(server):
+    # As uvicorn: a proxy strips the prefix, the server puts it back in path and raw_path.
     srv = server.start(APP, "--root-path", "/api/v1")
     with http_client() as client:
-        scope = client.get(srv.url + "/api/v1/items").json()
+        scope = client.get(srv.url + "/items/caf%C3%A9").json()
     assert scope["root_path"] == "/api/v1"
-    assert scope["path"].endswith("/items")
+    assert scope["path"] == "/api/v1/items/café"
+    assert scope["raw_path"] == {"bytes": "/api/v1/items/caf%C3%A9"}
 
 
 def test_uds_client_and_server(server, tmp_path):

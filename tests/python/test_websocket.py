@@ -195,8 +195,8 @@ def test_scope(server):
     assert scope["asgi"] == {"version": "3.0", "spec_version": "2.5"}
     assert scope["scheme"] == "ws"
     assert scope["http_version"] == "1.1"
-    assert scope["path"] == "/scope"
-    assert scope["raw_path"] == "/scope"
+    assert scope["path"] == "/api/scope"  # --root-path /api, prepended as uvicorn does
+    assert scope["raw_path"] == "/api/scope"
     assert scope["query_string"] == "q=%C3%A9"
     assert scope["root_path"] == "/api"
     assert scope["subprotocols"] == ["a", "b"]
