@@ -47,10 +47,16 @@ async def _run_app(app: Any, scope: dict, cycle: Any) -> None:
     after a return and 1011 after an exception)."""
     try:
         await app(scope, cycle.receive, cycle.send)
-    except asyncio.CancelledError:
+    except asyncio.CancelledError as exc:
         cycle.app_failed()
-        logger.debug("Request task cancelled: %s %s", scope.get("method", "WebSocket"),
-                     scope["path"])
+        task = asyncio.current_task()
+        if task is not None and not task.cancelling():
+            # Nobody cancelled this task: the app raised CancelledError itself (awaited a
+            # future someone else cancelled); that is an app failure like any other.
+            logger.error("Exception in ASGI application\n", exc_info=exc)
+        else:
+            logger.debug("Request task cancelled: %s %s", scope.get("method", "WebSocket"),
+                         scope["path"])
     except BaseException as exc:  # noqa: BLE001 - any app failure must be settled by the cycle
         client_gone = cycle.app_failed()
         if client_gone and _caused_by_os_error(exc):
@@ -160,8 +166,7 @@ async def serve(config: Config, app: Any) -> int:
     logger.info("Started server process [%d]", os.getpid())
     lifespan = Lifespan(app, config.lifespan, logger)
     await lifespan.startup()
-    if lifespan.should_exit:
-        logger.error("Application startup failed. Exiting.")
+    if lifespan.should_exit:  # Lifespan has said why, and "Application startup failed."
         return 3
     try:
         sock = config.bind_socket()

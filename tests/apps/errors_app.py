@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from apps._util import send_response
 
 LAST_ERROR = {"text": ""}
@@ -41,6 +43,10 @@ async def app(scope, receive, send):
         raise ValueError("deliberate failure while streaming")
     if path == "/no-response":
         return
+    if path == "/foreign-cancel":  # awaits a future that something else cancelled
+        future = asyncio.get_running_loop().create_future()
+        future.cancel("cancelled elsewhere, not this request")
+        await future
     if path.startswith("/bad/"):
         LAST_ERROR["text"] = ""
         try:

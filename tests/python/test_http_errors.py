@@ -29,6 +29,16 @@ def test_exception_before_response_gives_500_and_traceback(errors):
     assert "ValueError: deliberate failure before the response" in logs
 
 
+def test_cancelled_error_the_app_raises_itself_is_an_app_failure(errors):
+    # Only a cancellation of the request's task is quiet; a CancelledError the app gets from
+    # a future cancelled elsewhere is a failure like any other: 500 and a traceback.
+    with http_client() as client:
+        response = client.get(errors.url + "/foreign-cancel")
+    assert response.status_code == 500
+    logs = errors.wait_for_log("cancelled elsewhere, not this request")
+    assert "Exception in ASGI application" in logs
+
+
 def fetch_raise_streaming(port: int) -> bytes:
     """Everything the server sends for /raise-streaming until it closes the connection."""
     with raw_connection(port) as sock:
