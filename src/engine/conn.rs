@@ -27,14 +27,7 @@ pub(super) async fn accept_tcp(listener: TcpListener, shared: Arc<Shared>) {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let server = stream.local_addr().map(Peer::Socket).unwrap_or(Peer::Unix);
-                    let shared = shared.clone();
-                    let counted = OpenConnection::count(&shared);
-                    tokio::spawn(async move {
-                        let _counted = counted;
-                        if first_bytes(&stream, &shared).await {
-                            serve(stream, Peer::Socket(peer), server, "http", shared).await;
-                        }
-                    });
+                    spawn_connection(stream, Peer::Socket(peer), server, &shared);
                 }
                 Err(e) => accept_error(&shared, e).await,
             },
@@ -49,21 +42,28 @@ pub(super) async fn accept_unix(listener: UnixListener, shared: Arc<Shared>) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let shared = shared.clone();
-                    let counted = OpenConnection::count(&shared);
-                    tokio::spawn(async move {
-                        let _counted = counted;
-                        if first_bytes(&stream, &shared).await {
-                            serve(stream, Peer::Unix, Peer::Unix, "http", shared).await;
-                        }
-                    });
-                }
+                Ok((stream, _)) => spawn_connection(stream, Peer::Unix, Peer::Unix, &shared),
                 Err(e) => accept_error(&shared, e).await,
             },
             _ = phase.changed() => break,
         }
     }
+}
+
+/// Serves an accepted connection on a task of its own, counted in `connections_open` from
+/// now until that task ends.
+fn spawn_connection<S>(stream: S, client: Peer, server: Peer, shared: &Arc<Shared>)
+where
+    S: FirstByte + AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static,
+{
+    let counted = OpenConnection::count(shared);
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let _counted = counted;
+        if first_bytes(&stream, &shared).await {
+            serve(stream, client, server, "http", shared).await;
+        }
+    });
 }
 
 /// One accepted connection in `connections_open`, from the accept until its task ends (or is
@@ -120,7 +120,7 @@ impl FirstByte for tokio::net::UnixStream {
 async fn first_bytes<S: FirstByte>(stream: &S, shared: &Shared) -> bool {
     let mut phase = shared.phase.clone();
     let header_read = shared.config.header_read_timeout;
-    let drain_grace = header_read.min(DRAIN_GRACE);
+    let drain_grace = drain_grace(shared);
     let arrived = |r: Result<io::Result<()>, _>| matches!(r, Ok(Ok(())));
     let ready = if *phase.borrow() == Phase::Draining {
         arrived(tokio::time::timeout(drain_grace, stream.first_byte()).await)
@@ -197,8 +197,13 @@ async fn accept_error(shared: &Shared, e: io::Error) {
 /// How long a draining server keeps an idle connection open for a request in flight.
 const DRAIN_GRACE: Duration = Duration::from_millis(1000);
 
-/// How long the watchdog may sleep between two looks at a connection (also its floor: a
-/// zero keep-alive timeout must not make it spin).
+/// The drain grace, never longer than the header-read timeout a request head gets anyway.
+fn drain_grace(shared: &Shared) -> Duration {
+    shared.config.header_read_timeout.min(DRAIN_GRACE)
+}
+
+/// The shortest period at which the watchdog looks at a connection again: a zero keep-alive
+/// timeout must not make it spin.
 const MIN_CHECK: Duration = Duration::from_millis(50);
 
 /// Activity of one connection, read by its timeout watchdog.
@@ -228,7 +233,8 @@ pub(super) struct Activity {
 enum Watch {
     /// A request is being served: no deadline.
     Busy,
-    /// A request head is due by this instant (fresh connection, or one byte of it arrived).
+    /// A request head is awaited since this instant (the connection's start, or the first
+    /// byte of the head).
     Head(Instant),
     /// Idle between requests since this instant.
     Idle(Instant),
@@ -302,7 +308,7 @@ impl Activity {
         self.busy.fetch_sub(1, Ordering::Relaxed);
     }
 
-    fn watch(&self, header_read: Duration) -> Watch {
+    fn watch(&self) -> Watch {
         if self.busy.load(Ordering::Relaxed) > 0 {
             return Watch::Busy;
         }
@@ -313,9 +319,9 @@ impl Activity {
         if stalled > 0 {
             Watch::Stalled(at(stalled))
         } else if head > 0 {
-            Watch::Head(at(head) + header_read)
+            Watch::Head(at(head))
         } else if idle == 0 {
-            Watch::Head(self.epoch + header_read)
+            Watch::Head(self.epoch)
         } else {
             Watch::Idle(at(idle))
         }
@@ -340,7 +346,7 @@ fn close_at(
         Watch::Busy => None,
         Watch::Stalled(since) => Some(since + header_read),
         Watch::Idle(since) => Some(graced(since + keep_alive, since)),
-        Watch::Head(at) => Some(graced(at, at - header_read)),
+        Watch::Head(since) => Some(graced(since + header_read, since)),
     }
 }
 
@@ -380,7 +386,7 @@ where
     // While draining, an idle connection stays open a moment for a request the client may
     // already have sent (closing at once would lose it); responses then say
     // `Connection: close` (service.rs), so each connection ends after at most one more.
-    let drain_grace = header_read.min(DRAIN_GRACE);
+    let drain_grace = drain_grace(&shared);
     let mut drain = (*phase.borrow() == Phase::Draining).then(|| (Instant::now(), drain_grace));
     // Re-checked at least this often; between checks the deadline is exact.
     let check = keep_alive.min(header_read).max(MIN_CHECK);
@@ -404,7 +410,7 @@ where
             }
             _ = watchdog.as_mut() => {
                 let now = Instant::now();
-                let watch = activity.watch(header_read);
+                let watch = activity.watch();
                 let stalled = matches!(watch, Watch::Stalled(_));
                 match close_at(watch, keep_alive, header_read, drain) {
                     None => watchdog.as_mut().reset((now + check).into()),
@@ -524,7 +530,7 @@ mod tests {
     const HR: Duration = Duration::from_secs(30);
 
     fn deadline(a: &Activity) -> Option<Instant> {
-        close_at(a.watch(HR), KA, HR, None)
+        close_at(a.watch(), KA, HR, None)
     }
 
     #[test]
@@ -577,7 +583,7 @@ mod tests {
         a.note_write(&Poll::Ready(Ok(1000)));
         let idle = deadline(&a).unwrap();
         assert!(idle <= Instant::now() + KA && idle > Instant::now() + KA / 2);
-        assert!(matches!(a.watch(HR), Watch::Idle(_)));
+        assert!(matches!(a.watch(), Watch::Idle(_)));
     }
 
     #[test]
@@ -609,10 +615,7 @@ mod tests {
             Some(later + grace)
         );
         // A fresh connection's head: the same grace.
-        assert_eq!(
-            close_at(Watch::Head(now + HR), KA, HR, drain),
-            Some(now + grace)
-        );
+        assert_eq!(close_at(Watch::Head(now), KA, HR, drain), Some(now + grace));
         // An answer the client is still taking is not cut by the drain.
         assert_eq!(close_at(Watch::Stalled(now), KA, HR, drain), Some(now + HR));
         assert_eq!(close_at(Watch::Busy, KA, HR, drain), None);
