@@ -195,6 +195,31 @@ def _stream_body() -> bytes:
     return b"".join(chunks)
 
 
+def token_streams(
+    name: str, streams: int, events: int, interval_s: float, summary: str | None = None
+) -> Scenario:
+    """An sse scenario: ``streams`` loadgen clients at once, each reading one stream of
+    ``events`` small events ``interval_s`` apart from bench/apps/sse_tokens.py."""
+    ideal = streams / interval_s
+    return Scenario(
+        name=name,
+        app="bench.apps.sse_tokens:app",
+        summary=summary or f"{streams:,} concurrent text/event-stream streams on one worker,"
+        f" each {events} `data:` events {interval_s * 1000:g} ms apart, measured with loadgen;"
+        f" ideal {ideal:,.0f} events/s, target p99 inter-event delay"
+        f" <= {2 * interval_s * 1000:g} ms; RSS per open stream",
+        kind="sse",
+        path="/?n=3&interval=0",  # the readiness check; the load uses load_path
+        load_path=f"/?n={events}&interval={interval_s}",
+        connections=streams,
+        events=events,
+        interval_s=interval_s,
+        ideal_rps=ideal,
+        check=expect_body(b"data: tok0\n\ndata: tok1\n\ndata: tok2\n\n"),
+        ceiling=(),
+    )
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in [
@@ -261,59 +286,15 @@ SCENARIOS: dict[str, Scenario] = {
                 '{"name":"widget","total":29.97,"tag_count":3}',
             ),
         ),
-        Scenario(
-            name="sse-tokens",
-            app="bench.apps.sse_tokens:app",
+        token_streams(
+            "sse-tokens", 1000, SSE_EVENTS, SSE_INTERVAL_S,
             summary=f"1,000 concurrent GET text/event-stream streams of {SSE_EVENTS} small"
             f" `data:` events {SSE_INTERVAL_S * 1000:g} ms apart (LLM-style token streaming),"
             " measured with loadgen; ideal 100,000 events/s, target p99 inter-event delay"
             f" <= {2 * SSE_INTERVAL_S * 1000:g} ms",
-            kind="sse",
-            path="/?n=3&interval=0",  # the readiness check; the load uses load_path
-            load_path=f"/?n={SSE_EVENTS}&interval={SSE_INTERVAL_S}",
-            connections=1000,
-            events=SSE_EVENTS,
-            interval_s=SSE_INTERVAL_S,
-            ideal_rps=1000 / SSE_INTERVAL_S,
-            check=expect_body(b"data: tok0\n\ndata: tok1\n\ndata: tok2\n\n"),
-            ceiling=(),
         ),
-        Scenario(
-            name="sse-2k",
-            app="bench.apps.sse_tokens:app",
-            summary=f"{SSE_2K_STREAMS:,} concurrent text/event-stream streams on one worker,"
-            f" each {SSE_10K_EVENTS} `data:` events {SSE_10K_INTERVAL_S * 1000:g} ms apart,"
-            " measured with loadgen; ideal"
-            f" {SSE_2K_STREAMS / SSE_10K_INTERVAL_S:,.0f} events/s, target p99 inter-event"
-            f" delay <= {2 * SSE_10K_INTERVAL_S * 1000:g} ms; RSS per open stream",
-            kind="sse",
-            path="/?n=3&interval=0",  # the readiness check; the load uses load_path
-            load_path=f"/?n={SSE_10K_EVENTS}&interval={SSE_10K_INTERVAL_S}",
-            connections=SSE_2K_STREAMS,
-            events=SSE_10K_EVENTS,
-            interval_s=SSE_10K_INTERVAL_S,
-            ideal_rps=SSE_2K_STREAMS / SSE_10K_INTERVAL_S,
-            check=expect_body(b"data: tok0\n\ndata: tok1\n\ndata: tok2\n\n"),
-            ceiling=(),
-        ),
-        Scenario(
-            name="sse-10k",
-            app="bench.apps.sse_tokens:app",
-            summary=f"{SSE_10K_STREAMS:,} concurrent text/event-stream streams on one worker,"
-            f" each {SSE_10K_EVENTS} `data:` events {SSE_10K_INTERVAL_S * 1000:g} ms apart,"
-            " measured with loadgen; ideal"
-            f" {SSE_10K_STREAMS / SSE_10K_INTERVAL_S:,.0f} events/s, target p99 inter-event"
-            f" delay <= {2 * SSE_10K_INTERVAL_S * 1000:g} ms; RSS per open stream",
-            kind="sse",
-            path="/?n=3&interval=0",  # the readiness check; the load uses load_path
-            load_path=f"/?n={SSE_10K_EVENTS}&interval={SSE_10K_INTERVAL_S}",
-            connections=SSE_10K_STREAMS,
-            events=SSE_10K_EVENTS,
-            interval_s=SSE_10K_INTERVAL_S,
-            ideal_rps=SSE_10K_STREAMS / SSE_10K_INTERVAL_S,
-            check=expect_body(b"data: tok0\n\ndata: tok1\n\ndata: tok2\n\n"),
-            ceiling=(),
-        ),
+        token_streams("sse-2k", SSE_2K_STREAMS, SSE_10K_EVENTS, SSE_10K_INTERVAL_S),
+        token_streams("sse-10k", SSE_10K_STREAMS, SSE_10K_EVENTS, SSE_10K_INTERVAL_S),
         Scenario(
             name="ws-echo",
             app="bench.apps.ws_echo:app",

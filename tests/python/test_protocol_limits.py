@@ -126,17 +126,23 @@ def test_keep_alive_timeout_does_not_cut_a_reused_connection(server):
             time.sleep(0.5)  # pacing below the timeout; not an assertion
 
 
+def ask_for_32_mib_with_a_small_window(port: int) -> socket.socket:
+    """A connection with a 64 KiB receive buffer that has asked for 32 MiB in one body, so
+    the server's writes stall until it reads."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(b"GET /big?mib=32 HTTP/1.1\r\nHost: test\r\n\r\n")
+    return sock
+
+
 def test_keep_alive_timeout_does_not_cut_a_large_answer_read_slowly(server):
     # hyper lets go of a one-message body before the socket has taken it all: the bytes
     # still going out are not idle time, so a slow reader gets the whole answer.
     srv = server.start(BASIC, "--timeout-keep-alive", "1")
     size = 32 * 1024 * 1024
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-    sock.settimeout(10)
-    sock.connect(("127.0.0.1", srv.port))
-    with sock:
-        sock.sendall(b"GET /big?mib=32 HTTP/1.1\r\nHost: test\r\n\r\n")
+    with ask_for_32_mib_with_a_small_window(srv.port) as sock:
         time.sleep(2.5)  # the server's writes stall on the full socket meanwhile
         response = RawReader(sock).read_response()
     assert response.status == 200
@@ -145,12 +151,7 @@ def test_keep_alive_timeout_does_not_cut_a_large_answer_read_slowly(server):
 
 def test_client_that_takes_no_bytes_is_dropped_after_header_read_timeout(server):
     srv = server.start(BASIC, "--timeout-keep-alive", "1", "--timeout-header-read", "1")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-    sock.settimeout(10)
-    sock.connect(("127.0.0.1", srv.port))
-    with sock:
-        sock.sendall(b"GET /big?mib=32 HTTP/1.1\r\nHost: test\r\n\r\n")
+    with ask_for_32_mib_with_a_small_window(srv.port) as sock:
         time.sleep(4.0)  # reads nothing: the server gives up after about 1 s of no progress
         try:
             received = len(recv_until_closed(sock, timeout=10.0))
