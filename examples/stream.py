@@ -1,4 +1,5 @@
-"""The streaming app of the ASGI introduction: "Hello", ", ", "world!" one second apart.
+"""The streaming app of the ASGI introduction, as published: "Hello", ", ", "world!" one
+second apart, then an empty final message.
 
     ferricorn examples.stream:app
     curl -N http://127.0.0.1:8000/
@@ -8,16 +9,24 @@ import asyncio
 
 
 async def app(scope, receive, send):
-    assert scope["type"] == "http"
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-type", b"text/plain")],
-        }
-    )
-    parts = [b"Hello", b", ", b"world!"]
-    for i, part in enumerate(parts):
-        await send({"type": "http.response.body", "body": part, "more_body": i < len(parts) - 1})
-        if i < len(parts) - 1:
-            await asyncio.sleep(1)
+    """
+    Send a slowly streaming HTTP response back to the client.
+    """
+    await send({
+        'type': 'http.response.start',
+        'status': 200,
+        'headers': [
+            [b'content-type', b'text/plain'],
+        ]
+    })
+    for chunk in [b'Hello', b', ', b'world!']:
+        await send({
+            'type': 'http.response.body',
+            'body': chunk,
+            'more_body': True
+        })
+        await asyncio.sleep(1)
+    await send({
+        'type': 'http.response.body',
+        'body': b'',
+    })

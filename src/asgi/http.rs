@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyInt, PyList, PyMemoryView, PyString, PyTuple};
 
 use super::awaitable::{Done, Ready, Waiting};
 use super::tracking::{Tracker, TrackingConfig};
@@ -124,6 +124,22 @@ pub struct HttpCycle {
     access: Option<Box<AccessInfo>>,
     /// `--timeout-request` cancelled the task: answer 504 rather than 500.
     timed_out: bool,
+    /// The response's Content-Length, when it has one the body must match (not for HEAD,
+    /// 204 or 304), and the body bytes counted against it so far.
+    declared_length: Option<u64>,
+    sent: u64,
+    /// The request, for error messages: method and target.
+    method: http::Method,
+    target: http::Uri,
+}
+
+/// How a body message measures against the declared Content-Length.
+enum Length {
+    Fits,
+    /// More than declared: the body was cut to the declared length.
+    Over,
+    /// The response ends short of the declared length.
+    Short,
 }
 
 impl HttpCycle {
@@ -143,7 +159,7 @@ impl HttpCycle {
     pub fn new(
         exchange: Arc<Exchange>,
         ctx: Py<Context>,
-        is_head: bool,
+        (method, target): (http::Method, http::Uri),
         access: Option<Box<AccessInfo>>,
     ) -> Self {
         HttpCycle {
@@ -152,10 +168,48 @@ impl HttpCycle {
             response: ResponseState::Pending,
             status: 0,
             request_done: false,
-            is_head,
+            is_head: method == http::Method::HEAD,
             access,
             timed_out: false,
+            declared_length: None,
+            sent: 0,
+            method,
+            target,
         }
+    }
+
+    /// Counts `body` against the declared Content-Length, cutting what goes past it.
+    fn measure(&mut self, body: &mut Bytes, more: bool) -> Length {
+        let Some(declared) = self.declared_length else {
+            return Length::Fits;
+        };
+        let room = declared - self.sent;
+        if body.len() as u64 > room {
+            body.truncate(room as usize);
+            self.sent = declared;
+            return Length::Over;
+        }
+        self.sent += body.len() as u64;
+        if !more && self.sent < declared {
+            return Length::Short;
+        }
+        Length::Fits
+    }
+
+    /// The `RuntimeError` for a body that broke its declared length; `send()` raises it (as
+    /// uvicorn does) so the failure is logged with the request it belongs to.
+    fn length_error(&self, length: Length) -> PyErr {
+        let declared = self.declared_length.unwrap_or_default();
+        let (method, target) = (&self.method, &self.target);
+        PyRuntimeError::new_err(match length {
+            Length::Over => format!(
+                "Response content longer than Content-Length: {method} {target} declared {declared} bytes and sent more. Only the declared bytes went out and the connection is closed after them; send exactly the declared length, or leave Content-Length out."
+            ),
+            _ => format!(
+                "Response content shorter than Content-Length: {method} {target} declared {declared} bytes and ended after {}. The connection was closed so the client sees an incomplete response; send exactly the declared length, or leave Content-Length out.",
+                self.sent
+            ),
+        })
     }
 
     fn disconnect(py: Python<'_>) -> PyResult<Py<PyAny>> {
@@ -231,7 +285,14 @@ impl HttpCycle {
                 "Unexpected ASGI message 'http.response.start' sent, after response already started.",
             ));
         }
-        let (code, head) = response_head(msg, "http.response.start", 100)?;
+        let (code, head) = response_head(msg, "http.response.start")?;
+        // A HEAD answer, 204 and 304 have no body: their Content-Length describes another
+        // response (RFC 9110 8.6).
+        self.declared_length = if self.is_head || matches!(code, 204 | 304) {
+            None
+        } else {
+            declared_length(&head.headers)?
+        };
         self.status = code;
         self.response = ResponseState::Started(head);
         Ok(())
@@ -239,8 +300,7 @@ impl HttpCycle {
 
     fn send_body(slf: &Bound<'_, Self>, msg: &Bound<'_, PyDict>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        let body = body_bytes(msg, "http.response.body")?
-            .map_or_else(Bytes::new, |b| Bytes::copy_from_slice(b.as_bytes()));
+        let mut body = body_bytes(msg, "http.response.body")?.unwrap_or_default();
         let more = more_body(msg)?;
         let mut this = slf.borrow_mut();
         let state = std::mem::replace(&mut this.response, ResponseState::Complete);
@@ -270,30 +330,77 @@ impl HttpCycle {
                     }
                     return Ok(done);
                 }
-                if !more {
-                    if !this.exchange.respond(Response::Full(head, body), true) {
-                        return Err(client_gone_error());
+                match this.measure(&mut body, more) {
+                    Length::Fits if !more => {
+                        if !this.exchange.respond(Response::Full(head, body), true) {
+                            return Err(client_gone_error());
+                        }
+                        drop(this);
+                        Self::finished(slf)?;
+                        Ok(done)
                     }
+                    Length::Fits => {
+                        if !this.exchange.respond(Response::Streaming(head), false) {
+                            return Err(client_gone_error());
+                        }
+                        this.response = ResponseState::Streaming;
+                        this.push(slf, body, false, done)
+                    }
+                    Length::Over => {
+                        // The head has not gone out yet: it can still say the connection
+                        // ends after this response.
+                        head.headers
+                            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                        this.exchange.respond(Response::Full(head, body), true);
+                        let error = this.length_error(Length::Over);
+                        drop(this);
+                        Self::finished(slf)?;
+                        Err(error)
+                    }
+                    Length::Short => {
+                        // Sent as a stream that is then cut: the client sees the response
+                        // end early instead of waiting for bytes that never come.
+                        if this.exchange.respond(Response::Streaming(head), false) {
+                            this.exchange.push_chunk(body, false);
+                            this.exchange.abort();
+                        }
+                        let error = this.length_error(Length::Short);
+                        drop(this);
+                        Self::finished(slf)?;
+                        Err(error)
+                    }
+                }
+            }
+            ResponseState::Streaming => match this.measure(&mut body, more) {
+                Length::Fits => {
+                    this.response = ResponseState::Streaming;
+                    let r = this.push(slf, body, !more, done);
+                    if !more && r.is_ok() {
+                        this.response = ResponseState::Complete;
+                        drop(this);
+                        Self::finished(slf)?;
+                    }
+                    r
+                }
+                length => {
+                    match length {
+                        Length::Over => {
+                            // The declared bytes complete the response; the head already
+                            // went out, so the engine closes the connection after it.
+                            this.exchange.close_after_response();
+                            this.exchange.push_chunk(body, true);
+                        }
+                        _ => {
+                            this.exchange.push_chunk(body, false);
+                            this.exchange.abort();
+                        }
+                    }
+                    let error = this.length_error(length);
                     drop(this);
                     Self::finished(slf)?;
-                    return Ok(done);
+                    Err(error)
                 }
-                if !this.exchange.respond(Response::Streaming(head), false) {
-                    return Err(client_gone_error());
-                }
-                this.response = ResponseState::Streaming;
-                this.push(slf, body, false, done)
-            }
-            ResponseState::Streaming => {
-                this.response = ResponseState::Streaming;
-                let r = this.push(slf, body, !more, done);
-                if !more && r.is_ok() {
-                    this.response = ResponseState::Complete;
-                    drop(this);
-                    Self::finished(slf)?;
-                }
-                r
-            }
+            },
             ResponseState::DiscardingBody => {
                 if more {
                     this.response = ResponseState::DiscardingBody;
@@ -451,56 +558,62 @@ pub(crate) fn message_and_type<'py>(
     Ok((msg.clone(), kind))
 }
 
-/// The status and headers of a response-start message of type `kind`; statuses below
-/// `lowest` are refused (a denial response must be a final one).
-pub(crate) fn response_head(
-    msg: &Bound<'_, PyDict>,
-    kind: &str,
-    lowest: u16,
-) -> PyResult<(u16, ResponseHead)> {
+/// The status and headers of a response-start message of type `kind`. The status must be a
+/// final one, 200-599: a 1xx is interim (RFC 9110 15.2), the rest are not HTTP statuses.
+pub(crate) fn response_head(msg: &Bound<'_, PyDict>, kind: &str) -> PyResult<(u16, ResponseHead)> {
     let py = msg.py();
     let status = msg.get_item(intern!(py, "status"))?.ok_or_else(|| {
         PyRuntimeError::new_err(format!(
             "ASGI message '{kind}' is missing the required key 'status'."
         ))
     })?;
-    let code: u16 = status.extract().map_err(|_| {
-        PyRuntimeError::new_err(format!(
+    if !status.is_instance_of::<PyInt>() {
+        return Err(PyRuntimeError::new_err(format!(
             "ASGI '{kind}' status must be an int, got {}.",
             type_name(&status)
-        ))
-    })?;
-    let what = if lowest > 100 {
-        "final HTTP status code"
-    } else {
-        "HTTP status code"
-    };
-    let status = StatusCode::from_u16(code)
+        )));
+    }
+    let status = status
+        .extract::<u16>()
         .ok()
-        .filter(|s| s.as_u16() >= lowest)
+        .filter(|code| (200..=599).contains(code))
+        .and_then(|code| StatusCode::from_u16(code).ok())
         .ok_or_else(|| {
             PyRuntimeError::new_err(format!(
-                "ASGI '{kind}' status {code} is not a valid {what}."
+                "ASGI '{kind}' status {} is not a final HTTP status code (200-599).",
+                repr(&status)
             ))
         })?;
-    let headers = parse_headers(msg)?;
-    Ok((code, ResponseHead { status, headers }))
+    let headers = parse_headers(msg, kind)?;
+    Ok((status.as_u16(), ResponseHead { status, headers }))
 }
 
-/// The `body` of a response-body message of type `kind`, if it has one.
-pub(crate) fn body_bytes<'py>(
-    msg: &Bound<'py, PyDict>,
-    kind: &str,
-) -> PyResult<Option<Bound<'py, PyBytes>>> {
+/// The `body` of a response-body message of type `kind`, if it has one: bytes, or any other
+/// bytes-like object (bytearray, memoryview), as uvicorn accepts.
+pub(crate) fn body_bytes(msg: &Bound<'_, PyDict>, kind: &str) -> PyResult<Option<Bytes>> {
     match msg.get_item(intern!(msg.py(), "body"))? {
         None => Ok(None),
-        Some(b) => b.cast_into::<PyBytes>().map(Some).map_err(|e| {
-            PyRuntimeError::new_err(format!(
-                "ASGI '{kind}' body must be bytes, got {}.",
-                type_name(e.into_inner().as_any())
-            ))
-        }),
+        Some(b) => match b.cast::<PyBytes>() {
+            Ok(bytes) => Ok(Some(Bytes::copy_from_slice(bytes.as_bytes()))),
+            Err(_) => bytes_like(&b).map(|v| Some(Bytes::from(v))).ok_or_else(|| {
+                PyRuntimeError::new_err(format!(
+                    "ASGI '{kind}' body must be bytes, got {}.",
+                    type_name(&b)
+                ))
+            }),
+        },
     }
+}
+
+/// The bytes of a bytes-like object other than `bytes` (which callers take without a copy);
+/// `None` for anything else, str and int included.
+pub(crate) fn bytes_like(obj: &Bound<'_, PyAny>) -> Option<Vec<u8>> {
+    if let Ok(array) = obj.cast::<PyByteArray>() {
+        return Some(array.to_vec());
+    }
+    let view = PyMemoryView::from(obj).ok()?;
+    let copy = view.call_method0(intern!(obj.py(), "tobytes")).ok()?;
+    Some(copy.cast::<PyBytes>().ok()?.as_bytes().to_vec())
 }
 
 /// A response-body message's `more_body` (absent: false).
@@ -511,37 +624,136 @@ pub(crate) fn more_body(msg: &Bound<'_, PyDict>) -> PyResult<bool> {
     }
 }
 
-/// The `headers` of a response-start message: `[name, value]` pairs of bytes.
-pub(crate) fn parse_headers(msg: &Bound<'_, PyDict>) -> PyResult<HeaderMap> {
+/// The `headers` of a response-start message of type `kind`: any iterable of two-item
+/// iterables (lists, tuples, ...) of bytes-like name and value (`Iterable[[byte string, byte
+/// string]]` in the spec).
+pub(crate) fn parse_headers(msg: &Bound<'_, PyDict>, kind: &str) -> PyResult<HeaderMap> {
     let py = msg.py();
     let mut headers = HeaderMap::new();
-    if let Some(list) = msg.get_item(intern!(py, "headers"))? {
-        for item in list.try_iter()? {
-            let item = item?;
-            let (name, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) =
-                item.extract().map_err(|_| {
-                    PyRuntimeError::new_err(format!(
-                        "ASGI response headers must be [name, value] pairs of bytes, got {}.",
-                        repr(&item)
-                    ))
-                })?;
-            let name = header_bytes(&name, "name")?;
-            let value = header_bytes(&value, "value")?;
-            let name = HeaderName::from_bytes(name).map_err(|_| {
+    let Some(list) = msg.get_item(intern!(py, "headers"))? else {
+        return Ok(headers);
+    };
+    let items = list.try_iter().map_err(|_| {
+        PyRuntimeError::new_err(format!(
+            "ASGI '{kind}' headers must be an iterable of [name, value] pairs, got {}.",
+            type_name(&list)
+        ))
+    })?;
+    for item in items {
+        let item = item?;
+        let (name, value) = header_pair(&item)?.ok_or_else(|| {
+            PyRuntimeError::new_err(format!(
+                "ASGI '{kind}' headers must be [name, value] pairs of bytes, got {}.",
+                repr(&item)
+            ))
+        })?;
+        let name = with_header_bytes(&name, kind, "name", |bytes| {
+            HeaderName::from_bytes(bytes).map_err(|_| {
                 PyRuntimeError::new_err(format!(
-                    "Invalid HTTP header name {:?} in ASGI response.",
-                    String::from_utf8_lossy(name)
+                    "Invalid HTTP header name {:?} in ASGI '{kind}'.",
+                    String::from_utf8_lossy(bytes)
                 ))
-            })?;
-            let value = HeaderValue::from_bytes(value).map_err(|_| {
-                    PyRuntimeError::new_err(format!(
-                        "Invalid value for HTTP header {name:?} in ASGI response: control characters such as CR, LF or NUL are not allowed."
-                    ))
-                })?;
-            headers.append(name, value);
-        }
+            })
+        })?;
+        let value = with_header_bytes(&value, kind, "value", |bytes| {
+            HeaderValue::from_bytes(bytes).map_err(|_| {
+                PyRuntimeError::new_err(format!(
+                    "Invalid value for HTTP header {name:?} in ASGI '{kind}': control characters such as CR, LF or NUL are not allowed."
+                ))
+            })
+        })?;
+        headers.append(name, value);
     }
     Ok(headers)
+}
+
+/// The two items of one header, whatever two-item iterable holds them; `None` when it does
+/// not hold exactly two.
+fn header_pair<'py>(
+    item: &Bound<'py, PyAny>,
+) -> PyResult<Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+    if let Ok(pair) = item.cast::<PyTuple>() {
+        if pair.len() != 2 {
+            return Ok(None);
+        }
+        return Ok(Some((pair.get_item(0)?, pair.get_item(1)?)));
+    }
+    if let Ok(pair) = item.cast::<PyList>() {
+        if pair.len() != 2 {
+            return Ok(None);
+        }
+        return Ok(Some((pair.get_item(0)?, pair.get_item(1)?)));
+    }
+    if item.is_instance_of::<PyBytes>() || item.is_instance_of::<PyString>() {
+        return Ok(None);
+    }
+    let Ok(iter) = item.try_iter() else {
+        return Ok(None);
+    };
+    let mut parts = Vec::with_capacity(2);
+    for part in iter {
+        if parts.len() == 2 {
+            return Ok(None);
+        }
+        parts.push(part?);
+    }
+    let mut parts = parts.into_iter();
+    Ok(match (parts.next(), parts.next()) {
+        (Some(a), Some(b)) => Some((a, b)),
+        _ => None,
+    })
+}
+
+/// Runs `f` on the bytes of a header name or value (bytes without a copy, other bytes-like
+/// objects copied); anything else is refused with an error naming the field.
+fn with_header_bytes<R>(
+    obj: &Bound<'_, PyAny>,
+    kind: &str,
+    what: &str,
+    f: impl FnOnce(&[u8]) -> PyResult<R>,
+) -> PyResult<R> {
+    if let Ok(bytes) = obj.cast::<PyBytes>() {
+        return f(bytes.as_bytes());
+    }
+    match bytes_like(obj) {
+        Some(copy) => f(&copy),
+        None => Err(PyRuntimeError::new_err(format!(
+            "ASGI '{kind}' header {what} must be bytes, got {}: {}.",
+            type_name(obj),
+            repr(obj)
+        ))),
+    }
+}
+
+/// The Content-Length a response head declares, if any. Several fields must agree (RFC 9110
+/// 8.6); a response must not carry both Content-Length and Transfer-Encoding (RFC 9112 6.2).
+pub(crate) fn declared_length(headers: &HeaderMap) -> PyResult<Option<u64>> {
+    let mut declared = None;
+    for value in headers.get_all(http::header::CONTENT_LENGTH) {
+        let bytes = value.as_bytes();
+        let length = std::str::from_utf8(bytes)
+            .ok()
+            .filter(|text| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|text| text.parse::<u64>().ok())
+            .ok_or_else(|| {
+                PyRuntimeError::new_err(format!(
+                    "ASGI 'http.response.start' header content-length must be a number of bytes, got {:?}.",
+                    String::from_utf8_lossy(bytes)
+                ))
+            })?;
+        if declared.is_some_and(|d| d != length) {
+            return Err(PyRuntimeError::new_err(
+                "ASGI 'http.response.start' has several content-length headers that disagree.",
+            ));
+        }
+        declared = Some(length);
+    }
+    if declared.is_some() && headers.contains_key(http::header::TRANSFER_ENCODING) {
+        return Err(PyRuntimeError::new_err(
+            "ASGI 'http.response.start' has both content-length and transfer-encoding headers; a response may carry only one of them (RFC 9112 6.2).",
+        ));
+    }
+    Ok(declared)
 }
 
 fn head_body_error() -> PyErr {
@@ -563,16 +775,6 @@ pub(crate) fn repr(obj: &Bound<'_, PyAny>) -> String {
     obj.repr()
         .map(|r| r.to_string())
         .unwrap_or_else(|_| "?".into())
-}
-
-fn header_bytes<'a>(obj: &'a Bound<'_, PyAny>, what: &str) -> PyResult<&'a [u8]> {
-    obj.cast::<PyBytes>().map(|b| b.as_bytes()).map_err(|_| {
-        PyRuntimeError::new_err(format!(
-            "ASGI response header {what} must be bytes, got {}: {}.",
-            type_name(obj),
-            repr(obj)
-        ))
-    })
 }
 
 /// Escapes control characters so a request line cannot forge log lines.

@@ -16,8 +16,8 @@ use pyo3::types::{PyBytes, PyDict, PyString};
 
 use super::awaitable::{Ready, Waiting};
 use super::http::{
-    body_bytes, message_and_type, more_body, parse_headers, repr, response_head, type_name,
-    Context, WaitFor,
+    body_bytes, bytes_like, message_and_type, more_body, parse_headers, repr, response_head,
+    type_name, Context, WaitFor,
 };
 use crate::engine::exchange::Capacity;
 use crate::engine::exchange::ResponseHead;
@@ -140,7 +140,7 @@ impl WebSocketCycle {
                 ))
             })?),
         };
-        let headers = parse_headers(msg)?;
+        let headers = parse_headers(msg, "websocket.accept")?;
         self.handshake = Handshake::Accepted;
         if !self.session.decide(Decision::Accept {
             subprotocol,
@@ -180,12 +180,15 @@ impl WebSocketCycle {
         let message = match (bytes, text) {
             (Some(b), None) => match b.cast::<PyBytes>() {
                 Ok(b) => Outgoing::Binary(Bytes::copy_from_slice(b.as_bytes())),
-                Err(_) => {
-                    return Err(PyRuntimeError::new_err(format!(
-                        "ASGI 'websocket.send' bytes must be bytes, got {}.",
-                        type_name(&b)
-                    )))
-                }
+                Err(_) => match bytes_like(&b) {
+                    Some(copy) => Outgoing::Binary(Bytes::from(copy)),
+                    None => {
+                        return Err(PyRuntimeError::new_err(format!(
+                            "ASGI 'websocket.send' bytes must be bytes, got {}.",
+                            type_name(&b)
+                        )))
+                    }
+                },
             },
             (None, Some(t)) => match t.cast::<PyString>() {
                 Ok(t) => Outgoing::Text(Bytes::copy_from_slice(t.to_str()?.as_bytes())),
@@ -236,7 +239,7 @@ impl WebSocketCycle {
 
     fn deny_start(&mut self, msg: &Bound<'_, PyDict>) -> PyResult<()> {
         self.expect_handshake("websocket.http.response.start")?;
-        let (_, head) = response_head(msg, "websocket.http.response.start", 200)?;
+        let (_, head) = response_head(msg, "websocket.http.response.start")?;
         self.handshake = Handshake::Denying(head, BytesMut::new());
         Ok(())
     }
@@ -248,7 +251,7 @@ impl WebSocketCycle {
             ));
         };
         if let Some(b) = body_bytes(msg, "websocket.http.response.body")? {
-            body.extend_from_slice(b.as_bytes());
+            body.extend_from_slice(&b);
         }
         let more = more_body(msg)?;
         if !more {

@@ -418,12 +418,12 @@ impl Server {
                 version: version_text(req.version),
             })
         });
-        let is_head = req.method == http::Method::HEAD;
+        let request = (req.method.clone(), req.uri.clone());
         let id = req.exchange.id;
         let label = self.tracking.then(|| format!("{} {}", req.method, req.uri));
         let cycle = Py::new(
             py,
-            HttpCycle::new(req.exchange, self.ctx.clone_ref(py), is_head, access),
+            HttpCycle::new(req.exchange, self.ctx.clone_ref(py), request, access),
         )?;
         let coro = self
             .runner

@@ -55,6 +55,10 @@ pub struct StreamingBody {
     exchange: Arc<Exchange>,
     activity: Arc<Activity>,
     finished: bool,
+    /// Body bytes the head's Content-Length still owes, when it has one: hyper stops pulling
+    /// the body once they are written, and that is a complete response, not a lost client.
+    owed: Option<u64>,
+    close_requested: bool,
     record: StreamRecord,
 }
 
@@ -74,12 +78,15 @@ impl ResponseBody {
     pub(super) fn streaming(
         exchange: Arc<Exchange>,
         activity: Arc<Activity>,
+        owed: Option<u64>,
         record: StreamRecord,
     ) -> Self {
         ResponseBody::Streaming(StreamingBody {
             exchange,
             activity,
             finished: false,
+            owed,
+            close_requested: false,
             record,
         })
     }
@@ -96,7 +103,18 @@ impl Body for ResponseBody {
         match self.get_mut() {
             ResponseBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             ResponseBody::Streaming(s) => match s.exchange.poll_chunk(cx) {
-                Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+                Poll::Ready(Some(Ok(chunk))) => {
+                    if let Some(owed) = &mut s.owed {
+                        *owed = owed.saturating_sub(chunk.len() as u64);
+                    }
+                    if !s.close_requested && s.exchange.wants_close() {
+                        // Asked before these last bytes are written, so that hyper reads no
+                        // further request on this connection.
+                        s.close_requested = true;
+                        s.activity.close_after_response();
+                    }
+                    Poll::Ready(Some(Ok(Frame::data(chunk))))
+                }
                 Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
                 Poll::Ready(None) => {
                     s.finished = true;
@@ -126,7 +144,7 @@ impl Drop for StreamingBody {
     fn drop(&mut self) {
         let r = &self.record;
         r.metrics.record(&r.method, r.status, r.started.elapsed());
-        if self.finished {
+        if self.finished || self.owed == Some(0) {
             self.exchange.engine_done();
         } else {
             // hyper dropped the body before its end: the connection is gone.

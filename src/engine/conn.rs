@@ -5,7 +5,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -226,6 +226,12 @@ pub(super) struct Activity {
     write_stalled_ms: AtomicU64,
     /// Requests being served on this connection right now.
     pub(super) busy: AtomicUsize,
+    /// A response broke its framing after its head went out: end the connection after it,
+    /// and answer no request that was pipelined behind it.
+    close_requested: tokio::sync::Notify,
+    closing: AtomicBool,
+    /// A request head stalled past the header-read timeout: the next read answers 408.
+    head_timed_out: AtomicBool,
 }
 
 /// A connection as its watchdog sees it.
@@ -250,7 +256,26 @@ impl Activity {
             head_started_ms: AtomicU64::new(0),
             write_stalled_ms: AtomicU64::new(0),
             busy: AtomicUsize::new(0),
+            close_requested: tokio::sync::Notify::new(),
+            closing: AtomicBool::new(false),
+            head_timed_out: AtomicBool::new(false),
         }
+    }
+
+    /// The response being written is the connection's last (see `Exchange::wants_close`).
+    pub(super) fn close_after_response(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+        self.close_requested.notify_one();
+    }
+
+    /// Whether the connection is ending after a response that broke its framing.
+    pub(super) fn closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
+    }
+
+    /// Whether part of a request head has arrived and the rest is awaited.
+    fn head_partly_read(&self) -> bool {
+        self.busy.load(Ordering::Relaxed) == 0 && self.head_started_ms.load(Ordering::Relaxed) > 0
     }
 
     fn now_ms(&self) -> u64 {
@@ -396,6 +421,7 @@ where
         check
     });
     tokio::pin!(watchdog);
+    let mut closing = false;
     loop {
         tokio::select! {
             result = conn.as_mut() => {
@@ -403,6 +429,10 @@ where
                     log_connection_error(&shared, &e);
                 }
                 break;
+            }
+            _ = activity.close_requested.notified(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
             }
             _ = phase.changed(), if drain.is_none() => {
                 drain = Some((Instant::now(), drain_grace));
@@ -416,6 +446,18 @@ where
                     None => watchdog.as_mut().reset((now + check).into()),
                     Some(deadline) if deadline > now => {
                         watchdog.as_mut().reset(deadline.min(now + check).into())
+                    }
+                    Some(_) if activity.head_partly_read()
+                        && !activity.head_timed_out.swap(true, Ordering::Relaxed) =>
+                    {
+                        // A client that sent part of a head and stopped gets 408 (RFC 9110
+                        // 15.5.9): hyper owns the socket, so the socket itself answers on
+                        // hyper's next read, which this loop's next turn makes at once.
+                        shared.dispatcher.log(
+                            LogLevel::Debug,
+                            "request head incomplete after the header-read timeout: answered 408".to_string(),
+                        );
+                        watchdog.as_mut().reset((now + MIN_CHECK * 20).into());
                     }
                     Some(_) => {
                         // Idle past the keep-alive timeout (or the drain grace), a head
@@ -456,6 +498,9 @@ fn log_connection_error(shared: &Shared, e: &hyper::Error) {
         .log(LogLevel::Debug, format!("{what}: {e}"));
 }
 
+/// The answer to a request head that did not arrive within the header-read timeout.
+const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: 16\r\n\r\nRequest Timeout\n";
+
 /// The connection's socket, noting reads so the idle watchdog knows the client is active,
 /// and following request framing for the checks hyper leaves out (see `framing`).
 struct WatchedIo<S> {
@@ -465,7 +510,7 @@ struct WatchedIo<S> {
     shared: Arc<Shared>,
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for WatchedIo<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WatchedIo<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -473,6 +518,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for WatchedIo<S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let this = &mut *self;
+        if this.activity.head_timed_out.load(Ordering::Relaxed) {
+            // Best effort: the socket is idle in both directions, so the short answer fits
+            // its send buffer; then the end of input makes hyper drop the connection.
+            let _ = Pin::new(&mut this.inner).poll_write(cx, REQUEST_TIMEOUT);
+            return Poll::Ready(Ok(()));
+        }
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
             this.activity.bytes_read();

@@ -187,6 +187,9 @@ impl InFlightSlot {
 pub struct Exchange {
     pub id: u64,
     state: Mutex<State>,
+    /// The app broke the response's framing after its head went out: the connection must end
+    /// after this response.
+    close_after: AtomicBool,
     app_waker: Arc<dyn AppWaker>,
     slot: InFlightSlot,
     /// Response bytes buffered before `send()` must wait for the client to read.
@@ -206,6 +209,7 @@ impl Exchange {
         Exchange {
             id,
             state: Mutex::new(State::default()),
+            close_after: AtomicBool::new(false),
             app_waker,
             slot: InFlightSlot::new(in_flight),
             high_water,
@@ -464,6 +468,17 @@ impl Exchange {
         } else {
             PushResult::Accepted
         }
+    }
+
+    /// The connection must not carry another response after this one (call before pushing
+    /// the response's last bytes, so the engine knows it before it writes them).
+    pub fn close_after_response(&self) {
+        self.close_after.store(true, Ordering::Release);
+    }
+
+    /// Whether the connection must end after this response (engine side).
+    pub fn wants_close(&self) -> bool {
+        self.close_after.load(Ordering::Acquire)
     }
 
     /// The app failed after the response started: the engine cuts the connection.

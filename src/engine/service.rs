@@ -5,15 +5,14 @@
 //! pipelining is serialised by hyper). This module decides which request reaches the app and
 //! turns the app's [`Response`] into a hyper response; the wire format is hyper's.
 
-use std::convert::Infallible;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, RETRY_AFTER};
-use http::{HeaderValue, Request, Response as HttpResponse, StatusCode};
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST, RETRY_AFTER};
+use http::{HeaderValue, Request, Response as HttpResponse, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -56,14 +55,32 @@ impl RequestService {
     }
 }
 
+/// The service's one error: a request pipelined behind a response that broke its framing is
+/// not answered; hyper closes the connection instead.
+#[derive(Debug)]
+pub(super) struct ConnectionClosing;
+
+impl std::fmt::Display for ConnectionClosing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the connection is closing after a response that broke its framing")
+    }
+}
+
+impl std::error::Error for ConnectionClosing {}
+
 impl hyper::service::Service<Request<Incoming>> for RequestService {
     type Response = HttpResponse<ResponseBody>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+    type Error = ConnectionClosing;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ConnectionClosing>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let this = self.clone();
-        Box::pin(async move { Ok(this.handle(req).await) })
+        Box::pin(async move {
+            if this.activity.closing() {
+                return Err(ConnectionClosing);
+            }
+            Ok(this.handle(req).await)
+        })
     }
 }
 
@@ -111,6 +128,14 @@ impl RequestService {
             answered: false,
         };
         let stats = &shared.stats;
+        if let Some(problem) = host_problem(&req) {
+            guard.answered = true;
+            metrics.record(&method, 400, started.elapsed());
+            shared
+                .dispatcher
+                .log(LogLevel::Debug, format!("{problem}: answered 400"));
+            return bad_request();
+        }
         let permit = match shared.admission.admit().await {
             Ok(permit) => permit,
             Err(why) => {
@@ -212,11 +237,65 @@ impl RequestService {
                     status: head.status.as_u16(),
                     started,
                 };
-                let body = ResponseBody::streaming(exchange.clone(), self.activity.clone(), finish);
+                let owed = if matches!(head.status.as_u16(), 204 | 304) {
+                    Some(0)
+                } else {
+                    content_length(&head.headers)
+                };
+                let body =
+                    ResponseBody::streaming(exchange.clone(), self.activity.clone(), owed, finish);
                 build(head, body, defaults, draining)
             }
         }
     }
+}
+
+/// Why a request's Host header breaks RFC 9112 3.2 (HTTP/1.1 needs exactly one, no request
+/// may carry two, and its value must be `host[:port]`), or `None` when it does not. Such a
+/// request gets 400 and never reaches the app.
+fn host_problem<B>(req: &Request<B>) -> Option<&'static str> {
+    if req.version() > Version::HTTP_11 {
+        return None; // HTTP/2 carries the authority in its own pseudo-header
+    }
+    let mut hosts = req.headers().get_all(HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) if req.version() == Version::HTTP_11 => {
+            Some("an HTTP/1.1 request without a Host header")
+        }
+        (None, _) => None,
+        (Some(_), Some(_)) => Some("a request with more than one Host header"),
+        (Some(host), None) if !valid_host(host.as_bytes()) => {
+            Some("a request with an invalid Host header")
+        }
+        (Some(_), None) => None,
+    }
+}
+
+/// `uri-host [":" port]` (RFC 9110 7.2), or empty (allowed when the target has no authority).
+fn valid_host(value: &[u8]) -> bool {
+    if value.is_empty() {
+        return true;
+    }
+    if value.contains(&b'@') {
+        return false; // userinfo is not part of Host
+    }
+    match http::uri::Authority::try_from(value) {
+        Ok(authority) => {
+            // `Authority` accepts any bytes after the last colon of a name; a port is digits.
+            let host = authority.host();
+            let rest = &authority.as_str()[host.len()..];
+            rest.is_empty() || rest[1..].bytes().all(|b| b.is_ascii_digit())
+        }
+        Err(_) => false,
+    }
+}
+
+/// A response head's Content-Length (the adapter has checked that it is one number).
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 fn prefetchable(headers: &http::HeaderMap, exact_len: Option<u64>) -> bool {

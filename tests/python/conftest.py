@@ -48,10 +48,20 @@ def free_port() -> int:
 
 
 def _engine_unavailable(output: str) -> bool:
-    """The extension module failed to import (e.g. it is being rebuilt right now)."""
+    """The extension module failed to import (a broken or missing build)."""
     return ("ImportError" in output or "ModuleNotFoundError" in output) and any(
         marker in output for marker in _ENGINE_MISSING
     )
+
+
+def _fail_if_engine_unavailable(output: str) -> None:
+    """A server that could not import the extension fails the test at once with the import
+    error, whatever the test expected from the process (no retry: a broken build is not a
+    transient condition to wait out)."""
+    if _engine_unavailable(output):
+        raise AssertionError(
+            f"the ferricorn extension (ferricorn._ferricorn) failed to import; output:\n{output}"
+        )
 
 
 def base_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -164,30 +174,27 @@ class ServerFactory:
                 and "FERRICORN_UDS" not in env and "FERRICORN_FD" not in env:
             port = free_port()
             flags = flags + ("--port", str(port))
-        for attempt in range(6):
-            log_path = self._log_file()
-            with open(log_path, "wb") as log:
-                proc = subprocess.Popen(
-                    self._command(app, flags), cwd=REPO, env=base_env(env),
-                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    pass_fds=pass_fds,
-                )
-            srv = RunningServer(proc, log_path, port, uds)
-            self.started.append(srv)
-            if not ready:
-                return srv
-            try:
-                if ready == "connect":
-                    self._wait_connect(srv, timeout)
-                else:
-                    self._wait_ready(srv, timeout)
-                return srv
-            except ServerStartError:
-                if proc.poll() is not None and _engine_unavailable(srv.logs()) and attempt < 5:
-                    time.sleep(2.0)  # the extension is being rebuilt: try again
-                    continue
-                raise
-        raise AssertionError("unreachable")
+        log_path = self._log_file()
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                self._command(app, flags), cwd=REPO, env=base_env(env),
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                pass_fds=pass_fds,
+            )
+        srv = RunningServer(proc, log_path, port, uds)
+        self.started.append(srv)
+        if not ready:
+            return srv
+        try:
+            if ready == "connect":
+                self._wait_connect(srv, timeout)
+            else:
+                self._wait_ready(srv, timeout)
+        except ServerStartError:
+            if proc.poll() is not None:
+                _fail_if_engine_unavailable(srv.logs())
+            raise
+        return srv
 
     def _wait_ready(self, srv: RunningServer, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -230,24 +237,21 @@ class ServerFactory:
     def run(self, app: str | None, *flags: str, env: dict[str, str] | None = None,
             timeout: float = 30.0) -> Finished:
         """Run the server command until it exits by itself; returns code and output."""
-        for attempt in range(6):
-            srv = self.start(app, *flags, env=env, ready=False) if app is not None else None
-            if srv is None:
-                log_path = self._log_file()
-                with open(log_path, "wb") as log:
-                    proc = subprocess.Popen(
-                        self._command(None, tuple(flags)), cwd=REPO, env=base_env(env),
-                        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    )
-                srv = RunningServer(proc, log_path, None, None)
-                self.started.append(srv)
-            code = srv.wait(timeout)
-            output = srv.logs()
-            if code != 0 and _engine_unavailable(output) and attempt < 5:
-                time.sleep(2.0)
-                continue
-            return Finished(code, output)
-        raise AssertionError("unreachable")
+        srv = self.start(app, *flags, env=env, ready=False) if app is not None else None
+        if srv is None:
+            log_path = self._log_file()
+            with open(log_path, "wb") as log:
+                proc = subprocess.Popen(
+                    self._command(None, tuple(flags)), cwd=REPO, env=base_env(env),
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                )
+            srv = RunningServer(proc, log_path, None, None)
+            self.started.append(srv)
+        code = srv.wait(timeout)
+        output = srv.logs()
+        if code != 0:
+            _fail_if_engine_unavailable(output)
+        return Finished(code, output)
 
     def cleanup(self) -> None:
         for srv in self.started:

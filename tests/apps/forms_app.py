@@ -1,0 +1,118 @@
+"""Every form of response message the ASGI spec (www.rst) allows, plus the bytes-like bodies
+uvicorn accepts, and apps that break HTTP framing. Each path answers one way:
+
+    /headers/lists        headers as a list of [name, value] lists (the ASGI introduction)
+    /headers/tuples       a tuple of (name, value) tuples
+    /headers/generator    a generator of pairs
+    /headers/mixed        pairs as lists, tuples and a custom two-item iterable
+    /headers/bytearray    names and values as bytearray / memoryview
+    /headers/triple       a three-item header: refused (500)
+    /headers/str          a str header value: refused (500)
+    /body/bytearray       the body as a bytearray
+    /body/memoryview      the body as a memoryview (of a slice of a larger buffer)
+    /body/str             the body as a str: refused (500)
+    /body/int             the body as an int: refused (500)
+    /length/over-full     Content-Length: 5, then 10 bytes in one message
+    /length/over-stream   Content-Length: 5, then 3 + 7 bytes in two messages
+    /length/short-full    Content-Length: 100, then 5 bytes in one message
+    /length/short-stream  Content-Length: 100, then 5 bytes and an empty final message
+    /length/exact-stream  Content-Length: 10, then 5 + 5 bytes and an empty final message
+    /status/<code>        an empty response with that status (any int, even an invalid one)
+    /last-error           the exception the last /length/* request's send() raised, or "none"
+"""
+
+from __future__ import annotations
+
+_last_error = ["none"]
+
+
+class _Pair:
+    """A two-item iterable that is neither a list nor a tuple."""
+
+    def __init__(self, name: bytes, value: bytes) -> None:
+        self.items = (name, value)
+
+    def __iter__(self):
+        return iter(self.items)
+
+
+def _headers(path: str):
+    if path == "/headers/lists":
+        return [[b"content-type", b"text/plain"], [b"x-form", b"lists"]]
+    if path == "/headers/tuples":
+        return ((b"content-type", b"text/plain"), (b"x-form", b"tuples"))
+    if path == "/headers/generator":
+        return ((name, value) for name, value in [(b"content-type", b"text/plain"),
+                                                  (b"x-form", b"generator")])
+    if path == "/headers/mixed":
+        return [[b"content-type", b"text/plain"], (b"x-a", b"1"), _Pair(b"x-b", b"2")]
+    if path == "/headers/bytearray":
+        return [[bytearray(b"content-type"), memoryview(b"text/plain")],
+                (b"x-form", bytearray(b"bytearray"))]
+    if path == "/headers/triple":
+        return [[b"content-type", b"text/plain", b"extra"]]
+    if path == "/headers/str":
+        return [[b"content-type", "text/plain"]]
+    return [[b"content-type", b"text/plain"]]
+
+
+_BODIES = {
+    "/body/bytearray": lambda: bytearray(b"from a bytearray"),
+    "/body/memoryview": lambda: memoryview(b"<<from a memoryview>>")[2:-2],
+    "/body/str": lambda: "a str is not bytes",
+    "/body/int": lambda: 5,
+}
+
+
+async def _send_length_case(path: str, send) -> None:
+    start = {"type": "http.response.start", "status": 200}
+    body = "http.response.body"
+    if path == "/length/over-full":
+        await send({**start, "headers": [[b"content-length", b"5"]]})
+        await send({"type": body, "body": b"12345EXTRA"})
+    elif path == "/length/over-stream":
+        await send({**start, "headers": [[b"content-length", b"5"]]})
+        await send({"type": body, "body": b"123", "more_body": True})
+        await send({"type": body, "body": b"45EXTRA", "more_body": True})
+        await send({"type": body, "body": b""})
+    elif path == "/length/short-full":
+        await send({**start, "headers": [[b"content-length", b"100"]]})
+        await send({"type": body, "body": b"short"})
+    elif path == "/length/short-stream":
+        await send({**start, "headers": [[b"content-length", b"100"]]})
+        await send({"type": body, "body": b"short", "more_body": True})
+        await send({"type": body, "body": b""})
+    elif path == "/length/exact-stream":
+        await send({**start, "headers": [[b"content-length", b"10"]]})
+        await send({"type": body, "body": b"12345", "more_body": True})
+        await send({"type": body, "body": b"67890", "more_body": True})
+        await send({"type": body, "body": b""})
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    path = scope["path"]
+    if path.startswith("/length/"):
+        _last_error[0] = "none"
+        try:
+            await _send_length_case(path, send)
+        except Exception as exc:
+            _last_error[0] = f"{type(exc).__name__}: {exc}"
+            raise
+        return
+    if path == "/last-error":
+        text = _last_error[0].encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [[b"content-length", str(len(text)).encode()]]})
+        await send({"type": "http.response.body", "body": text})
+        return
+    if path.startswith("/status/"):
+        await send({"type": "http.response.start", "status": int(path.rsplit("/", 1)[1]),
+                    "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": _headers(path)})
+    make_body = _BODIES.get(path)
+    await send({"type": "http.response.body",
+                "body": make_body() if make_body else f"form {path}".encode()})
