@@ -15,7 +15,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, UnixListener};
 
-use super::framing::FramingWatch;
+use super::framing::{FramingWatch, Verdict};
 use super::service::RequestService;
 use super::{LogLevel, Peer, Phase, Shared};
 
@@ -383,7 +383,7 @@ where
     let io = TokioIo::new(WatchedIo {
         inner: stream,
         activity: activity.clone(),
-        framing: FramingWatch::new(),
+        framing: FramingWatch::new(shared.config.max_header_bytes),
         shared: shared.clone(),
     });
     let cfg = &shared.config;
@@ -501,6 +501,9 @@ fn log_connection_error(shared: &Shared, e: &hyper::Error) {
 /// The answer to a request head that did not arrive within the header-read timeout.
 const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: 16\r\n\r\nRequest Timeout\n";
 
+/// The answer to a request line longer than the head limit.
+const URI_TOO_LONG: &[u8] = b"HTTP/1.1 414 URI Too Long\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: 13\r\n\r\nURI Too Long\n";
+
 /// The connection's socket, noting reads so the idle watchdog knows the client is active,
 /// and following request framing for the checks hyper leaves out (see `framing`).
 struct WatchedIo<S> {
@@ -527,12 +530,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WatchedIo<S> {
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
             this.activity.bytes_read();
-            if this.framing.observe(&mut buf.filled_mut()[before..]) {
-                this.shared.dispatcher.log(
+            match this.framing.observe(&mut buf.filled_mut()[before..]) {
+                Verdict::Pass => {}
+                Verdict::Spoiled => this.shared.dispatcher.log(
                     LogLevel::Debug,
                     "rejected a request with both Content-Length and Transfer-Encoding (400)"
                         .to_string(),
-                );
+                ),
+                Verdict::TargetTooLong => {
+                    this.shared.dispatcher.log(
+                        LogLevel::Debug,
+                        "request line longer than the head limit: answered 414".to_string(),
+                    );
+                    // As for 408: the socket answers, and the end of input ends hyper's turn.
+                    buf.set_filled(before);
+                    let _ = Pin::new(&mut this.inner).poll_write(cx, URI_TOO_LONG);
+                    return Poll::Ready(Ok(()));
+                }
             }
         }
         r

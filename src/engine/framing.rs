@@ -1,7 +1,9 @@
-//! A watch over request framing on the raw byte stream, for the one check hyper cannot do for
+//! A watch over request framing on the raw byte stream, for the checks hyper cannot do for
 //! us: a request carrying both `Content-Length` and `Transfer-Encoding` must get 400 and the
 //! connection closed (RFC 9112 6.1, a request-smuggling vector). hyper accepts such a request,
-//! reads it as chunked and silently drops `Content-Length`, so no service can see it.
+//! reads it as chunked and silently drops `Content-Length`, so no service can see it. And a
+//! request line longer than the head limit must get 414 (RFC 9112 3), where hyper's buffer
+//! limit answers 431 before it has read the target.
 //!
 //! Owns: following message boundaries (head, fixed or chunked body, trailers) over the bytes
 //! the connection reads, and spoiling the end of an offending head so hyper's own parser
@@ -31,32 +33,47 @@ enum State {
     Off,
 }
 
+/// What the watch found in the bytes it was shown.
+#[derive(Debug, PartialEq)]
+pub(super) enum Verdict {
+    Pass,
+    /// It spoiled the end of a head that had both framing headers: hyper answers 400.
+    Spoiled,
+    /// A request line reached the limit without ending: the caller answers 414.
+    TargetTooLong,
+}
+
 pub(super) struct FramingWatch {
     state: State,
     line: Vec<u8>,
+    /// Bytes of the current line so far, across reads.
+    line_len: usize,
+    /// A request line this long (without its end) is refused with 414.
+    request_line_limit: usize,
     content_length: Option<u64>,
     chunked: bool,
     upgrade: bool,
 }
 
 impl FramingWatch {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(request_line_limit: usize) -> Self {
         FramingWatch {
             state: State::Head { lines: 0 },
             line: Vec::new(),
+            line_len: 0,
+            request_line_limit,
             content_length: None,
             chunked: false,
             upgrade: false,
         }
     }
 
-    /// Follows freshly read bytes. Returns true when it spoiled the end of a head in `bytes`
-    /// (the request had both framing headers).
-    pub(super) fn observe(&mut self, bytes: &mut [u8]) -> bool {
+    /// Follows freshly read bytes.
+    pub(super) fn observe(&mut self, bytes: &mut [u8]) -> Verdict {
         let mut i = 0;
         while i < bytes.len() {
             match self.state {
-                State::Off => return false,
+                State::Off => return Verdict::Pass,
                 State::Fixed(left) => {
                     let take = left.min((bytes.len() - i) as u64);
                     i += take as usize;
@@ -79,8 +96,17 @@ impl FramingWatch {
                     let rest = &bytes[i..];
                     let Some(newline) = rest.iter().position(|&b| b == b'\n') else {
                         self.keep_partial_line(rest);
-                        return false;
+                        self.line_len += rest.len();
+                        if self.request_line_too_long() {
+                            return Verdict::TargetTooLong;
+                        }
+                        return Verdict::Pass;
                     };
+                    self.line_len += newline;
+                    if self.request_line_too_long() {
+                        return Verdict::TargetTooLong;
+                    }
+                    self.line_len = 0;
                     let refuse = if self.line.is_empty() {
                         self.end_of_line(&rest[..newline])
                     } else {
@@ -98,13 +124,23 @@ impl FramingWatch {
                         // so hyper answers 400 and closes.
                         bytes[i] = 0;
                         self.state = State::Off;
-                        return true;
+                        return Verdict::Spoiled;
                     }
                     i += 1;
                 }
             }
         }
-        false
+        Verdict::Pass
+    }
+
+    /// Whether the request line being read has reached the limit (then the watch stops).
+    fn request_line_too_long(&mut self) -> bool {
+        let too_long =
+            self.state == (State::Head { lines: 0 }) && self.line_len >= self.request_line_limit;
+        if too_long {
+            self.state = State::Off;
+        }
+        too_long
     }
 
     /// A line split over reads is kept (its first `MAX_LINE` bytes) until its end arrives.
@@ -225,15 +261,46 @@ mod tests {
     /// Feeds `input` in pieces of `step` bytes; returns the bytes as hyper would see them and
     /// whether a head was spoiled.
     fn feed(input: &[u8], step: usize) -> (Vec<u8>, bool) {
-        let mut watch = FramingWatch::new();
+        let mut watch = FramingWatch::new(8192);
         let mut out = Vec::new();
         let mut spoiled = false;
         for piece in input.chunks(step) {
             let mut piece = piece.to_vec();
-            spoiled |= watch.observe(&mut piece);
+            spoiled |= watch.observe(&mut piece) == Verdict::Spoiled;
             out.extend_from_slice(&piece);
         }
         (out, spoiled)
+    }
+
+    #[test]
+    fn a_request_line_reaching_the_limit_is_too_long() {
+        let mut watch = FramingWatch::new(64);
+        let mut line = b"GET /".to_vec();
+        assert_eq!(watch.observe(&mut line), Verdict::Pass);
+        let mut rest = vec![b'a'; 58];
+        assert_eq!(watch.observe(&mut rest), Verdict::Pass);
+        assert_eq!(watch.observe(&mut b"b".to_vec()), Verdict::TargetTooLong);
+    }
+
+    #[test]
+    fn a_whole_request_line_over_the_limit_in_one_read_is_too_long() {
+        let mut watch = FramingWatch::new(64);
+        let mut request = b"GET /".to_vec();
+        request.extend(vec![b'a'; 100]);
+        request.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(watch.observe(&mut request), Verdict::TargetTooLong);
+    }
+
+    #[test]
+    fn long_header_lines_and_bodies_are_not_request_lines() {
+        let mut watch = FramingWatch::new(64);
+        let mut head = b"POST / HTTP/1.1\r\nContent-Length: 200\r\nX-Long: ".to_vec();
+        head.extend(vec![b'h'; 100]);
+        assert_eq!(watch.observe(&mut head), Verdict::Pass);
+        let mut rest = b"\r\n\r\n".to_vec();
+        rest.extend(vec![b'x'; 200]);
+        rest.extend_from_slice(b"GET /short HTTP/1.1\r\n");
+        assert_eq!(watch.observe(&mut rest), Verdict::Pass);
     }
 
     const BOTH: &[u8] =

@@ -180,7 +180,8 @@ impl RequestService {
         }
         guard.exchange = Some(exchange.clone());
 
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        target_host_wins(&mut parts);
         if body.is_end_stream() {
             exchange.set_full_body(Bytes::new());
         } else if prefetchable(&parts.headers, body.size_hint().exact()) {
@@ -268,6 +269,24 @@ fn host_problem<B>(req: &Request<B>) -> Option<&'static str> {
             Some("a request with an invalid Host header")
         }
         (Some(_), None) => None,
+    }
+}
+
+/// With an absolute-form target the Host header is ignored and the target's host is used
+/// (RFC 9112 3.2.2): the app sees it as the `host` header, which is where frameworks look.
+fn target_host_wins(parts: &mut http::request::Parts) {
+    if parts.method == http::Method::CONNECT {
+        return; // authority-form: the target names the tunnel's end, not this server
+    }
+    let Some(authority) = parts.uri.authority() else {
+        return;
+    };
+    let host = match authority.port() {
+        Some(port) => format!("{}:{}", authority.host(), port),
+        None => authority.host().to_string(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&host) {
+        parts.headers.insert(HOST, value);
     }
 }
 

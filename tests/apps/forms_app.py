@@ -17,8 +17,20 @@ uvicorn accepts, and apps that break HTTP framing. Each path answers one way:
     /length/short-full    Content-Length: 100, then 5 bytes in one message
     /length/short-stream  Content-Length: 100, then 5 bytes and an empty final message
     /length/exact-stream  Content-Length: 10, then 5 + 5 bytes and an empty final message
+    /length/both          Content-Length and Transfer-Encoding in one head: refused (500)
+    /length/bad           Content-Length: "5x": refused (500)
     /status/<code>        an empty response with that status (any int, even an invalid one)
     /last-error           the exception the last /length/* request's send() raised, or "none"
+
+WebSocket paths:
+
+    /ws/forms             accept with list headers (one value a memoryview), send bytes as a
+                          bytearray and a memoryview (the other key None), text, then close
+                          with 4000 and reason None
+    /ws/deny              a 403 denial with list headers and a bytearray body
+
+Lifespan: `app` completes startup and shutdown with bare messages; `silent_failure_app`
+fails startup with no `message` key (optional in the spec).
 """
 
 from __future__ import annotations
@@ -82,6 +94,13 @@ async def _send_length_case(path: str, send) -> None:
         await send({**start, "headers": [[b"content-length", b"100"]]})
         await send({"type": body, "body": b"short", "more_body": True})
         await send({"type": body, "body": b""})
+    elif path == "/length/both":
+        await send({**start, "headers": [[b"content-length", b"5"],
+                                         [b"transfer-encoding", b"chunked"]]})
+        await send({"type": body, "body": b"12345"})
+    elif path == "/length/bad":
+        await send({**start, "headers": [[b"content-length", b"5x"]]})
+        await send({"type": body, "body": b"12345"})
     elif path == "/length/exact-stream":
         await send({**start, "headers": [[b"content-length", b"10"]]})
         await send({"type": body, "body": b"12345", "more_body": True})
@@ -89,8 +108,44 @@ async def _send_length_case(path: str, send) -> None:
         await send({"type": body, "body": b""})
 
 
+async def _websocket(scope, receive, send) -> None:
+    assert (await receive())["type"] == "websocket.connect"
+    if scope["path"] == "/ws/deny":
+        await send({"type": "websocket.http.response.start", "status": 403,
+                    "headers": [[b"content-type", b"text/plain"], [b"x-form", b"lists"]]})
+        await send({"type": "websocket.http.response.body", "body": bytearray(b"denied")})
+        return
+    await send({"type": "websocket.accept", "subprotocol": None,
+                "headers": [[b"x-form", b"lists"], (b"x-b", memoryview(b"2"))]})
+    await send({"type": "websocket.send", "bytes": bytearray(b"from a bytearray")})
+    await send({"type": "websocket.send", "bytes": memoryview(b"from a memoryview"),
+                "text": None})
+    await send({"type": "websocket.send", "text": "text", "bytes": None})
+    await send({"type": "websocket.close", "code": 4000, "reason": None})
+
+
+async def _lifespan(receive, send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def silent_failure_app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.failed"})
+
+
 async def app(scope, receive, send):
-    if scope["type"] != "http":
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+        return
+    if scope["type"] == "websocket":
+        await _websocket(scope, receive, send)
         return
     path = scope["path"]
     if path.startswith("/length/"):

@@ -10,10 +10,12 @@ compared byte for byte.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import time
 
 import pytest
+import websockets
 from conftest import (
     PYTHON,
     REPO,
@@ -113,6 +115,39 @@ def test_forms_the_spec_forbids_get_500_and_a_log_line_naming_the_field(forms, p
     assert_still_serving(forms.port)
 
 
+def test_websocket_messages_in_every_form(forms):
+    async def talk():
+        url = f"ws://127.0.0.1:{forms.port}/ws/forms"
+        async with websockets.connect(url) as ws:
+            headers = ws.response.headers
+            assert (headers["x-form"], headers["x-b"]) == ("lists", "2")
+            received = [await ws.recv() for _ in range(3)]
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            return received, closed.value.rcvd.code, closed.value.rcvd.reason
+
+    received, code, reason = asyncio.run(talk())
+    assert received == [b"from a bytearray", b"from a memoryview", "text"]
+    assert (code, reason) == (4000, "")
+
+
+def test_websocket_denial_with_list_headers_and_bytearray_body(forms):
+    request = (b"GET /ws/deny HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+               b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               b"Sec-WebSocket-Version: 13\r\n\r\n")
+    with raw_connection(forms.port) as sock:
+        sock.sendall(request)
+        resp = RawReader(sock).read_response()
+    assert (resp.status, resp.body) == (403, b"denied")
+    assert (resp.header("content-type"), resp.header("x-form")) == ("text/plain", "lists")
+
+
+def test_lifespan_startup_failed_without_message(server):
+    done = server.run("apps.forms_app:silent_failure_app")
+    assert done.returncode == 3, done.output
+    assert "Application startup failed. Exiting." in done.output
+
+
 # --- status codes ----------------------------------------------------------------------------
 
 
@@ -181,6 +216,19 @@ def test_response_shorter_than_content_length_stream(forms):
     assert data == b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort"
     logs = forms.wait_for_log("GET /length/short-stream")
     assert "Response content shorter than Content-Length" in logs
+    assert_still_serving(forms.port)
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [("/length/both", "both content-length and transfer-encoding"),
+     ("/length/bad", "content-length must be a number of bytes")],
+)
+def test_response_heads_with_broken_framing_get_500(forms, path, problem):
+    """RFC 9112 6.2: a response must not carry both framing headers; a Content-Length is
+    digits only (RFC 9110 8.6)."""
+    assert get(forms.port, path) == ERROR_500
+    forms.wait_for_log(problem)
     assert_still_serving(forms.port)
 
 

@@ -560,7 +560,9 @@ def test_unread_request_body_is_never_read_as_a_request(basic, framing):
     assert tag not in basic.logs()
 
 
-@pytest.mark.parametrize("option", ["close", "keep-alive, Close", "CLOSE"])
+@pytest.mark.parametrize(
+    "option", ["close", "keep-alive, Close", "CLOSE"], ids=["close", "in-a-list", "uppercase"]
+)
 def test_client_close_option_ends_the_connection(basic, option):
     """9.6: a server that receives the "close" option MUST close after the response to that
     request and MUST NOT process further requests on the connection (options are

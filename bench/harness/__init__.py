@@ -1,0 +1,31 @@
+"""The benchmark harness behind bench/run.py, one module per concern.
+
+Modules, in the order a run goes through them (each one's docstring says what it owns and
+what it leaves to the others):
+
+- ``scenarios``: the scenario table and every parameter of the scenarios (sizes, delays,
+  limits, sampling periods). No processes, no formatting.
+- ``servers``: the command lines of ferricorn, Granian, uvicorn and the hyper ceiling,
+  what a run needs, readiness, shutdown, child-process set-up.
+- ``procstat``: CPU time, RSS and descriptors of a process tree, from /proc.
+- ``results``: ``Run`` (one measured run, as stored in results.json) and the medians across
+  rounds.
+- ``wrk``, ``loadgen``, ``robustness``: the drivers; each starts its load generator against a
+  running server, samples the server and fills in a ``Run``. ``wrk`` and ``loadgen`` also
+  hold the parsers of their tool's output; ``robustness`` drives cancel and overload.
+- ``campaign``: one measurement (start, check, drive, stop), all rounds, the apps' own cost.
+- ``environment``: machine, versions and repository state, recorded with the results.
+- ``tables``, ``report``, ``chart``: the rendering, from the results JSON only: table rows,
+  the Markdown report and stdout tables, the chart (matplotlib, imported when drawing).
+- ``cli``: the command line and the main sequence (measure or reload, then render).
+
+Dependencies point down this list; nothing imports ``cli``, and the rendering never starts a
+process. The paths below are the only state the modules share.
+"""
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent.parent
+ANALYSIS = REPO / "bench" / "ANALYSIS.md"
+OUT_DIR = REPO / "bench" / "out"
+LUA_DIR = REPO / "bench" / "lua"

@@ -1,0 +1,347 @@
+"""The reports: the Markdown file (``--out``) and the tables on stdout, from the results JSON.
+
+Owns the sections (results and ratios, app cost, streams and idle connections, cancellation
+and overload, failed runs, scenarios) with their explanations, ``write_markdown`` and
+``print_tables``. Everything comes from the results data (``--from-json`` re-renders a saved
+run), and bench/ANALYSIS.md is appended to bench/RESULTS.md. Must not measure or start
+processes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from . import ANALYSIS, REPO
+from .results import Run, summarise, summarise_loadgen
+from .scenarios import (
+    CANCEL_CONCURRENCY,
+    CANCEL_HOLD_S,
+    CANCEL_REQUESTS,
+    CANCEL_SETTLE_S,
+    FD_SAMPLE_EVERY,
+    IDLE_SETTLE_S,
+    IDLE_STALL_S,
+    OVERLOAD_LIMIT,
+    RSS_SAMPLE_S,
+    SCENARIOS,
+    WS_MESSAGE_BYTES,
+    loadgen_scenario,
+    loadgen_scenarios,
+    sse_delay_target_ms,
+)
+from .tables import (
+    APP_COST_HEADER,
+    CANCEL_HEADER,
+    IDLE_HEADER,
+    OVERLOAD_HEADER,
+    RESULT_HEADER,
+    app_cost_rows,
+    cancel_rows,
+    comparison_columns,
+    idle_rows,
+    loadgen_comparison,
+    markdown_table,
+    overload_rows,
+    ratio_header,
+    ratio_rows,
+    results_rows,
+    sse_header,
+    sse_rows,
+    text_table,
+)
+
+
+def app_cost_section(data: dict, table: Callable, prose: bool) -> list[str]:
+    """The "Server or app: which one is the bottleneck" section (empty without figures)."""
+    costs = data.get("app_costs") or {}
+    summary = summarise([Run(**r) for r in data["runs"]])
+    rows = app_cost_rows(summary, costs, data["settings"]["servers"])
+    if not rows:
+        return []
+    lines = ["## Server or app: which one is the bottleneck", ""]
+    if prose:
+        lines += [
+            "`bench/appcost.py` calls each app in-process, with no server and no socket: a"
+            " Task per call, a scope dict per call, a `receive()` that returns the whole body"
+            " and a `send()` that does nothing, on uvloop. That CPU time per request is a floor"
+            " under every server: the rest of a server's CPU per request (from the tables"
+            " above) is its own. Where the app's share is high, the app is the bottleneck and"
+            " no server can be much faster; \"best req/s ratio over it\" is what a server"
+            " that cost nothing at all would reach against that server (its CPU per request"
+            " over the app's).",
+            "",
+        ]
+    return [*lines, table(APP_COST_HEADER, rows), ""]
+
+
+def loadgen_sections(data: dict, table: Callable, prose: bool) -> list[str]:
+    """The "Streams and idle connections" section: a table per loadgen scenario and the
+    side-by-side comparison. ``table`` renders (header, rows); ``prose`` adds the
+    explanations (Markdown)."""
+    settings = data["settings"]
+    scenarios, servers = settings["scenarios"], settings["servers"]
+    summary = summarise_loadgen([Run(**r) for r in data["runs"]])
+    sses, idle = loadgen_scenarios("sse", scenarios), loadgen_scenario("idle", scenarios)
+    if not any(k[0] in (*sses, idle) for k in summary):
+        return []
+    lines = ["## Streams and idle connections", ""]
+    if prose:
+        lines += [
+            "Measured with `loadgen` (`bench/loadgen.rs`, built by `cargo build --release"
+            " --example loadgen`) instead of wrk: one run per round and server, medians across"
+            " rounds. RSS is that of the server's whole process tree.",
+            "",
+        ]
+    for sse in sses:
+        if not (rows := sse_rows(summary, sse, servers)):
+            continue
+        scenario = SCENARIOS[sse]
+        interval_ms = scenario.interval_s * 1000
+        lines += [f"### {sse}", ""]
+        if prose:
+            lines += [
+                f"{scenario.connections:,} concurrent clients each read one stream of"
+                f" {scenario.events} `data:` events {interval_ms:g} ms apart"
+                f" (`bench/apps/sse_tokens.py`, `{scenario.load_path}`), so the ideal is"
+                f" {scenario.ideal_rps:,.0f} events/s. events/s counts the events delivered"
+                " (loadgen's count minus the final chunk it also counts once per stream) over"
+                " loadgen's wall time, connection set-up included. The delays are the gaps"
+                " between consecutive events of a stream as the client reads them: the app"
+                f" sleeps {interval_ms:g} ms between events, so anything above that is lag"
+                " (a delay near 0 means events arrived together, after a lag); the target is"
+                f" a p99 of at most {sse_delay_target_ms(scenario):g} ms. RSS is sampled every"
+                f" {RSS_SAMPLE_S * 1000:g} ms while loadgen runs and the server's open"
+                f" descriptors every {RSS_SAMPLE_S * FD_SAMPLE_EVERY:g} s; open at once is the"
+                " most descriptors it held beyond those before the run (at most the clients),"
+                " and KiB/stream is (RSS peak - RSS before) / open at once. A server that caps"
+                " its connections (Granian's `--backpressure`, by default its `--backlog`,"
+                " 1,024) holds fewer streams than there are clients and serves the rest"
+                " later. CPU us/event is the server's CPU time during the run per event"
+                " delivered.",
+                "",
+            ]
+        lines += [table(sse_header(sse), rows), ""]
+    if idle and (rows := idle_rows(summary, idle, servers)):
+        scenario = SCENARIOS[idle]
+        lines += [f"### {idle}", ""]
+        if prose:
+            lines += [
+                f"loadgen opens {scenario.connections:,} connections one after another and"
+                f" sends nothing on them, then holds them {scenario.hold_s:g} s while it times"
+                f" one `GET {scenario.path}` (hello app) on a fresh connection every 100 ms."
+                " open in s: until all connects returned. accepted: how many more sockets the"
+                f" server held {IDLE_SETTLE_S:g} s later; RSS open is read at that moment, and"
+                " KiB/conn is (RSS open - RSS before) / connections. still open: connections"
+                " the server had not closed when the hold ended (every server runs with its"
+                " default timeouts). loadgen connects one at a time, so a server that stops"
+                " accepting stalls it: when the server's socket count has not grown for"
+                f" {IDLE_STALL_S:g} s the run is cut short, and the row shows how many"
+                " connections it accepted and the KiB per accepted connection.",
+                "",
+            ]
+        lines += [table(IDLE_HEADER, rows), ""]
+    header, rows = loadgen_comparison(summary, scenarios, servers, settings["baseline"])
+    if rows:
+        lines += [f"### Side by side ({settings['baseline']} / other)", ""]
+        if prose:
+            lines += [
+                "Ratios only where they mean something: events/s above 1, KiB and CPU below 1"
+                f" favour {settings['baseline']}.",
+                "",
+            ]
+        lines += [table(header, rows), ""]
+    return lines
+
+
+def robustness_sections(data: dict, table: Callable, prose: bool) -> list[str]:
+    """The "Cancellation and overload" section: a table for each of the two scenarios."""
+    settings = data["settings"]
+    scenarios, servers = settings["scenarios"], settings["servers"]
+    summary = summarise_loadgen([Run(**r) for r in data["runs"]], attribute="figures")
+    cancel, overload = loadgen_scenario("cancel", scenarios), loadgen_scenario(
+        "overload", scenarios)
+    lines: list[str] = []
+    if cancel and (rows := cancel_rows(summary, cancel, servers, prose)):
+        lines += [f"### {cancel}", ""]
+        if prose:
+            requests = settings.get("cancel_requests", CANCEL_REQUESTS)
+            lines += [
+                f"{requests} clients, {CANCEL_CONCURRENCY} at a time (asyncio sockets in the"
+                f" harness), each sends `GET /work?id=N` to `bench/apps/cancel_probe.py`, whose"
+                " task then sleeps 60 s without calling `receive()`; the client closes its"
+                f" connection {CANCEL_HOLD_S * 1000:g} ms later. The delay is from just before"
+                " the client's close to the `CancelledError` in the app's task (both"
+                " `time.monotonic()` on the same host); reached app: requests the app saw"
+                " start. A server that only reports a disconnect through `receive()` never"
+                " cancels such a task: it shows as not cancelled (the sleeps are released"
+                f" {CANCEL_SETTLE_S:g} s after the last close, and not counted as cancels).",
+                "",
+            ]
+        lines += [table(CANCEL_HEADER, rows), ""]
+    if overload and (rows := overload_rows(summary, overload, servers, prose)):
+        scenario = SCENARIOS[overload]
+        lines += [f"### {overload}", ""]
+        if prose:
+            lines += [
+                f"wrk with {scenario.connections} connections (`{scenario.lua}` counts the"
+                " responses by status) against the 100 ms app (`bench/apps/slow_100ms.py`)."
+                f" With {OVERLOAD_LIMIT} requests let in at once, a server answers at most"
+                f" {OVERLOAD_LIMIT * 10:,} requests/s with 200, so the load is twice what the"
+                " limit allows; the excess should be shed fast (503) rather than queued."
+                " 200/s: responses with status 200 per second; shed: share of the responses"
+                " that were not 200; the latencies are wrk's, over all responses (shed ones"
+                " included). wrk keeps every connection busy, so a connection that gets a fast"
+                " 503 asks again at once: the shed share mostly counts how fast the 503s are,"
+                " and 200/s is the figure to compare. Granian has no limit on requests in"
+                " flight, so it serves all"
+                f" {scenario.connections} connections; uvicorn's --limit-concurrency counts"
+                " connections as well as requests.",
+                "",
+            ]
+        lines += [table(OVERLOAD_HEADER, rows), ""]
+    return ["## Cancellation and overload", "", *lines] if lines else []
+
+
+def write_markdown(path: Path, data: dict, chart: Path | None) -> None:
+    """Write the Markdown report: command, machine, versions, tables, chart."""
+    settings = data["settings"]
+    env = data["environment"]
+    runs = [Run(**r) for r in data["runs"]]
+    summary = summarise(runs)
+    scenarios, servers = settings["scenarios"], settings["servers"]
+    baseline = settings["baseline"]
+    others = comparison_columns(baseline, servers)
+    pin = (
+        f"server on CPUs {settings['server_cpus']}, wrk on CPUs {settings['wrk_cpus']}"
+        if settings["server_cpus"] else "none (scheduler's choice)"
+    )
+    loadgen_used = [n for n in scenarios if SCENARIOS[n].kind in ("sse", "idle", "ws")]
+    wrk_used = [n for n in scenarios if SCENARIOS[n].kind in ("wrk", "overload")]
+    timed = wrk_used + [n for n in scenarios if SCENARIOS[n].kind == "ws"]
+    generator = f"{env['wrk']}, {settings['threads']} thread(s)" if wrk_used else ""
+    if loadgen_used:
+        generator += ("; " if generator else "") + (
+            "`target/release/examples/loadgen` (bench/loadgen.rs) for "
+            + ", ".join(loadgen_used)
+        )
+    wrk_rows = results_rows(summary, scenarios, servers)
+    wrk_ratio_rows = ratio_rows(summary, scenarios, baseline, others)
+    lines = [
+        "# ferricorn benchmark results",
+        "",
+        "Generated by `bench/run.py` (see"
+        f" [bench/README.md]({os.path.relpath(REPO / 'bench' / 'README.md', path.parent)})"
+        " for what each scenario"
+        " measures and how to run it). Medians across rounds; each server runs one worker on"
+        " the same machine, with the same app and the same"
+        + (" wrk load" if not loadgen_used else " load (wrk, or loadgen where stated)")
+        + ", servers alternating.",
+        "",
+        "## Command",
+        "",
+        "```sh",
+        settings["command"],
+        "```",
+        "",
+        "## Machine and software",
+        "",
+        f"- Date: {env['date']}",
+        f"- `uname -a`: `{env['uname']}`",
+        f"- `nproc`: {env['nproc']} (usable: {env['cpus_usable']}); CPU: {env['cpu_model']};"
+        f" memory: {env['memory_gib']} GiB",
+        f"- Load average (1, 5, 15 min) when the run started: {env.get('load_average', '?')}",
+        f"- Python: {env['python']}",
+        "- Packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
+        *([f"- ferricorn engine: `{env['ferricorn_engine']}`"]
+          if "ferricorn_engine" in env else []),
+        f"- Load generator: {generator}",
+        f"- Repository: {env['git']}",
+        f"- Rounds: {settings['rounds']}; "
+        + (f"measured {settings['duration']} s per run after a {settings['warmup']} s"
+           " warm-up; " if timed else "")
+        + f"CPU pinning: {pin}",
+        "",
+    ]
+    if wrk_rows:
+        lines += [
+            "## Results",
+            "",
+            markdown_table(RESULT_HEADER, wrk_rows),
+            "",
+            "CPU us/req is the server's user+system CPU time (whole process tree, from /proc)"
+            " during the measured run divided by the requests completed: lower is better, and"
+            " it is steadier than req/s on a loaded 2-core machine where wrk competes for the"
+            " CPU.",
+            "",
+        ]
+        ws_names = [n for n in scenarios if SCENARIOS[n].kind == "ws"
+                    and any(k[0] == n for k in summary)]
+        for name in ws_names:
+            scenario = SCENARIOS[name]
+            lines += [
+                f"{name} is measured with `loadgen ws` rather than wrk: {scenario.connections}"
+                f" WebSocket clients on `{scenario.load_path}` (`bench/apps/ws_echo.py`), each"
+                f" sending a {WS_MESSAGE_BYTES}-byte text message and waiting for its echo"
+                " before the next. Its req/s is echo round trips per second (over loadgen's"
+                " wall time, handshakes included), p50/p99 the round-trip times, CPU us/req the"
+                " server's CPU time per message, RSS MiB the peak during the run.",
+                "",
+            ]
+    if others and wrk_ratio_rows:
+        lines += [
+            f"## Ratios ({baseline} / other)",
+            "",
+            "req/s ratios above 1 and CPU/req ratios below 1 favour " + baseline + ".",
+            "",
+            markdown_table(ratio_header(baseline, others), wrk_ratio_rows),
+            "",
+        ]
+    lines += app_cost_section(data, markdown_table, prose=True)
+    lines += loadgen_sections(data, markdown_table, prose=True)
+    lines += robustness_sections(data, markdown_table, prose=True)
+    failures = [r for r in runs if not r.ok]
+    if failures:
+        lines += ["## Failed runs", ""]
+        lines += [f"- round {r.round}, {r.scenario}, {r.server}: {r.error}" for r in failures]
+        lines.append("")
+    # What the tables cannot say (profiles, ceilings, manual runs) is written by hand in
+    # bench/ANALYSIS.md, so that a new run does not erase it; it names the run it refers to.
+    if ANALYSIS.exists() and path.resolve() == (REPO / "bench" / "RESULTS.md").resolve():
+        lines += [ANALYSIS.read_text().rstrip(), ""]
+    if chart is not None:
+        rel = os.path.relpath(chart, path.parent)
+        lines += ["## Chart", "", f"![requests per second]({rel})", ""]
+    lines += ["## Scenarios", ""]
+    lines += [
+        f"- **{name}**: {SCENARIOS[name].summary}"
+        + (f"; {SCENARIOS[name].connections} connections"
+           if SCENARIOS[name].kind in ("wrk", "ws") else "")
+        for name in scenarios
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def print_tables(data: dict) -> None:
+    """The summary tables on stdout."""
+    settings = data["settings"]
+    summary = summarise([Run(**r) for r in data["runs"]])
+    scenarios, servers, baseline = settings["scenarios"], settings["servers"], settings["baseline"]
+    rows = results_rows(summary, scenarios, servers)
+    if rows:
+        print()
+        print(text_table(RESULT_HEADER, rows))
+    others = comparison_columns(baseline, servers)
+    rows = ratio_rows(summary, scenarios, baseline, others)
+    if others and rows:
+        print()
+        print(text_table(ratio_header(baseline, others), rows))
+    print()
+    for line in app_cost_section(data, text_table, prose=False):
+        print(line)
+    for line in loadgen_sections(data, text_table, prose=False):
+        print(line)
+    for line in robustness_sections(data, text_table, prose=False):
+        print(line)

@@ -1,0 +1,292 @@
+"""The scenario table: what each benchmark scenario serves, the load put on it, and the
+parameters of its measurement (sizes, delays, limits, sampling periods).
+
+Owns ``Scenario``, ``SCENARIOS`` (its order is the reports' order), the request bodies the wrk
+Lua scripts send, the checks of the first answer, and the module-level parameters below,
+which the drivers, the report text and the command line's defaults all read. Must not start
+processes, measure or format anything. bench/README.md ("Adding a scenario") says how to add
+one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+# Request bodies sent by the wrk Lua scripts in bench/lua/; keep both sides in sync.
+BODY_4K = b"0123456789abcdef" * 256
+BODY_1M = b"0123456789abcdef" * 65536
+FASTAPI_ITEM = b'{"name":"widget","price":9.99,"quantity":3,"tags":["red","small","sale"]}'
+
+
+Check = Callable[[int, bytes], "str | None"]
+
+
+def expect_body(expected: bytes) -> Check:
+    """A check that wants status 200 and exactly ``expected`` as the body."""
+
+    def check(status: int, body: bytes) -> str | None:
+        if status != 200:
+            return f"status {status}, expected 200"
+        if body != expected:
+            return f"body {body[:60]!r}... ({len(body)} bytes), expected {len(expected)} bytes"
+        return None
+
+    return check
+
+
+def expect_json(predicate: Callable[[object], bool], what: str) -> Check:
+    """A check that wants status 200 and a JSON body satisfying ``predicate``."""
+
+    def check(status: int, body: bytes) -> str | None:
+        if status != 200:
+            return f"status {status}, expected 200: {body[:200]!r}"
+        try:
+            document = json.loads(body)
+        except ValueError:
+            return f"body is not JSON: {body[:60]!r}"
+        return None if predicate(document) else f"expected {what}, got {body[:200]!r}"
+
+    return check
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One benchmark scenario: the app to serve and the load to put on it."""
+
+    name: str
+    app: str  # import target, "module:attribute"
+    summary: str
+    check: Check = field(repr=False)
+    method: str = "GET"
+    path: str = "/"
+    connections: int = 100
+    lua: str | None = None  # file name in bench/lua/
+    body: bytes = field(default=b"", repr=False)
+    content_type: str | None = None
+    ideal_rps: float | None = None  # when the app itself bounds the throughput (events/s: sse)
+    wrk_timeout_s: int = 5
+    kind: str = "wrk"  # the load generator: "wrk", or a loadgen mode ("sse", "idle", "ws")
+    load_path: str | None = None  # loadgen's request path, when it differs from ``path``
+    hold_s: float = 0.0  # idle: seconds loadgen holds the connections once all are open
+    events: int = 0  # sse: events per stream (the app's ``n``)
+    interval_s: float = 0.0  # sse: seconds between two events of a stream (``interval``)
+    # The hyper ceiling's flags for this scenario (examples/hyper_hello.rs), or None where
+    # there is no pure-Rust equivalent of the app to compare with.
+    ceiling: tuple[str, ...] | None = None
+    # Extra command-line flags per server ("ferricorn", "granian", "uvicorn"), e.g. limits.
+    server_args: dict[str, tuple[str, ...]] = field(
+        default_factory=dict, hash=False, compare=False, repr=False
+    )
+
+
+# sse-tokens: what each of the 1,000 streams carries (bench/apps/sse_tokens.py).
+SSE_EVENTS = 200
+SSE_INTERVAL_S = 0.01
+# sse-2k and sse-10k: 2,000 and 10,000 streams on one worker, each 40 events 50 ms apart (2 s
+# per stream).
+SSE_2K_STREAMS = 2_000
+SSE_10K_STREAMS = 10_000
+SSE_10K_EVENTS = 40
+SSE_10K_INTERVAL_S = 0.05
+# ws-echo: the WebSocket clients, each doing sequential echo round trips of a message this big.
+WS_CLIENTS = 100
+WS_MESSAGE_BYTES = 32
+# idle-10k: RSS is read this long after loadgen reports all connections open.
+IDLE_SETTLE_S = 1.0
+# idle-10k: loadgen connects one at a time without a timeout, so a server that stops accepting
+# (Granian at its --backpressure, which defaults to its --backlog, 1024) stalls it in SYN
+# retries. The run is cut short when the server's socket count has not grown for this long.
+IDLE_STALL_S = 10.0
+RSS_SAMPLE_S = 0.05  # RSS sampling period while loadgen runs
+# sse and ws: the server's open descriptors are counted every this many RSS samples (0.5 s),
+# since listing 10,000 of them takes a few milliseconds.
+FD_SAMPLE_EVERY = 10
+LOADGEN_TIMEOUT_S = 180.0  # a loadgen run taking longer than this is killed and marked failed
+# cancel: the client sends GET /work?id=N, waits CANCEL_HOLD_S and closes the connection, with
+# CANCEL_CONCURRENCY such clients at a time; CANCEL_SETTLE_S after the last close the harness
+# collects the app's cancel times. --cancel-requests sets N (default CANCEL_REQUESTS).
+CANCEL_REQUESTS = 300
+CANCEL_CONCURRENCY = 20
+CANCEL_HOLD_S = 0.05
+CANCEL_SETTLE_S = 1.0
+# overload: the 100 ms app with OVERLOAD_CONNECTIONS wrk connections, twice the OVERLOAD_LIMIT
+# requests that ferricorn (and uvicorn, counting connections) let in at once.
+OVERLOAD_LIMIT = 200
+OVERLOAD_CONNECTIONS = 2 * OVERLOAD_LIMIT
+
+
+def sse_delay_target_ms(scenario: Scenario) -> float:
+    """The p99 inter-event delay an sse scenario should stay under: twice the app's interval."""
+    return 2 * scenario.interval_s * 1000
+
+
+def _stream_body() -> bytes:
+    chunks = [f"chunk {i:02d} ".ljust(127, ".").encode() + b"\n" for i in range(10)]
+    return b"".join(chunks)
+
+
+def token_streams(
+    name: str, streams: int, events: int, interval_s: float, summary: str | None = None
+) -> Scenario:
+    """An sse scenario: ``streams`` loadgen clients at once, each reading one stream of
+    ``events`` small events ``interval_s`` apart from bench/apps/sse_tokens.py."""
+    ideal = streams / interval_s
+    return Scenario(
+        name=name,
+        app="bench.apps.sse_tokens:app",
+        summary=summary or f"{streams:,} concurrent text/event-stream streams on one worker,"
+        f" each {events} `data:` events {interval_s * 1000:g} ms apart, measured with loadgen;"
+        f" ideal {ideal:,.0f} events/s, target p99 inter-event delay"
+        f" <= {2 * interval_s * 1000:g} ms; RSS per open stream",
+        kind="sse",
+        path="/?n=3&interval=0",  # the readiness check; the load uses load_path
+        load_path=f"/?n={events}&interval={interval_s}",
+        connections=streams,
+        events=events,
+        interval_s=interval_s,
+        ideal_rps=ideal,
+        check=expect_body(b"data: tok0\n\ndata: tok1\n\ndata: tok2\n\n"),
+        ceiling=(),
+    )
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in [
+        Scenario(
+            name="hello",
+            app="bench.apps.hello:app",
+            summary='GET, 13-byte "Hello, world!" text body',
+            ceiling=(),
+            check=expect_body(b"Hello, world!"),
+        ),
+        Scenario(
+            name="json",
+            app="bench.apps.json_1k:app",
+            summary="GET, 1 KiB pre-serialized JSON document",
+            check=expect_json(lambda d: isinstance(d, dict) and len(d["users"]) == 8, "8 users"),
+        ),
+        Scenario(
+            name="echo-4k",
+            app="bench.apps.echo_4k:app",
+            summary="POST 4 KiB, read with receive() and echoed back",
+            method="POST",
+            lua="post_4k.lua",
+            body=BODY_4K,
+            content_type="application/octet-stream",
+            check=expect_body(BODY_4K),
+        ),
+        Scenario(
+            name="upload-1m",
+            app="bench.apps.upload_1m:app",
+            summary="POST 1 MiB, counted chunk by chunk, reply is the byte count",
+            method="POST",
+            lua="post_1m.lua",
+            body=BODY_1M,
+            content_type="application/octet-stream",
+            check=expect_body(str(len(BODY_1M)).encode()),
+            wrk_timeout_s=10,
+        ),
+        Scenario(
+            name="stream-10",
+            app="bench.apps.stream_10:app",
+            summary="GET, 10 x 128-byte more_body chunks (chunked encoding)",
+            check=expect_body(_stream_body()),
+        ),
+        Scenario(
+            name="slow-100ms",
+            app="bench.apps.slow_100ms:app",
+            summary="GET, app awaits asyncio.sleep(0.1); 1,000 connections, ideal 10,000 req/s",
+            connections=1000,
+            ideal_rps=10_000.0,
+            ceiling=("--delay-ms", "100"),
+            check=expect_body(b"Hello, world!"),
+        ),
+        Scenario(
+            name="fastapi",
+            app="bench.apps.fastapi_items:app",
+            summary="FastAPI POST /items with a pydantic body, JSON reply",
+            method="POST",
+            path="/items",
+            lua="fastapi_item.lua",
+            body=FASTAPI_ITEM,
+            content_type="application/json",
+            check=expect_json(
+                lambda d: d == {"name": "widget", "total": 29.97, "tag_count": 3},
+                '{"name":"widget","total":29.97,"tag_count":3}',
+            ),
+        ),
+        token_streams(
+            "sse-tokens", 1000, SSE_EVENTS, SSE_INTERVAL_S,
+            summary=f"1,000 concurrent GET text/event-stream streams of {SSE_EVENTS} small"
+            f" `data:` events {SSE_INTERVAL_S * 1000:g} ms apart (LLM-style token streaming),"
+            " measured with loadgen; ideal 100,000 events/s, target p99 inter-event delay"
+            f" <= {2 * SSE_INTERVAL_S * 1000:g} ms",
+        ),
+        token_streams("sse-2k", SSE_2K_STREAMS, SSE_10K_EVENTS, SSE_10K_INTERVAL_S),
+        token_streams("sse-10k", SSE_10K_STREAMS, SSE_10K_EVENTS, SSE_10K_INTERVAL_S),
+        Scenario(
+            name="ws-echo",
+            app="bench.apps.ws_echo:app",
+            summary=f"WebSocket echo: {WS_CLIENTS} clients, each sends a {WS_MESSAGE_BYTES}-byte"
+            " text message and waits for the echo, over and over (loadgen ws); throughput is"
+            " echo round trips (messages) per second, latency the round trip",
+            kind="ws",
+            path="/",  # the readiness check (plain HTTP); the WebSocket load uses load_path
+            load_path="/ws",
+            connections=WS_CLIENTS,
+            check=expect_body(b"ws-echo"),
+        ),
+        Scenario(
+            name="idle-10k",
+            app="bench.apps.hello:app",
+            summary="10,000 idle connections (nothing sent) held open 3 s while loadgen times"
+            " one GET / on a fresh connection every 100 ms; measures RSS per connection",
+            kind="idle",
+            connections=10_000,
+            hold_s=3.0,
+            check=expect_body(b"Hello, world!"),
+        ),
+        Scenario(
+            name="cancel",
+            app="bench.apps.cancel_probe:app",
+            summary="GET /work?id=N (the app sleeps 60 s), client closes the connection after"
+            f" {CANCEL_HOLD_S * 1000:g} ms; delay from the close to CancelledError in the app's"
+            f" task, {CANCEL_CONCURRENCY} clients at a time (asyncio sockets in the harness);"
+            " ferricorn with --cancel-on-disconnect, the others with their defaults",
+            kind="cancel",
+            path="/results",  # the readiness check
+            check=expect_json(lambda d: isinstance(d, dict) and "cancels" in d, "results"),
+            server_args={"ferricorn": ("--cancel-on-disconnect",)},
+        ),
+        Scenario(
+            name="overload",
+            app="bench.apps.slow_100ms:app",
+            summary=f"the 100 ms app under {OVERLOAD_CONNECTIONS} wrk connections, twice the"
+            f" {OVERLOAD_LIMIT} requests ferricorn lets in at once (--limit-concurrency"
+            f" {OVERLOAD_LIMIT} --limit-queue 0: the rest get 503 at once); uvicorn with"
+            f" --limit-concurrency {OVERLOAD_LIMIT} (counts connections), Granian has no such"
+            " limit (defaults); responses counted by status (bench/lua/count_status.lua)",
+            kind="overload",
+            connections=OVERLOAD_CONNECTIONS,
+            lua="count_status.lua",
+            check=expect_body(b"Hello, world!"),
+            server_args={
+                "ferricorn": ("--limit-concurrency", str(OVERLOAD_LIMIT), "--limit-queue", "0"),
+                "uvicorn": ("--limit-concurrency", str(OVERLOAD_LIMIT)),
+            },
+        ),
+    ]
+}
+
+
+def loadgen_scenario(kind: str, scenarios: list[str]) -> str | None:
+    """The (first) selected scenario measured with loadgen mode ``kind``."""
+    return next((n for n in scenarios if SCENARIOS[n].kind == kind), None)
+
+
+def loadgen_scenarios(kind: str, scenarios: list[str]) -> list[str]:
+    """All the selected scenarios measured with loadgen mode ``kind``."""
+    return [n for n in scenarios if n in SCENARIOS and SCENARIOS[n].kind == kind]
