@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.deps-installed
 
-.PHONY: run test test-rust test-python lint build clean bench conformance
+.PHONY: run test test-rust test-python lint typecheck build clean bench conformance
 
 $(STAMP): tests/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,16 +27,28 @@ test-rust:
 
 test-python: build
 	$(PY) -m pytest -q -p no:cacheprovider tests/python
+	$(PY) -m pytest -q -p no:cacheprovider tests/bench
 
 # The Autobahn TestSuite WebSocket cases (1.* to 13.*), report in docs/autobahn/. `make test`
 # runs them too (tests/python/test_autobahn.py), into a temporary folder.
 conformance: build
 	$(PY) tests/conformance/autobahn.py --out docs/autobahn
 
-lint: $(STAMP)
+lint: build
 	cargo fmt --all -- --check
 	cargo clippy --release --all-targets -- -D warnings
 	$(VENV)/bin/ruff check python tests bench examples
+	$(MAKE) typecheck
+
+# The public API's types: a sample of its use must pass `mypy --strict`, a sample of misuse
+# must fail with exactly its three errors, and the extension's stub must match the module.
+typecheck: build
+	MYPYPATH=python $(VENV)/bin/mypy --strict --follow-imports=silent tests/typing/public_api.py
+	@MYPYPATH=python $(VENV)/bin/mypy --follow-imports=silent tests/typing/wrong_api.py \
+		| grep -q "Found 3 errors" \
+		|| { echo "tests/typing/wrong_api.py: expected exactly 3 type errors"; exit 1; }
+	MYPYPATH=python $(PY) -m mypy.stubtest ferricorn._ferricorn \
+		--allowlist tests/typing/stubtest-allowlist.txt
 
 clean:
 	rm -rf $(VENV) target

@@ -4,15 +4,17 @@
 
 `--a` and `--b` are directories that hold a `ferricorn` package with its built extension
 (`python/` of a checkout after `make build`, or a copy of it). The two builds take turns (A B
-B A A B ...), each run a fresh server with one worker under `wrk -t1 -c100`, so that the
-machine's drift from one minute to the next falls on both sides alike. Prints each run and
-the medians; the server's CPU is user+system time from /proc, divided by the requests wrk
-completed.
+B A A B ...), each run a fresh server with one worker under `wrk -t1 -c100` (or, for
+`ws-echo`, `loadgen ws` with 100 clients: build it with `cargo build --release --example
+loadgen`), so that the machine's drift from one minute to the next falls on both sides
+alike. Prints each run and the medians; the server's CPU is user+system time from /proc,
+divided by the requests (or echoed messages) completed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import socket
@@ -29,7 +31,9 @@ SCENARIOS = {
     "echo-4k": ("bench.apps.echo_4k:app", "/", BENCH / "lua" / "post_4k.lua"),
     "json": ("bench.apps.json_1k:app", "/", None),
     "stream-10": ("bench.apps.stream_10:app", "/", None),
+    "ws-echo": ("bench.apps.ws_echo:app", "/ws", None),
 }
+LOADGEN = BENCH.parent / "target" / "release" / "examples" / "loadgen"
 
 
 def free_port() -> int:
@@ -69,18 +73,32 @@ def run_once(build: str, scenario: str, duration: int, extra: list[str]) -> tupl
     )
     try:
         wait_listening(port, proc)
-        url = f"http://127.0.0.1:{port}{path}"
-        script = ["-s", str(lua)] if lua else []
-        subprocess.run(["wrk", "-t1", "-c100", "-d1s", *script, url], capture_output=True)
+        if scenario == "ws-echo":
+            def load(seconds: int) -> str:
+                return subprocess.run(
+                    [str(LOADGEN), "ws", "--port", str(port), "--path", path, "--clients",
+                     "100", "--hold", str(seconds), "--size", "32"],
+                    capture_output=True, text=True).stdout
+        else:
+            url = f"http://127.0.0.1:{port}{path}"
+            script = ["-s", str(lua)] if lua else []
+
+            def load(seconds: int) -> str:
+                return subprocess.run(["wrk", "-t1", "-c100", f"-d{seconds}s", *script, url],
+                                      capture_output=True, text=True).stdout
+        load(1)
         before = cpu_seconds(proc.pid)
-        out = subprocess.run(["wrk", "-t1", "-c100", f"-d{duration}s", *script, url],
-                             capture_output=True, text=True).stdout
+        out = load(duration)
         used = cpu_seconds(proc.pid) - before
     finally:
         proc.terminate()
         proc.wait(15)
-    requests = int(re.search(r"(\d+) requests in", out).group(1))
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    if scenario == "ws-echo":
+        result = json.loads(out.strip().splitlines()[-1])
+        requests, rate = result["messages"], result["messages_per_s"]
+    else:
+        requests = int(re.search(r"(\d+) requests in", out).group(1))
+        rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     return rate, used / requests * 1e6
 
 

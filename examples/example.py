@@ -1,26 +1,13 @@
 """An app run from its own file, as the introduction shows it: `python example.py`.
 
     cd examples && python example.py
+
+The app is the introduction's first one (hello.py, headers as a list of lists:
+[b'content-type', b'text/plain']).
 """
 
 import ferricorn
-
-
-async def app(scope, receive, send):
-    assert scope['type'] == 'http'
-
-    await send({
-        'type': 'http.response.start',
-        'status': 200,
-        'headers': [
-            [b'content-type', b'text/plain'],
-        ],
-    })
-    await send({
-        'type': 'http.response.body',
-        'body': b'Hello, world!',
-    })
-
+from hello import app  # noqa: F401  (served as "example:app")
 
 if __name__ == "__main__":
     ferricorn.run("example:app", host="127.0.0.1", port=8000, log_level="info")

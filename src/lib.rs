@@ -2,18 +2,25 @@
 //!
 //! The layers, in the order a request meets them (see `docs/architecture.md`):
 //! - [`engine`]: sockets, HTTP/1.1 (hyper), limits, timeouts; tokio threads, never the GIL.
+//! - [`handoff`]: the types the engine and the ASGI adapter share (the exchange, the
+//!   WebSocket session, the request head); neither side reaches into the other.
 //! - [`bridge`]: the event queue and doorbell between engine threads and the Python loop
 //!   thread; the only module that takes or releases the GIL.
 //! - [`asgi`]: scopes, `receive`/`send` and their awaitables, run on the loop thread.
 //!
 //! - [`supervisor`]: worker processes, restarts, signals, reload; no tokio, no Python.
+//! - [`metrics`]: request counters and histograms, per process or in the workers' shared
+//!   file, and their Prometheus text; used by the engine, the adapter and the supervisor.
 //!
-//! Configuration is resolved in Python (`ferricorn/config.py`) and handed over as plain
-//! values.
+//! Configuration is resolved in Python (`ferricorn/config.py`) and handed over as the typed
+//! structs of [`settings`].
 
 pub mod asgi;
 pub mod bridge;
 pub mod engine;
+pub mod handoff;
+pub mod metrics;
+pub mod settings;
 pub mod supervisor;
 
 use pyo3::prelude::*;
@@ -21,6 +28,11 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _ferricorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("ENGINE_SETTINGS", settings::EngineSettings::FIELDS.to_vec())?;
+    m.add(
+        "SUPERVISOR_SETTINGS",
+        settings::SupervisorSettings::FIELDS.to_vec(),
+    )?;
     m.add_class::<bridge::Server>()?;
     m.add_function(wrap_pyfunction!(bridge::processes::supervise, m)?)?;
     m.add_class::<asgi::HttpCycle>()?;

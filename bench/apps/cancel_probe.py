@@ -8,7 +8,7 @@
   the server can shut down at once instead of waiting up to 60 s for them; those are not
   recorded as cancels. It replies with how many it released.
 
-The harness (bench/run.py, ``measure_cancel``) runs on the same host, so its
+The harness (bench/harness/robustness.py, ``measure_cancel``) runs on the same host, so its
 ``time.monotonic()`` and ours read the same clock.
 """
 

@@ -19,8 +19,9 @@ what it leaves to the others):
   the Markdown report and stdout tables, the chart (matplotlib, imported when drawing).
 - ``cli``: the command line and the main sequence (measure or reload, then render).
 
-Dependencies point down this list; nothing imports ``cli``, and the rendering never starts a
-process. The paths below are the only state the modules share.
+A module imports only the ones listed before it (and the paths below), so nothing imports
+``cli``, and the rendering never starts a process. tests/bench/ tests the output parsers and
+the rendering on fixed samples, with no server.
 """
 
 from pathlib import Path

@@ -72,7 +72,7 @@ class Scenario:
     hold_s: float = 0.0  # idle: seconds loadgen holds the connections once all are open
     events: int = 0  # sse: events per stream (the app's ``n``)
     interval_s: float = 0.0  # sse: seconds between two events of a stream (``interval``)
-    # The hyper ceiling's flags for this scenario (examples/hyper_hello.rs), or None where
+    # The hyper ceiling's flags for this scenario (bench/hyper_hello.rs), or None where
     # there is no pure-Rust equivalent of the app to compare with.
     ceiling: tuple[str, ...] | None = None
     # Extra command-line flags per server ("ferricorn", "granian", "uvicorn"), e.g. limits.

@@ -40,7 +40,7 @@ def example_binary(name: str) -> Path:
 
 
 def hyper_binary() -> Path:
-    """The ceiling server (examples/hyper_hello.rs)."""
+    """The ceiling server (bench/hyper_hello.rs)."""
     return example_binary("hyper_hello")
 
 

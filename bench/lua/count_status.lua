@@ -1,6 +1,6 @@
 -- wrk script for scenario overload: count the responses by status code.
 -- Each wrk thread counts in its own Lua state; done() adds the threads' counts up and prints
--- one line "statuses: 200=N 503=M ..." that bench/run.py parses.
+-- one line "statuses: 200=N 503=M ..." that bench/harness/wrk.py parses.
 local threads = {}
 
 function setup(thread)

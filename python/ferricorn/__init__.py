@@ -7,18 +7,23 @@ is cheap: the engine (`ferricorn.server`) loads only when `run()` is called, and
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ferricorn.config import Config
+from ferricorn.options import Options
 
-__all__ = ["Config", "run", "__version__"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["Config", "Options", "run", "__version__"]
 
 
-def run(app: Any, **kwargs: Any) -> None:
+def run(app: Any, **kwargs: Unpack[Options]) -> None:
     """Serve `app` (an ASGI3 callable or "module:attr") like `uvicorn.run(app, **kwargs)`.
 
-    Keyword arguments are the `Config` options. Returns after a clean shutdown;
-    raises SystemExit with the server's exit code otherwise.
+    Keyword arguments are the `Config` options (`ferricorn.Options` lists them with their
+    types). Returns after a clean shutdown; raises SystemExit with the server's exit code
+    otherwise.
     """
     config = Config(app, **kwargs)
     if config.reload and config.worker_count > 1:

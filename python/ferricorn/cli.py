@@ -13,6 +13,7 @@ import platform
 from collections.abc import Mapping
 from typing import Any
 
+from ferricorn import exits
 from ferricorn.config import OPTIONS, Option
 
 __all__ = ["build_parser", "parse_cli", "version_line"]
@@ -27,7 +28,7 @@ def version_line() -> str:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # one line, no usage dump
-        self.exit(2, f"Error: {message}\n")
+        self.exit(exits.USAGE, f"Error: {message}\n")
 
 
 class _Version(argparse.Action):
@@ -40,8 +41,12 @@ class _Version(argparse.Action):
 
 
 def _describe_default(opt: Option) -> str:
+    """" [default: X]" from the declaration: the default itself, or what a placeholder
+    default (None, empty) stands for."""
+    if opt.shown_default is not None:
+        return f" [default: {opt.shown_default}]"
     value = opt.default_for_cli
-    if value is None or value in ([], "") or "[default:" in opt.help:
+    if value is None or value in ([], ""):
         return ""
     if opt.flag:
         value = "on" if value else "off"

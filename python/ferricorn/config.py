@@ -1,10 +1,15 @@
-"""Server configuration: the option table and the `Config` built from it.
+"""Server configuration: the option table and the validated `Config` built from it.
 
-Owns `OPTIONS`, the single list of settings (name, parser, default, help,
-choices, flag/multiple). `Config`'s keyword arguments, defaults and validation
-come from it, and so do the command line and FERRICORN_<NAME> environment
-variables (see cli.py). `Config` also loads the .env file, logging setup and
-app, and binds the listening socket.
+Owns `OPTIONS`, the one declaration of every setting: name, parser (its type), default,
+help, and where it applies (the supervisor, the worker's Python side, or the Rust engine).
+Everything else is derived from it: `Config`'s keywords and validation, the command line,
+`--help` with its defaults, the FERRICORN_<NAME> environment variables, what a worker
+inherits, `run()`'s typed keywords (`ferricorn.options.Options`), and the typed settings
+Rust reads from a `Config` by attribute (`src/settings.rs`: a field per engine option, under
+the option's name or its `engine_name`). Must not: import the engine, load the app, bind
+sockets or configure logging (`importer`, `sockets`, `logging` do that with a `Config`).
+
+Why it is long: half of it is the table itself, one entry per option.
 """
 
 from __future__ import annotations
@@ -13,23 +18,29 @@ import argparse
 import json
 import os
 import re
-import socket
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ferricorn import sockets
-from ferricorn.importer import ImportFromStringError, import_from_string
-
 if TYPE_CHECKING:
-    import asyncio
+    from typing_extensions import Unpack
 
-__all__ = ["OPTIONS", "Option", "Config", "AppLoadError", "LOG_LEVELS"]
+    from ferricorn.options import Options
+
+__all__ = ["OPTIONS", "Option", "Config", "LOG_LEVELS", "ENGINE", "WORKER", "SUPERVISOR"]
 
 _SAME = object()  # "CLI default = Config default"
 LOG_LEVELS = {"critical": 50, "error": 40, "warning": 30, "info": 20, "debug": 10, "trace": 5}
 DEFAULT_MAX_HEAD_BYTES = 65536
+#: What --reload watches and ignores when no --reload-include / --reload-exclude is given.
+RELOAD_INCLUDES = ("*.py",)
+RELOAD_EXCLUDES = (".*", "*.py[cod]", "*.sw.*", "~*")
+
+#: Where an option applies. A worker process inherits every option that applies to it (the
+#: engine runs in the worker) through FERRICORN_<NAME> variables; SUPERVISOR options stay
+#: with the process the user started (it binds the socket and manages the workers).
+SUPERVISOR, WORKER, ENGINE = "supervisor", "worker", "engine"
+SUPERVISOR_AND_WORKER = (SUPERVISOR, WORKER)
 
 
 def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -112,6 +123,23 @@ class Option:
     multiple: bool = False  # repeatable; value is a list
     cli_default: Any = _SAME
     cli_name: str | None = None
+    #: SUPERVISOR, WORKER, ENGINE, or a tuple of them.
+    applies: str | tuple[str, ...] = WORKER
+    #: The `Config` attribute the engine reads for this option, when it is derived (several
+    #: options can feed one); None: the option's own name.
+    engine_name: str | None = None
+    #: What `--help` shows as the default when the declared default is a placeholder (None
+    #: or empty) for a value decided at run time.
+    shown_default: str | None = None
+
+    @property
+    def places(self) -> tuple[str, ...]:
+        return (self.applies,) if isinstance(self.applies, str) else self.applies
+
+    @property
+    def for_workers(self) -> bool:
+        """Handed to worker processes (the app travels as their command's argument)."""
+        return self.name != "app" and (WORKER in self.places or ENGINE in self.places)
 
     @property
     def env(self) -> str:
@@ -142,132 +170,187 @@ class Option:
 
 _B, _A, _L, _H, _T = "Socket binding", "Application", "Logging", "HTTP", "Limits and timeouts"
 _P, _W = "Processes", "WebSockets"
-#: Options the supervisor keeps for itself; a worker gets the others (see `worker_env`).
-SUPERVISOR_ONLY = frozenset({
-    "app", "host", "port", "uds", "fd", "backlog", "workers", "reload", "reload_dirs",
-    "reload_includes", "reload_excludes", "reload_delay", "timeout_worker_healthcheck",
-    "pid_file", "metrics_port", "metrics_host",
-})
 OPTIONS: tuple[Option, ...] = (
     Option("app", None, 'ASGI application as "<module>:<attribute>", e.g. main:app.', "",
-           metavar="APP"),
-    Option("host", "127.0.0.1", "Bind to this address (0.0.0.0 for all IPv4, :: for IPv6).", _B),
-    Option("port", 8000, "Bind to this TCP port; 0 picks a free one.", _B, _int_in(0, 65535)),
-    Option("uds", None, "Bind to a UNIX domain socket at this path.", _B, metavar="PATH"),
+           metavar="APP",
+           applies=WORKER),
+    Option("host", "127.0.0.1", "Bind to this address (0.0.0.0 for all IPv4, :: for IPv6).", _B,
+           applies=SUPERVISOR),
+    Option("port", 8000, "Bind to this TCP port; 0 picks a free one.", _B, _int_in(0, 65535),
+           applies=SUPERVISOR),
+    Option("uds", None, "Bind to a UNIX domain socket at this path.", _B, metavar="PATH",
+           applies=SUPERVISOR),
     Option("fd", None, "Use the already-open socket with this file descriptor.", _B,
-           _int_in(0)),
+           _int_in(0),
+           applies=SUPERVISOR),
     Option("backlog", 2048, "Maximum number of connections waiting to be accepted.", _B,
-           _int_in(1)),
+           _int_in(1),
+           applies=SUPERVISOR),
     Option("app_dir", "", "Directory prepended to sys.path before importing APP.", _A,
-           metavar="DIR", cli_default="."),
+           metavar="DIR", cli_default=".",
+           applies=WORKER),
     Option("factory", False, "APP is a factory: call it without arguments to get the app.",
-           _A, flag=True),
+           _A, flag=True,
+           applies=WORKER),
     Option("lifespan", "auto", "Lifespan protocol: auto tolerates apps that lack it.", _A,
-           choices=("auto", "on", "off")),
+           choices=("auto", "on", "off"),
+           applies=WORKER),
     Option("loop", "auto", "Event loop; auto uses uvloop when installed.", _A,
-           choices=("auto", "asyncio", "uvloop")),
+           choices=("auto", "asyncio", "uvloop"),
+           applies=WORKER),
     Option("env_file", None, "Load environment variables from this .env file.", _A,
-           metavar="PATH"),
+           metavar="PATH",
+           applies=SUPERVISOR_AND_WORKER),
     Option("root_path", "", "ASGI root_path, for apps served below a URL prefix by a proxy "
            "that strips it; prepended to path and raw_path, as uvicorn does.", _A,
-           metavar="PATH"),
+           metavar="PATH",
+           applies=ENGINE),
     Option("log_config", None, "Logging configuration file (.json, .yaml, .yml or .ini).", _L,
-           metavar="PATH"),
-    Option("log_level", None, "Log level [default: info].", _L, _log_level,
-           choices=tuple(LOG_LEVELS)),
-    Option("access_log", True, "Log one line per request.", _L, flag=True),
-    Option("use_colors", None, "Colored log output [default: when writing to a terminal].",
-           _L, flag=True),
+           metavar="PATH",
+           applies=SUPERVISOR_AND_WORKER),
+    Option("log_level", None, "Log level.", _L, _log_level,
+           choices=tuple(LOG_LEVELS),
+           applies=SUPERVISOR_AND_WORKER, shown_default="info"),
+    Option("access_log", True, "Log one line per request.", _L, flag=True,
+           applies=WORKER),
+    Option("use_colors", None, "Colored log output.",
+           _L, flag=True,
+           applies=SUPERVISOR_AND_WORKER, shown_default="when writing to a terminal"),
     Option("proxy_headers", True, "Trust X-Forwarded-Proto and X-Forwarded-For from the "
-           "addresses in --forwarded-allow-ips.", _H, flag=True),
-    Option("forwarded_allow_ips", None, "Comma-separated proxy IPs to trust, or '*' for all "
-           "[default: $FORWARDED_ALLOW_IPS or 127.0.0.1].", _H, metavar="IPS"),
-    Option("server_header", True, "Send a Server header.", _H, flag=True),
-    Option("date_header", True, "Send a Date header.", _H, flag=True),
+           "addresses in --forwarded-allow-ips.", _H, flag=True,
+           applies=ENGINE),
+    Option("forwarded_allow_ips", None, "Comma-separated proxy IPs to trust, or '*' for all.",
+           _H, metavar="IPS", applies=ENGINE, engine_name="forwarded_allow_ips_list",
+           shown_default="$FORWARDED_ALLOW_IPS or 127.0.0.1"),
+    Option("server_header", True, "Send a Server header.", _H, flag=True,
+           applies=ENGINE, engine_name="response_headers"),
+    Option("date_header", True, "Send a Date header.", _H, flag=True,
+           applies=ENGINE),
     Option("headers", [], "Extra response header, e.g. 'X-Team: ml'; repeatable.", _H, _header,
-           metavar="'NAME: VALUE'", multiple=True, cli_name="header"),
-    Option("h11_max_incomplete_event_size", None, "Maximum size in bytes of a request head "
-           f"[default: {DEFAULT_MAX_HEAD_BYTES}].", _H, _int_in(1), metavar="BYTES"),
+           metavar="'NAME: VALUE'", multiple=True, cli_name="header",
+           applies=ENGINE, engine_name="response_headers"),
+    Option("h11_max_incomplete_event_size", None, "Maximum size in bytes of a request head.",
+           _H, _int_in(1), metavar="BYTES", applies=ENGINE, engine_name="max_head_bytes",
+           shown_default=str(DEFAULT_MAX_HEAD_BYTES)),
     Option("ws", "auto", "WebSocket support: none hands upgrade requests to the app as plain "
            "HTTP; every other choice is ferricorn's own engine (the names are uvicorn's).", _W,
-           choices=("auto", "none", "websockets", "websockets-sansio", "wsproto")),
+           choices=("auto", "none", "websockets", "websockets-sansio", "wsproto"),
+           applies=ENGINE),
     Option("ws_max_size", 16 * 1024 * 1024, "Largest WebSocket message accepted, in bytes; "
-           "a bigger one closes the socket with 1009.", _W, _int_in(1), metavar="BYTES"),
+           "a bigger one closes the socket with 1009.", _W, _int_in(1), metavar="BYTES",
+           applies=ENGINE),
     Option("ws_max_queue", 32, "WebSocket messages read ahead of the app; past it the socket "
-           "is not read (backpressure).", _W, _int_in(1), metavar="N"),
+           "is not read (backpressure).", _W, _int_in(1), metavar="N",
+           applies=ENGINE),
     Option("ws_ping_interval", 20.0, "Seconds between keepalive pings; 0 turns them off.", _W,
-           _seconds(), metavar="SECONDS"),
+           _seconds(), metavar="SECONDS",
+           applies=ENGINE),
     Option("ws_ping_timeout", 20.0, "Seconds to wait for any frame after a ping before "
-           "closing with 1011; 0 waits forever.", _W, _seconds(), metavar="SECONDS"),
+           "closing with 1011; 0 waits forever.", _W, _seconds(), metavar="SECONDS",
+           applies=ENGINE),
     Option("ws_per_message_deflate", True, "Accept permessage-deflate compression (RFC 7692) "
            "when the client offers it.",
-           _W, flag=True),
+           _W, flag=True,
+           applies=ENGINE),
     Option("limit_concurrency", None, "Requests and WebSocket sessions (not connections) allowed "
            "in the app at once; "
-           "past it, 503 with Retry-After.", _T, _int_in(1), metavar="N"),
+           "past it, 503 with Retry-After.", _T, _int_in(1), metavar="N",
+           applies=ENGINE),
     Option("limit_queue", 0, "Requests past --limit-concurrency that wait, first in first out, "
-           "for a free slot instead of a 503.", _T, _int_in(0), metavar="N"),
-    Option("timeout_queue", None, "Seconds a queued request may wait before it gets a 503 "
-           "[default: no limit].", _T, _seconds(), metavar="SECONDS"),
+           "for a free slot instead of a 503.", _T, _int_in(0), metavar="N",
+           applies=ENGINE),
+    Option("timeout_queue", None, "Seconds a queued request may wait before it gets a 503.",
+           _T, _seconds(), metavar="SECONDS",
+           applies=ENGINE, shown_default="no limit"),
     Option("cancel_on_disconnect", False, "Cancel the app's task (CancelledError) when the "
-           "client leaves before the response is complete.", _T, flag=True),
+           "client leaves before the response is complete.", _T, flag=True,
+           applies=ENGINE),
     Option("timeout_request", None, "Cancel a request that has not finished in this many "
            "seconds: 504 if nothing was sent, else the connection is cut.", _T,
-           _seconds(positive=True), metavar="SECONDS"),
+           _seconds(positive=True), metavar="SECONDS",
+           applies=ENGINE),
     Option("blocked_loop_warning", 1.0, "Warn, with the Python stack, when the event loop is "
-           "blocked this many seconds; 0 turns it off.", _T, _seconds(), metavar="SECONDS"),
+           "blocked this many seconds; 0 turns it off.", _T, _seconds(), metavar="SECONDS",
+           applies=WORKER),
     Option("metrics_port", None, "Serve Prometheus metrics (all workers together) at /metrics "
-           "on this port.", _T, _int_in(0, 65535), metavar="PORT"),
-    Option("metrics_host", "127.0.0.1", "Address for --metrics-port.", _T, metavar="HOST"),
+           "on this port.", _T, _int_in(0, 65535), metavar="PORT",
+           applies=SUPERVISOR),
+    Option("metrics_host", "127.0.0.1", "Address for --metrics-port.", _T, metavar="HOST",
+           applies=SUPERVISOR),
     Option("retry_after", 1, "Retry-After seconds sent with a 503 for overload.", _T, _int_in(0),
-           metavar="SECONDS"),
+           metavar="SECONDS",
+           applies=ENGINE),
     Option("timeout_keep_alive", 5, "Close idle keep-alive connections after this many "
-           "seconds.", _T, _int_in(0), metavar="SECONDS"),
-    Option("timeout_graceful_shutdown", None, "Seconds to wait for open requests on shutdown "
-           "[default: no limit].", _T, _int_in(0), metavar="SECONDS"),
+           "seconds.", _T, _int_in(0), metavar="SECONDS",
+           applies=ENGINE),
+    Option("timeout_graceful_shutdown", None, "Seconds to wait for open requests on shutdown.",
+           _T, _int_in(0), metavar="SECONDS",
+           applies=WORKER, shown_default="no limit"),
     Option("timeout_header_read", 30.0, "Seconds a client has to send a complete request "
-           "head.", _T, _seconds(positive=True), metavar="SECONDS"),
-    Option("workers", None, "Worker processes [default: $WEB_CONCURRENCY or 1].", _P,
-           _int_in(1), metavar="N"),
+           "head.", _T, _seconds(positive=True), metavar="SECONDS",
+           applies=ENGINE),
+    Option("workers", None, "Worker processes.", _P,
+           _int_in(1), metavar="N",
+           applies=SUPERVISOR, shown_default="$WEB_CONCURRENCY or 1"),
     Option("reload", False, "Restart the worker when files change (development).", _P,
-           flag=True),
-    Option("reload_dirs", [], "Directory to watch for --reload [default: the current "
-           "directory]; repeatable.", _P, metavar="DIR", multiple=True, cli_name="reload_dir"),
-    Option("reload_includes", [], "Glob of files that trigger a reload [default: *.py]; "
-           "repeatable.", _P, metavar="GLOB", multiple=True, cli_name="reload_include"),
-    Option("reload_excludes", [], "Glob of files that never trigger a reload [default: .*, "
-           ".py[cod], .sw.*, ~*]; repeatable.", _P, metavar="GLOB", multiple=True,
-           cli_name="reload_exclude"),
+           flag=True,
+           applies=SUPERVISOR),
+    Option("reload_dirs", [], "Directory to watch for --reload; repeatable.", _P, metavar="DIR",
+           multiple=True, cli_name="reload_dir",
+           applies=SUPERVISOR, shown_default="the current directory"),
+    Option("reload_includes", [], "Glob of files that trigger a reload; "
+           "repeatable.", _P, metavar="GLOB", multiple=True, cli_name="reload_include",
+           applies=SUPERVISOR, shown_default=", ".join(RELOAD_INCLUDES)),
+    Option("reload_excludes", [], "Glob of files that never trigger a reload; repeatable.", _P,
+           metavar="GLOB", multiple=True,
+           cli_name="reload_exclude",
+           applies=SUPERVISOR, shown_default=", ".join(RELOAD_EXCLUDES)),
     Option("reload_delay", 0.25, "Seconds to wait for more changes before reloading.", _P,
-           _seconds(), metavar="SECONDS"),
+           _seconds(), metavar="SECONDS",
+           applies=SUPERVISOR),
     Option("limit_max_requests", None, "Replace a worker after it served this many requests.",
-           _P, _int_in(1), metavar="N"),
+           _P, _int_in(1), metavar="N",
+           applies=WORKER),
     Option("limit_max_requests_jitter", 0, "Add up to this many requests to each worker's "
            "--limit-max-requests, so workers do not restart together.", _P, _int_in(0),
-           metavar="N"),
+           metavar="N",
+           applies=WORKER),
     Option("timeout_worker_healthcheck", 5.0, "Replace a worker whose event loop has not "
-           "answered for this many seconds.", _P, _seconds(), metavar="SECONDS"),
+           "answered for this many seconds.", _P, _seconds(), metavar="SECONDS",
+           applies=SUPERVISOR),
     Option("pid_file", None, "Write the server's process id to this file.", _P,
-           metavar="PATH"),
+           metavar="PATH",
+           applies=SUPERVISOR),
     Option("engine_threads", 0, "Threads of the Rust I/O engine; 0 runs it on the event-loop "
            "thread (fastest when the worker gets about one core).", "Engine", _int_in(0),
-           metavar="N"),
+           metavar="N",
+           applies=ENGINE),
 )
 _BY_NAME = {opt.name: opt for opt in OPTIONS}
+#: Config attributes Rust reads that no option names: values of the process and constants.
+ENGINE_DERIVED = ("metrics_slot", "engine_metrics_addr", "response_high_water",
+                  "request_read_ahead")
 
 
 # --- Config -------------------------------------------------------------------------------
 
 
-class AppLoadError(Exception):
-    """The app could not be loaded; str() is the full one-line message to log before exit 1."""
-
-
 class Config:
-    """All server settings; keyword arguments and defaults come from `OPTIONS`."""
+    """All server settings; keyword arguments and defaults come from `OPTIONS`.
 
-    def __init__(self, app: Any, **kwargs: Any) -> None:
-        unknown = sorted(set(kwargs) - set(_BY_NAME))
+    Besides the options, it has the values derived from them that the engine and the
+    supervisor read (`src/settings.rs` names each).
+    """
+
+    #: Response bytes buffered per request before `send()` waits for a slow client.
+    response_high_water = 64 * 1024
+    #: Request bytes read ahead of the app's `receive()` (an upload streams in while the app
+    #: handles what it has; bounded per request).
+    request_read_ahead = 256 * 1024
+
+    def __init__(self, app: Any, **kwargs: Unpack[Options]) -> None:
+        values: dict[str, Any] = dict(kwargs)
+        unknown = sorted(set(values) - set(_BY_NAME))
         if unknown:
             import difflib
 
@@ -279,7 +362,7 @@ class Config:
             raise TypeError(f"Config() got unexpected keyword argument(s): {', '.join(hints)}")
         self.app = app
         for opt in OPTIONS[1:]:
-            value = kwargs.get(opt.name, opt.default)
+            value = values.get(opt.name, opt.default)
             setattr(self, opt.name, self._coerce(opt, value))
         self._env_loaded = False
 
@@ -354,7 +437,7 @@ class Config:
         env = {}
         for opt in OPTIONS:
             value = getattr(self, opt.name, None)
-            if opt.name in SUPERVISOR_ONLY or value is None or value == []:
+            if not opt.for_workers or value is None or value == []:
                 continue
             if isinstance(value, dict):  # a log_config dict travels as JSON
                 try:
@@ -377,107 +460,51 @@ class Config:
         level = self.log_level
         return LOG_LEVELS[level] if isinstance(level, str) else level
 
-    # -- environment, logging, app --------------------------------------------------------
+    # -- what the engine reads (src/settings.rs, EngineSettings) ------------------------------
 
-    def load_env_file(self) -> None:
-        """Read env_file (KEY=VALUE lines) into os.environ; existing variables win. Idempotent."""
-        if self._env_loaded or not self.env_file:
-            return
-        self._env_loaded = True
-        with open(self.env_file, encoding="utf-8") as fh:
-            for key, value in _parse_env_lines(fh.read().splitlines()):
-                os.environ.setdefault(key, value)
+    @property
+    def response_headers(self) -> list[tuple[str, str]]:
+        """--header values, with `server: ferricorn` first unless turned off or given."""
+        headers = [(name, value) for name, value in self.headers]
+        if self.server_header and not any(n.lower() == "server" for n, _ in headers):
+            headers.insert(0, ("server", "ferricorn"))
+        return headers
 
-    def configure_logging(self) -> None:
-        """Apply log_config (None = built-in config, {} = leave logging alone), log_level
-        and access_log."""
-        import logging.config
+    @property
+    def metrics_slot(self) -> tuple[str, int] | None:
+        """A supervised worker counts into its slot of a file the supervisor serves."""
+        path = os.environ.get("FERRICORN_METRICS_FILE")
+        return (path, int(os.environ["FERRICORN_METRICS_SLOT"])) if path else None
 
-        from ferricorn import logging as flog
+    @property
+    def engine_metrics_addr(self) -> tuple[str, int] | None:
+        """Where this process serves /metrics itself: only when it is not a supervised
+        worker (the supervisor serves all workers' metrics together)."""
+        if self.metrics_port is None or "FERRICORN_SUPERVISOR_FD" in os.environ:
+            return None
+        return (self.metrics_host, self.metrics_port)
 
-        self.load_env_file()
-        source = self.log_config
-        if source is None:
-            _apply_dict(flog.LOGGING_CONFIG, self.use_colors)
-        elif isinstance(source, dict):
-            if source:
-                _apply_dict(source, self.use_colors)
-        elif str(source).lstrip().startswith("{"):  # a dict handed to a worker as JSON
-            parsed = json.loads(source)
-            if parsed:
-                _apply_dict(parsed, self.use_colors)
-        elif str(source).endswith(".json"):
-            with open(source, encoding="utf-8") as fh:
-                _apply_dict(json.load(fh), self.use_colors)
-        elif str(source).endswith((".yaml", ".yml")):
-            import yaml  # optional dependency, only for YAML configs
+    # -- what the supervisor reads (src/settings.rs, SupervisorSettings) ---------------------
 
-            with open(source, encoding="utf-8") as fh:
-                _apply_dict(yaml.safe_load(fh), self.use_colors)
-        else:
-            logging.config.fileConfig(source, disable_existing_loggers=False)
+    @property
+    def worker_processes(self) -> int:
+        return 1 if self.reload else self.worker_count
 
-        level = self.log_level_number
-        if level is not None:
-            for name in ("ferricorn", "ferricorn.error", "ferricorn.access"):
-                logging.getLogger(name).setLevel(level)
-        if not self.access_log:
-            access = logging.getLogger("ferricorn.access")
-            access.handlers.clear()
-            access.propagate = False
-            access.disabled = True
+    @property
+    def reload_watch_dirs(self) -> list[str]:
+        return [os.path.abspath(d) for d in (self.reload_dirs or [os.getcwd()])]
 
-    def load_app(self) -> Any:
-        """Return the ASGI3 callable. Raises AppLoadError (message starts with
-        "Error loading ASGI app."); exceptions raised by the user's code propagate."""
-        self.load_env_file()
-        if self.app_dir is not None and self.app_dir not in sys.path:
-            sys.path.insert(0, self.app_dir)
-        try:
-            app = import_from_string(self.app)
-        except ImportFromStringError as exc:
-            raise AppLoadError(f"Error loading ASGI app. {exc}") from None
-        if self.factory:
-            if not callable(app):
-                raise AppLoadError(f"Error loading ASGI app. Factory {app!r} is not callable.")
-            app = app()
-        if not callable(app):
-            raise AppLoadError(f"Error loading ASGI app. {app!r} is not callable.")
-        _check_asgi3_signature(app, self.factory)
-        return app
+    @property
+    def reload_include_globs(self) -> list[str]:
+        return list(self.reload_includes or RELOAD_INCLUDES)
 
-    def create_event_loop(self) -> asyncio.AbstractEventLoop:
-        """A new event loop per the `loop` option (auto: uvloop if importable)."""
-        import asyncio
+    @property
+    def reload_exclude_globs(self) -> list[str]:
+        return list(self.reload_excludes or RELOAD_EXCLUDES)
 
-        if self.loop in ("auto", "uvloop"):
-            try:
-                import uvloop
-            except ImportError:
-                if self.loop == "uvloop":
-                    raise
-            else:
-                return uvloop.new_event_loop()
-        return asyncio.new_event_loop()
-
-    # -- sockets ---------------------------------------------------------------------------
-
-    def bind_socket(self) -> socket.socket:
-        """A listening, non-blocking socket from fd, else uds, else host/port.
-        OSError (e.g. address in use) propagates."""
-        if self.fd is not None:
-            sock = sockets.from_fd(self.fd)
-        elif self.uds:
-            sock = sockets.bind_unix(self.uds)
-        else:
-            sock = sockets.bind_tcp(self.host, self.port)
-        sock.listen(self.backlog)
-        sock.setblocking(False)
-        return sock
-
-    def listen_message(self, sock: socket.socket) -> str:
-        """Startup line: "Ferricorn running on http://127.0.0.1:8000 (Press CTRL+C to quit)"."""
-        return f"Ferricorn running on {sockets.describe(sock)} (Press CTRL+C to quit)"
+    @property
+    def supervisor_metrics_addr(self) -> tuple[str, int] | None:
+        return None if self.metrics_port is None else (self.metrics_host, self.metrics_port)
 
 
 def _to_text(value: Any) -> str:
@@ -487,56 +514,3 @@ def _to_text(value: Any) -> str:
     if isinstance(value, list):
         return "\n".join(f"{v[0]}: {v[1]}" if isinstance(v, tuple) else str(v) for v in value)
     return str(value)
-
-
-def _check_asgi3_signature(app: Any, factory: bool) -> None:
-    import inspect
-
-    try:
-        signature = inspect.signature(app)
-    except (TypeError, ValueError):
-        return  # builtins and odd callables: trust them
-    try:
-        signature.bind(None, None, None)
-    except TypeError:
-        hint = "" if factory else " If it is an application factory, pass --factory."
-        raise AppLoadError(
-            f"Error loading ASGI app. {app!r} is not an ASGI 3 application: it must accept "
-            f"(scope, receive, send).{hint}"
-        ) from None
-
-
-def _apply_dict(config: dict, use_colors: bool | None) -> None:
-    import logging.config
-
-    from ferricorn.logging import adapt_uvicorn_config
-
-    config = adapt_uvicorn_config(config)
-    if use_colors is not None:
-        for formatter in (config.get("formatters") or {}).values():
-            target = formatter.get("()", "") if isinstance(formatter, dict) else ""
-            if str(target).startswith("ferricorn.logging."):
-                formatter["use_colors"] = use_colors
-    logging.config.dictConfig(config)
-
-
-def _parse_env_lines(lines: list[str]) -> list[tuple[str, str]]:
-    pairs = []
-    for raw in lines:
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export ") :].lstrip()
-        key, sep, value = line.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not key:
-            continue
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            quote, value = value[0], value[1:-1]
-            if quote == '"':
-                value = value.replace("\\n", "\n").replace('\\"', '"')
-        elif " #" in value:
-            value = value.split(" #", 1)[0].rstrip()
-        pairs.append((key, value))
-    return pairs

@@ -1,18 +1,22 @@
-"""Resolve "module:attribute" strings to Python objects.
+"""Loading the app: "module:attribute" strings to Python objects, and the ASGI 3 check.
 
-Owns `import_from_string` and its error type. Only mistakes in the import
-string itself become an `ImportFromStringError` (one clear message); an
-ImportError raised from inside the user's own module is re-raised untouched so
-the traceback points at the real bug. `Config.load_app()` turns the error into
-`AppLoadError("Error loading ASGI app. <message>")`; the server logs that and exits 1.
+Owns `import_from_string` and its error type, and `load_app(config)`. Only mistakes in the
+import string itself become an `ImportFromStringError` (one clear message); an ImportError
+raised from inside the user's own module is re-raised untouched so the traceback points at
+the real bug. `load_app()` turns the error into `AppLoadError("Error loading ASGI app.
+<message>")`; the server logs that and exits with `exits.APP_NOT_LOADED`.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["ImportFromStringError", "import_from_string"]
+if TYPE_CHECKING:
+    from ferricorn.config import Config
+
+__all__ = ["AppLoadError", "ImportFromStringError", "import_from_string", "load_app"]
 
 
 class ImportFromStringError(Exception):
@@ -53,3 +57,46 @@ def import_from_string(import_str: Any) -> Any:
             f'Attribute "{attrs_str}" not found in module "{module_str}".'
         ) from None
     return obj
+
+
+class AppLoadError(Exception):
+    """The app could not be loaded; str() is the full one-line message to log before exit 1."""
+
+
+def load_app(config: Config) -> Any:
+    """Return the ASGI3 callable. Raises AppLoadError (message starts with
+    "Error loading ASGI app."); exceptions raised by the user's code propagate."""
+    from ferricorn.envfile import load_env_file
+
+    load_env_file(config)
+    if config.app_dir is not None and config.app_dir not in sys.path:
+        sys.path.insert(0, config.app_dir)
+    try:
+        app = import_from_string(config.app)
+    except ImportFromStringError as exc:
+        raise AppLoadError(f"Error loading ASGI app. {exc}") from None
+    if config.factory:
+        if not callable(app):
+            raise AppLoadError(f"Error loading ASGI app. Factory {app!r} is not callable.")
+        app = app()
+    if not callable(app):
+        raise AppLoadError(f"Error loading ASGI app. {app!r} is not callable.")
+    _check_asgi3_signature(app, config.factory)
+    return app
+
+
+def _check_asgi3_signature(app: Any, factory: bool) -> None:
+    import inspect
+
+    try:
+        signature = inspect.signature(app)
+    except (TypeError, ValueError):
+        return  # builtins and odd callables: trust them
+    try:
+        signature.bind(None, None, None)
+    except TypeError:
+        hint = "" if factory else " If it is an application factory, pass --factory."
+        raise AppLoadError(
+            f"Error loading ASGI app. {app!r} is not an ASGI 3 application: it must accept "
+            f"(scope, receive, send).{hint}"
+        ) from None

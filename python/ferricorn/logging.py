@@ -1,8 +1,9 @@
 """Log formatting and the default logging configuration.
 
 Owns the TRACE level, the uvicorn-look formatters (`DefaultFormatter`,
-`AccessFormatter`), the default `LOGGING_CONFIG` dictConfig and
-`adapt_uvicorn_config`, which lets log configs written for uvicorn run unchanged.
+`AccessFormatter`), the default `LOGGING_CONFIG` dictConfig,
+`adapt_uvicorn_config`, which lets log configs written for uvicorn run unchanged, and
+`configure(config)`, which applies `--log-config`, `--log-level` and `--access-log`.
 
 Loggers: "ferricorn" (stderr), "ferricorn.error" (server messages, propagates
 to "ferricorn") and "ferricorn.access" (one line per request, stdout).
@@ -12,10 +13,14 @@ from __future__ import annotations
 
 import copy
 import http
+import json
 import logging
 import os
 import sys
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
+
+if TYPE_CHECKING:
+    from ferricorn.config import Config
 
 __all__ = [
     "TRACE",
@@ -23,6 +28,7 @@ __all__ = [
     "DefaultFormatter",
     "AccessFormatter",
     "adapt_uvicorn_config",
+    "configure",
 ]
 
 TRACE = 5
@@ -191,3 +197,55 @@ def adapt_uvicorn_config(config: dict[str, Any]) -> dict[str, Any]:
         if name == "uvicorn" or name.startswith("uvicorn."):
             loggers.setdefault("ferricorn" + name[len("uvicorn") :], copy.deepcopy(loggers[name]))
     return config
+
+
+def configure(config: Config) -> None:
+    """Apply the config's log_config (None = built-in config, {} = leave logging alone), log_level
+    and access_log."""
+    import logging.config
+
+    from ferricorn.envfile import load_env_file
+
+    load_env_file(config)
+    source = config.log_config
+    if source is None:
+        _apply_dict(LOGGING_CONFIG, config.use_colors)
+    elif isinstance(source, dict):
+        if source:
+            _apply_dict(source, config.use_colors)
+    elif str(source).lstrip().startswith("{"):  # a dict handed to a worker as JSON
+        parsed = json.loads(source)
+        if parsed:
+            _apply_dict(parsed, config.use_colors)
+    elif str(source).endswith(".json"):
+        with open(source, encoding="utf-8") as fh:
+            _apply_dict(json.load(fh), config.use_colors)
+    elif str(source).endswith((".yaml", ".yml")):
+        import yaml  # optional dependency, only for YAML configs
+
+        with open(source, encoding="utf-8") as fh:
+            _apply_dict(yaml.safe_load(fh), config.use_colors)
+    else:
+        logging.config.fileConfig(source, disable_existing_loggers=False)
+
+    level = config.log_level_number
+    if level is not None:
+        for name in ("ferricorn", "ferricorn.error", "ferricorn.access"):
+            logging.getLogger(name).setLevel(level)
+    if not config.access_log:
+        access = logging.getLogger("ferricorn.access")
+        access.handlers.clear()
+        access.propagate = False
+        access.disabled = True
+
+
+def _apply_dict(config: dict, use_colors: bool | None) -> None:
+    import logging.config
+
+    config = adapt_uvicorn_config(config)
+    if use_colors is not None:
+        for formatter in (config.get("formatters") or {}).values():
+            target = formatter.get("()", "") if isinstance(formatter, dict) else ""
+            if str(target).startswith("ferricorn.logging."):
+                formatter["use_colors"] = use_colors
+    logging.config.dictConfig(config)

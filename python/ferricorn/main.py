@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+from ferricorn import exits
 from ferricorn.cli import parse_cli
 from ferricorn.config import Config
 
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
             "worker. Drop one of them.",
             file=sys.stderr,
         )
-        sys.exit(2)
+        sys.exit(exits.USAGE)
     if config.needs_supervisor:
         from ferricorn.supervisor import run_supervisor
 

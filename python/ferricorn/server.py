@@ -19,18 +19,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ferricorn import exits, sockets
+from ferricorn import logging as ferricorn_logging
 from ferricorn._ferricorn import Server
-from ferricorn.config import AppLoadError, Config
+from ferricorn.config import Config
+from ferricorn.importer import AppLoadError, load_app
 from ferricorn.lifespan import Lifespan
+from ferricorn.loops import new_event_loop
 from ferricorn.watchdog import LoopWatchdog
 
 logger = logging.getLogger("ferricorn.error")
 
-#: Response bytes buffered per request before `send()` waits for a slow client.
-RESPONSE_HIGH_WATER = 64 * 1024
-#: Request bytes read ahead of the app's `receive()` (an upload streams in while the app
-#: handles what it has; bounded per request).
-REQUEST_READ_AHEAD = 256 * 1024
 #: How often an engine on the loop thread gets a turn even without I/O, for its timers.
 _ENGINE_TICK = 0.05
 #: How often request deadlines (--timeout-request) are checked.
@@ -82,60 +81,15 @@ def _caused_by_os_error(exc: BaseException) -> bool:
     return False
 
 
-def engine_settings(config: Config) -> dict[str, Any]:
-    """The plain values the Rust engine runs with."""
-    headers = [(name, value) for name, value in config.headers]
-    if config.server_header and not any(n.lower() == "server" for n, _ in headers):
-        headers.insert(0, ("server", "ferricorn"))
-    return {
-        "threads": config.engine_threads,
-        "keep_alive": float(config.timeout_keep_alive),
-        "header_read_timeout": float(config.timeout_header_read),
-        "max_header_bytes": config.max_head_bytes,
-        "limit_concurrency": config.limit_concurrency,
-        "limit_queue": config.limit_queue,
-        "timeout_queue": config.timeout_queue,
-        "retry_after": config.retry_after,
-        "cancel_on_disconnect": config.cancel_on_disconnect,
-        "timeout_request": config.timeout_request,
-        # Supervised workers count into their slot of a shared file; the supervisor serves it.
-        "metrics_slot": (
-            (os.environ["FERRICORN_METRICS_FILE"], int(os.environ["FERRICORN_METRICS_SLOT"]))
-            if "FERRICORN_METRICS_FILE" in os.environ
-            else None
-        ),
-        "metrics_addr": (
-            (config.metrics_host, config.metrics_port)
-            if config.metrics_port is not None and "FERRICORN_SUPERVISOR_FD" not in os.environ
-            else None
-        ),
-        "default_headers": headers,
-        "date_header": config.date_header,
-        "proxy_headers": config.proxy_headers,
-        "forwarded_allow_ips": ",".join(config.forwarded_allow_ips_list),
-        "root_path": config.root_path,
-        "response_high_water": RESPONSE_HIGH_WATER,
-        "request_read_ahead": REQUEST_READ_AHEAD,
-        "websocket": None if config.ws == "none" else {
-            "max_size": config.ws_max_size,
-            "max_queue": config.ws_max_queue,
-            "ping_interval": config.ws_ping_interval,
-            "ping_timeout": config.ws_ping_timeout,
-            "per_message_deflate": config.ws_per_message_deflate,
-        },
-    }
-
-
 def run_config(config: Config) -> int:
-    """Serve until stopped; returns the process exit code (1: app not loadable, 3: startup
-    failed)."""
-    config.configure_logging()
+    """Serve until stopped; returns the process exit code (`exits`)."""
+    ferricorn_logging.configure(config)
     try:
-        app = config.load_app()
+        app = load_app(config)
     except AppLoadError as exc:
         logger.error("%s", exc)
-        return 1
-    loop = config.create_event_loop()
+        return exits.FAILED
+    loop = new_event_loop(config.loop)
     asyncio.set_event_loop(loop)
     supervised = "FERRICORN_SUPERVISOR_FD" in os.environ
     if config.pid_file and not supervised:
@@ -144,7 +98,7 @@ def run_config(config: Config) -> int:
     try:
         return loop.run_until_complete(serve(config, app))
     except KeyboardInterrupt:
-        return 0
+        return exits.OK
     finally:
         loop.close()
         asyncio.set_event_loop(None)
@@ -167,23 +121,23 @@ async def serve(config: Config, app: Any) -> int:
     lifespan = Lifespan(app, config.lifespan, logger)
     await lifespan.startup()
     if lifespan.should_exit:  # Lifespan has said why, and "Application startup failed."
-        return 3
+        return exits.STARTUP_FAILED
     try:
-        sock = config.bind_socket()
+        sock = sockets.bind(config)
     except OSError as exc:
         logger.error("Could not bind the listening socket: %s", exc)
         await lifespan.shutdown()
-        return 1
+        return exits.FAILED
 
     # From the socket itself: a worker gets it as --fd, without --uds.
     unix_path = (sock.getsockname() or "") if sock.family == socket.AF_UNIX else None
-    listen_message = config.listen_message(sock)
+    listen_message = sockets.listen_message(sock)
     access = logging.getLogger("ferricorn.access")
     access_log = access.info if config.access_log and access.isEnabledFor(logging.INFO) else None
     server = Server(
         sock.detach(),
         unix_path,
-        engine_settings(config),
+        config,
         loop,
         app,
         _run_app,
@@ -256,7 +210,7 @@ async def serve(config: Config, app: Any) -> int:
         server.shutdown(1.0)
     await lifespan.shutdown()
     logger.info("Finished server process")
-    return 0
+    return exits.OK
 
 
 class _Every:

@@ -1,6 +1,6 @@
 """Listening sockets: bind from host/port, a UNIX path or an inherited fd.
 
-Owns the socket-level details behind `Config.bind_socket()` and the
+Owns the socket-level details of binding a `Config`'s address (`bind()`) and the
 "running on ..." startup line. Errors (address in use, permission) are
 plain OSError for the caller to report.
 """
@@ -11,8 +11,12 @@ import os
 import socket
 import stat
 import sys
+from typing import TYPE_CHECKING
 
-__all__ = ["bind_tcp", "bind_unix", "from_fd", "describe"]
+if TYPE_CHECKING:
+    from ferricorn.config import Config
+
+__all__ = ["bind", "bind_tcp", "bind_unix", "from_fd", "describe", "listen_message"]
 
 
 def bind_tcp(host: str, port: int) -> socket.socket:
@@ -63,3 +67,22 @@ def describe(sock: socket.socket) -> str:
     if sock.family == getattr(socket, "AF_UNIX", None):
         return f"unix socket {address}"
     return f"socket {address!r}"
+
+
+def bind(config: Config) -> socket.socket:
+    """A listening, non-blocking socket from fd, else uds, else host/port.
+    OSError (e.g. address in use) propagates."""
+    if config.fd is not None:
+        sock = from_fd(config.fd)
+    elif config.uds:
+        sock = bind_unix(config.uds)
+    else:
+        sock = bind_tcp(config.host, config.port)
+    sock.listen(config.backlog)
+    sock.setblocking(False)
+    return sock
+
+
+def listen_message(sock: socket.socket) -> str:
+    """Startup line: "Ferricorn running on http://127.0.0.1:8000 (Press CTRL+C to quit)"."""
+    return f"Ferricorn running on {describe(sock)} (Press CTRL+C to quit)"

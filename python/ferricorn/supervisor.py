@@ -14,6 +14,8 @@ import logging
 import os
 import sys
 
+from ferricorn import exits, sockets
+from ferricorn import logging as ferricorn_logging
 from ferricorn.config import Config
 
 logger = logging.getLogger("ferricorn.error")
@@ -23,25 +25,25 @@ def run_supervisor(config: Config) -> int:
     """Runs workers until SIGINT/SIGTERM; returns the exit code."""
     from ferricorn._ferricorn import supervise
 
-    config.configure_logging()
+    ferricorn_logging.configure(config)
     if not isinstance(config.app, str):
         logger.error(
             "To use workers or reload, pass the application as an import string, "
             'e.g. ferricorn.run("main:app", workers=4).'
         )
-        return 1
+        return exits.FAILED
     try:
-        sock = config.bind_socket()
+        sock = sockets.bind(config)
     except OSError as exc:
         logger.error("Could not bind the listening socket: %s", exc)
-        return 1
+        return exits.FAILED
     sock.set_inheritable(True)
     fd = sock.fileno()
     if config.pid_file:
         with open(config.pid_file, "w", encoding="utf-8") as fh:
             fh.write(f"{os.getpid()}\n")
-    workers = 1 if config.reload else config.worker_count
-    logger.info(config.listen_message(sock))
+    workers = config.worker_processes
+    logger.info(sockets.listen_message(sock))
     logger.info(
         "Started supervisor process [%d] with %d worker(s)%s",
         os.getpid(),
@@ -51,20 +53,8 @@ def run_supervisor(config: Config) -> int:
     command = [sys.executable, "-m", "ferricorn", config.app, "--fd", str(fd)]
     env = config.worker_env()
     env["PYTHONUNBUFFERED"] = "1"
-    settings = {
-        "workers": workers,
-        "reload": config.reload,
-        "reload_dirs": [os.path.abspath(d) for d in (config.reload_dirs or [os.getcwd()])],
-        "reload_includes": config.reload_includes or ["*.py"],
-        "reload_excludes": config.reload_excludes or [".*", "*.py[cod]", "*.sw.*", "~*"],
-        "reload_delay": config.reload_delay,
-        "healthcheck": config.timeout_worker_healthcheck,
-        "metrics_addr": (
-            (config.metrics_host, config.metrics_port) if config.metrics_port is not None else None
-        ),
-    }
     try:
-        return supervise(command, sorted(env.items()), settings)
+        return supervise(command, sorted(env.items()), config)
     finally:
         sock.close()
         for path in (config.pid_file, config.uds):

@@ -8,23 +8,35 @@
 use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
 
-use super::http::{HttpCycle, WaitFor};
+use super::context::{poll_wait, WaitFor};
+use super::http::HttpCycle;
 use super::websocket::WebSocketCycle;
+
+/// An awaitable pyclass is its own iterator: `__await__` and `__iter__` return itself, and
+/// `__next__` (given) is its one step.
+macro_rules! awaitable {
+    ($name:ident; $($next:tt)*) => {
+        #[pymethods]
+        impl $name {
+            fn __await__(slf: Py<Self>) -> Py<Self> {
+                slf
+            }
+
+            fn __iter__(slf: Py<Self>) -> Py<Self> {
+                slf
+            }
+
+            $($next)*
+        }
+    };
+}
 
 /// Completes at once with `None`. Stateless, so one instance serves every `send()`.
 #[pyclass(module = "ferricorn._ferricorn", frozen, freelist = 8)]
 pub struct Done;
 
-#[pymethods]
-impl Done {
-    fn __await__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    fn __iter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
+awaitable! {
+    Done;
     fn __next__(&self) -> Option<()> {
         None
     }
@@ -42,16 +54,8 @@ impl Ready {
     }
 }
 
-#[pymethods]
-impl Ready {
-    fn __await__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    fn __iter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
+awaitable! {
+    Ready;
     fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         let value = self.value.take().unwrap_or_else(|| py.None());
         Err(PyStopIteration::new_err((value,)))
@@ -87,20 +91,12 @@ impl Waiting {
     }
 }
 
-#[pymethods]
-impl Waiting {
-    fn __await__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    fn __iter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
+awaitable! {
+    Waiting;
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         let step = match &self.cycle {
-            Cycle::Http(c) => HttpCycle::poll_wait(c.bind(py), self.what)?,
-            Cycle::WebSocket(c) => WebSocketCycle::poll_wait(c.bind(py), self.what)?,
+            Cycle::Http(c) => poll_wait(c.bind(py), self.what)?,
+            Cycle::WebSocket(c) => poll_wait(c.bind(py), self.what)?,
         };
         match step {
             Ok(Some(message)) => Err(PyStopIteration::new_err((message,))),

@@ -4,12 +4,15 @@
 //! hyper nor spawn threads; it is only ever called by the bridge with the GIL held.
 
 pub mod awaitable;
+pub mod context;
 pub mod http;
+pub mod messages;
 pub mod scope;
 pub mod tracking;
 pub mod websocket;
 
-pub use self::http::{AccessInfo, Context, HttpCycle};
+pub use self::context::Context;
+pub use self::http::{AccessInfo, HttpCycle};
 pub use scope::ScopeBuilder;
 pub use tracking::TrackingConfig;
 pub use websocket::WebSocketCycle;

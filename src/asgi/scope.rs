@@ -13,7 +13,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
-use crate::engine::{Peer, RequestHead};
+use crate::handoff::{Peer, RequestHead};
 
 /// Header names kept as shared `bytes` objects; past this many distinct names, new ones
 /// are created per request so a hostile client cannot grow the cache.

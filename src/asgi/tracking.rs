@@ -11,7 +11,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 
 use super::http::HttpCycle;
-use crate::engine::metrics::{MetricsBlock, Rejected};
+use crate::metrics::{MetricsBlock, Rejected};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TrackingConfig {

@@ -14,14 +14,15 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
-use super::awaitable::{Ready, Waiting};
-use super::http::{
+use super::awaitable::Waiting;
+use super::context::{receive, Context, Cycle, WaitFor};
+use super::messages::{
     body_bytes, bytes_like, message_and_type, more_body, parse_headers, repr, response_head,
-    type_name, Context, WaitFor,
+    type_name,
 };
-use crate::engine::exchange::Capacity;
-use crate::engine::exchange::ResponseHead;
-use crate::engine::ws::session::{Decision, Incoming, Outgoing, Session};
+use crate::handoff::exchange::Capacity;
+use crate::handoff::exchange::ResponseHead;
+use crate::handoff::ws_session::{Decision, Incoming, Outgoing, Session};
 
 enum Handshake {
     /// `websocket.connect` not yet received by the app.
@@ -62,65 +63,6 @@ impl WebSocketCycle {
         d.set_item(intern!(py, "code"), code)?;
         d.set_item(intern!(py, "reason"), reason)?;
         Ok(d.into_any().unbind())
-    }
-
-    /// The next message if one is ready, `None` if the app must wait.
-    fn try_receive(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        if let Handshake::Connecting = self.handshake {
-            self.handshake = Handshake::Connected;
-            let d = Self::message(py, intern!(py, "websocket.connect"))?;
-            return Ok(Some(d.into_any().unbind()));
-        }
-        let accepted = matches!(self.handshake, Handshake::Accepted);
-        loop {
-            let message = match self.session.receive() {
-                Incoming::Wait => return Ok(None),
-                Incoming::Closed(code, reason) => {
-                    return Self::disconnect(py, code, &reason).map(Some)
-                }
-                // After the app closed, what the peer still sent is dropped.
-                Incoming::Text(_) | Incoming::Binary(_) if !accepted => continue,
-                Incoming::Text(data) => {
-                    let d = Self::message(py, intern!(py, "websocket.receive"))?;
-                    let text = std::str::from_utf8(&data).map_err(|_| {
-                        PyRuntimeError::new_err("received a text message that is not UTF-8")
-                    })?;
-                    d.set_item(intern!(py, "text"), PyString::new(py, text))?;
-                    d
-                }
-                Incoming::Binary(data) => {
-                    let d = Self::message(py, intern!(py, "websocket.receive"))?;
-                    d.set_item(intern!(py, "bytes"), PyBytes::new(py, &data))?;
-                    d
-                }
-            };
-            return Ok(Some(message.into_any().unbind()));
-        }
-    }
-
-    fn register_waiter(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        let this = slf.borrow();
-        Context::register_waiter(this.ctx.bind(slf.py()), this.session.id)
-    }
-
-    /// One step of a `Waiting` awaitable (see `HttpCycle::poll_wait`).
-    pub fn poll_wait(
-        slf: &Bound<'_, Self>,
-        what: WaitFor,
-    ) -> PyResult<Result<Option<Py<PyAny>>, Py<PyAny>>> {
-        let py = slf.py();
-        let ready = match what {
-            WaitFor::Receive => slf.borrow_mut().try_receive(py)?.map(Some),
-            WaitFor::Capacity => match slf.borrow().session.poll_capacity() {
-                Capacity::Disconnected => return Err(gone_error()),
-                Capacity::Available => Some(None),
-                Capacity::Wait => None,
-            },
-        };
-        match ready {
-            Some(value) => Ok(Ok(value)),
-            None => Ok(Err(Self::register_waiter(slf)?)),
-        }
     }
 
     fn done(&self, py: Python<'_>) -> Py<PyAny> {
@@ -339,27 +281,64 @@ fn gone_error() -> PyErr {
     PyOSError::new_err("the WebSocket is closed; the message can no longer be sent")
 }
 
-#[pymethods]
-impl WebSocketCycle {
-    /// `await receive()`: `websocket.connect`, `websocket.receive` or `websocket.disconnect`.
-    fn receive(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
-        let ready = slf.borrow_mut().try_receive(py)?;
-        match ready {
-            Some(msg) => Ok(Py::new(py, Ready::new(msg))?.into_any()),
-            None => Ok(Py::new(
-                py,
-                Waiting::websocket(slf.clone().unbind(), WaitFor::Receive),
-            )?
-            .into_any()),
-        }
+impl Cycle for WebSocketCycle {
+    fn waiter_key(&self) -> (u64, &Py<Context>) {
+        (self.session.id, &self.ctx)
     }
 
+    fn waiting(cycle: Py<Self>, what: WaitFor) -> Waiting {
+        Waiting::websocket(cycle, what)
+    }
+
+    fn gone_error() -> PyErr {
+        gone_error()
+    }
+
+    fn poll_capacity(&self) -> Capacity {
+        self.session.poll_capacity()
+    }
+
+    /// The next message if one is ready, `None` if the app must wait.
+    fn try_receive(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        if let Handshake::Connecting = self.handshake {
+            self.handshake = Handshake::Connected;
+            let d = Self::message(py, intern!(py, "websocket.connect"))?;
+            return Ok(Some(d.into_any().unbind()));
+        }
+        let accepted = matches!(self.handshake, Handshake::Accepted);
+        loop {
+            let message = match self.session.receive() {
+                Incoming::Wait => return Ok(None),
+                Incoming::Closed(code, reason) => {
+                    return Self::disconnect(py, code, &reason).map(Some)
+                }
+                // After the app closed, what the peer still sent is dropped.
+                Incoming::Text(_) | Incoming::Binary(_) if !accepted => continue,
+                Incoming::Text(data) => {
+                    let d = Self::message(py, intern!(py, "websocket.receive"))?;
+                    let text = std::str::from_utf8(&data).map_err(|_| {
+                        PyRuntimeError::new_err("received a text message that is not UTF-8")
+                    })?;
+                    d.set_item(intern!(py, "text"), PyString::new(py, text))?;
+                    d
+                }
+                Incoming::Binary(data) => {
+                    let d = Self::message(py, intern!(py, "websocket.receive"))?;
+                    d.set_item(intern!(py, "bytes"), PyBytes::new(py, &data))?;
+                    d
+                }
+            };
+            return Ok(Some(message.into_any().unbind()));
+        }
+    }
+}
+
+#[pymethods]
+impl WebSocketCycle {
     /// `await send(message)`.
     fn send(slf: &Bound<'_, Self>, message: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
         let (msg, kind) = message_and_type(message)?;
-        let msg = &msg;
+        let (msg, py) = (&msg, slf.py());
         let mut this = slf.borrow_mut();
         match kind.to_str()? {
             "websocket.send" => {
@@ -384,6 +363,11 @@ impl WebSocketCycle {
             }
         }
         Ok(this.done(py))
+    }
+
+    /// `await receive()`: `websocket.connect`, `websocket.receive` or `websocket.disconnect`.
+    fn receive(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        receive(slf)
     }
 
     /// Called by the runner when the app returned; returns a problem to log, if any.

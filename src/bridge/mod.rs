@@ -11,6 +11,7 @@
 //!
 //! Python objects are created and dropped on the loop thread only.
 
+mod engine_config;
 pub mod processes;
 mod server;
 mod wake;
@@ -22,27 +23,11 @@ use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 
-use crate::engine::{AppWaker, Dispatcher, IncomingRequest, IncomingWebSocket, LogLevel};
+use crate::handoff::{AppWaker, Dispatcher, IncomingRequest, IncomingWebSocket, LogLevel};
 
 pub use processes::supervise;
 pub use server::Server;
-
-/// One value of a settings dict handed over from Python; `what` names the dict in errors.
-fn setting<'py, T: FromPyObjectOwned<'py>>(
-    s: &Bound<'py, PyDict>,
-    key: &str,
-    what: &str,
-) -> PyResult<T> {
-    s.get_item(key)?
-        .ok_or_else(|| PyValueError::new_err(format!("{what} {key:?} is missing")))?
-        .extract::<T>()
-        .map_err(|e| {
-            let e: PyErr = e.into();
-            PyValueError::new_err(format!("{what} {key:?}: {e}"))
-        })
-}
 
 /// Seconds from Python as a `Duration`; `what` names the option in the error.
 fn seconds(v: f64, what: &str) -> PyResult<Duration> {

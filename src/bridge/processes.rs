@@ -1,18 +1,14 @@
-//! `supervise()`: the Python entry point of the supervisor. Converts the settings and runs
-//! `crate::supervisor::run` with the GIL released for the whole life of the server.
+//! `supervise()`: the Python entry point of the supervisor. Converts the typed settings and
+//! runs `crate::supervisor::run` with the GIL released for the whole life of the server.
 
 use std::path::PathBuf;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 
 use super::seconds;
+use crate::settings::SupervisorSettings;
 use crate::supervisor::{self, ReloadConfig, SupervisorConfig};
-
-fn get<'py, T: FromPyObjectOwned<'py>>(s: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
-    super::setting(s, key, "supervisor setting")
-}
 
 /// Runs and supervises worker processes until SIGINT/SIGTERM; returns the exit code.
 #[pyfunction]
@@ -20,27 +16,24 @@ pub fn supervise(
     py: Python<'_>,
     command: Vec<String>,
     env: Vec<(String, String)>,
-    settings: &Bound<'_, PyDict>,
+    config: SupervisorSettings,
 ) -> PyResult<i32> {
     if command.is_empty() {
         return Err(PyValueError::new_err("supervise() needs a worker command"));
     }
-    let reload = if get::<bool>(settings, "reload")? {
+    let reload = if config.reload {
         Some(ReloadConfig {
-            dirs: get::<Vec<String>>(settings, "reload_dirs")?
-                .into_iter()
-                .map(PathBuf::from)
-                .collect(),
-            includes: get(settings, "reload_includes")?,
-            excludes: get(settings, "reload_excludes")?,
-            delay: seconds(get(settings, "reload_delay")?, "--reload-delay")?,
+            dirs: config.reload_watch_dirs.iter().map(PathBuf::from).collect(),
+            includes: config.reload_include_globs.clone(),
+            excludes: config.reload_exclude_globs.clone(),
+            delay: seconds(config.reload_delay, "--reload-delay")?,
         })
     } else {
         None
     };
-    let healthcheck: f64 = get(settings, "healthcheck")?;
-    let metrics = match get::<Option<(String, u16)>>(settings, "metrics_addr")? {
-        Some((host, port)) => Some(std::net::TcpListener::bind((host.as_str(), port)).map_err(
+    let healthcheck = config.timeout_worker_healthcheck;
+    let metrics = match &config.supervisor_metrics_addr {
+        Some((host, port)) => Some(std::net::TcpListener::bind((host.as_str(), *port)).map_err(
             |e| {
                 pyo3::exceptions::PyOSError::new_err(format!(
                     "cannot listen for metrics on {host}:{port}: {e}"
@@ -53,7 +46,7 @@ pub fn supervise(
         metrics,
         command,
         env,
-        workers: get(settings, "workers")?,
+        workers: config.worker_processes,
         reload,
         healthcheck: (healthcheck > 0.0)
             .then(|| seconds(healthcheck, "--timeout-worker-healthcheck"))

@@ -9,22 +9,19 @@ use std::os::fd::FromRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue};
-use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use super::engine_config::{engine_config, engine_error};
 use super::{seconds, Event, EventQueue};
 use crate::asgi::scope::version_text;
 use crate::asgi::{AccessInfo, Context, HttpCycle, ScopeBuilder, TrackingConfig, WebSocketCycle};
-use crate::engine::metrics::MetricsBlock;
-use crate::engine::ws::session::Decision;
-use crate::engine::ws::WsConfig;
-use crate::engine::{
-    AdmissionConfig, Engine, EngineConfig, IncomingRequest, IncomingWebSocket, Listener, LogLevel,
-    TrustedProxies,
-};
+use crate::engine::{Engine, Listener};
+use crate::handoff::ws_session::Decision;
+use crate::handoff::{IncomingRequest, IncomingWebSocket, LogLevel};
+use crate::metrics::MetricsBlock;
+use crate::settings::EngineSettings;
 
 #[pyclass(module = "ferricorn._ferricorn")]
 pub struct Server {
@@ -50,105 +47,17 @@ pub struct Server {
     local_fd: Option<i32>,
 }
 
-fn setting<'py, T: FromPyObjectOwned<'py>>(s: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
-    super::setting(s, key, "engine setting")
-}
-
-/// This process's metrics: its slot in the workers' shared file, or its own block.
-fn metrics_block(s: &Bound<'_, PyDict>) -> PyResult<&'static MetricsBlock> {
-    match setting::<Option<(String, usize)>>(s, "metrics_slot")? {
-        Some((path, slot)) => {
-            crate::supervisor::shared_metrics::worker_block(std::path::Path::new(&path), slot)
-                .map_err(|e| {
-                    PyOSError::new_err(format!("cannot map the workers' metrics file {path}: {e}"))
-                })
-        }
-        None => Ok(MetricsBlock::leaked()),
-    }
-}
-
-fn engine_config(s: &Bound<'_, PyDict>) -> PyResult<EngineConfig> {
-    let secs = |key: &str| -> PyResult<Duration> { seconds(setting(s, key)?, key) };
-    let mut default_headers = Vec::new();
-    for (name, value) in setting::<Vec<(String, String)>>(s, "default_headers")? {
-        let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-            PyValueError::new_err(format!("--header: {name:?} is not a valid header name"))
-        })?;
-        let v = HeaderValue::from_str(&value).map_err(|_| {
-            PyValueError::new_err(format!(
-                "--header: the value for {name:?} is not a valid header value"
-            ))
-        })?;
-        default_headers.push((n, v));
-    }
-    let proxies: String = setting(s, "forwarded_allow_ips")?;
-    Ok(EngineConfig {
-        threads: setting(s, "threads")?,
-        keep_alive: secs("keep_alive")?,
-        header_read_timeout: secs("header_read_timeout")?,
-        max_header_bytes: setting(s, "max_header_bytes")?,
-        admission: AdmissionConfig {
-            limit: setting(s, "limit_concurrency")?,
-            queue: setting(s, "limit_queue")?,
-            queue_timeout: setting::<Option<f64>>(s, "timeout_queue")?
-                .map(|v| seconds(v, "--timeout-queue"))
-                .transpose()?,
-        },
-        retry_after: setting(s, "retry_after")?,
-        cancel_on_disconnect: setting(s, "cancel_on_disconnect")?,
-        metrics: metrics_block(s)?,
-        metrics_addr: setting::<Option<(String, u16)>>(s, "metrics_addr")?
-            .map(|(host, port)| {
-                use std::net::ToSocketAddrs;
-                (host.as_str(), port)
-                    .to_socket_addrs()
-                    .ok()
-                    .and_then(|mut a| a.next())
-                    .ok_or_else(|| {
-                        PyValueError::new_err(format!("--metrics-host {host:?} does not resolve"))
-                    })
-            })
-            .transpose()?,
-        default_headers,
-        date_header: setting(s, "date_header")?,
-        proxy_headers: setting(s, "proxy_headers")?,
-        trusted_proxies: TrustedProxies::parse(&proxies).map_err(PyValueError::new_err)?,
-        response_high_water: setting(s, "response_high_water")?,
-        request_read_ahead: setting(s, "request_read_ahead")?,
-        websocket: websocket_config(s)?,
-    })
-}
-
-fn websocket_config(s: &Bound<'_, PyDict>) -> PyResult<Option<WsConfig>> {
-    let Some(ws) = setting::<Option<Bound<'_, PyDict>>>(s, "websocket")? else {
-        return Ok(None);
-    };
-    let optional_secs = |key: &str, what: &str| -> PyResult<Option<Duration>> {
-        setting::<Option<f64>>(&ws, key)?
-            .filter(|v| *v > 0.0)
-            .map(|v| seconds(v, what))
-            .transpose()
-    };
-    Ok(Some(WsConfig {
-        max_size: setting(&ws, "max_size")?,
-        max_queue: setting(&ws, "max_queue")?,
-        ping_interval: optional_secs("ping_interval", "--ws-ping-interval")?,
-        ping_timeout: optional_secs("ping_timeout", "--ws-ping-timeout")?,
-        per_message_deflate: setting(&ws, "per_message_deflate")?,
-    }))
-}
-
 #[pymethods]
 impl Server {
     /// Takes ownership of the listening socket `fd` (a Unix socket when `unix_path` is set).
     #[new]
-    #[pyo3(signature = (fd, unix_path, settings, event_loop, app, runner, state, error_log, access_log))]
+    #[pyo3(signature = (fd, unix_path, config, event_loop, app, runner, state, error_log, access_log))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         fd: i32,
         unix_path: Option<String>,
-        settings: &Bound<'_, PyDict>,
+        config: EngineSettings,
         event_loop: &Bound<'_, PyAny>,
         app: Py<PyAny>,
         runner: Py<PyAny>,
@@ -156,9 +65,9 @@ impl Server {
         error_log: Py<PyAny>,
         access_log: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
-        let config = engine_config(settings)?;
+        let settings = config;
+        let config = engine_config(&settings)?;
         let metrics = config.metrics;
-        let root_path: String = setting(settings, "root_path")?;
         // SAFETY: the caller hands over a listening socket it no longer uses (it detached
         // it), so this is the only owner of the fd.
         let listener = unsafe {
@@ -170,17 +79,18 @@ impl Server {
         let queue = Arc::new(EventQueue::new()?);
         let access_logging = access_log.is_some();
         let tracking = TrackingConfig {
-            cancel_on_disconnect: setting(settings, "cancel_on_disconnect")?,
-            timeout: setting::<Option<f64>>(settings, "timeout_request")?
+            cancel_on_disconnect: settings.cancel_on_disconnect,
+            timeout: settings
+                .timeout_request
                 .map(|v| seconds(v, "--timeout-request"))
                 .transpose()?,
         };
         let tracked = tracking.enabled();
         let ctx = Py::new(py, Context::new(py, event_loop, access_log, tracking)?)?;
-        let scope = ScopeBuilder::new(py, &root_path, state, unix_path.as_deref())?;
+        let scope = ScopeBuilder::new(py, &settings.root_path, state, unix_path.as_deref())?;
         let engine = py
             .detach(|| Engine::start(listener, config, queue.clone()))
-            .map_err(|e| PyOSError::new_err(format!("could not start the engine: {e}")))?;
+            .map_err(engine_error)?;
         let local_fd = engine.poll_fd();
         if local_fd.is_some() {
             // The loop thread drives the engine itself: nobody needs to ring it.

@@ -13,9 +13,9 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::conn::Activity;
-use super::exchange::{Aborted, Exchange};
-use super::metrics::MetricsBlock;
+use super::activity::Activity;
+use crate::handoff::exchange::{Aborted, Exchange};
+use crate::metrics::MetricsBlock;
 
 /// Reads the request body into the exchange, starting only when the app first calls
 /// `receive()` (that first read is what makes hyper send `100 Continue`).

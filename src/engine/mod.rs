@@ -9,28 +9,34 @@
 //! current-thread runtime that the bridge drives from the Python loop thread with the GIL
 //! released (see `runtime`). Started by [`Engine::start`], stopped by [`Engine::shutdown`].
 
+mod accept;
+mod activity;
 mod admission;
 mod body;
 mod conn;
-pub mod exchange;
+mod error;
 mod framing;
-pub mod metrics;
 mod proxy;
 mod runtime;
 mod service;
-pub mod ws;
+mod watched_io;
+mod ws;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
+use http::{HeaderName, HeaderValue};
 use tokio::sync::watch;
 
 pub use admission::{AdmissionConfig, Rejection};
-pub use exchange::{AppWaker, Exchange};
+pub use error::Error;
 pub use proxy::TrustedProxies;
+pub use ws::WsConfig;
+
+use crate::handoff::{Dispatcher, LogLevel};
+use crate::metrics;
 
 /// Settings the engine runs with, resolved and validated by the Python config layer.
 #[derive(Clone)]
@@ -67,73 +73,6 @@ pub struct EngineConfig {
 pub enum Listener {
     Tcp(std::net::TcpListener),
     Unix(std::os::unix::net::UnixListener),
-}
-
-/// Where a request came from, as the scope will show it.
-#[derive(Clone, Debug)]
-pub enum Peer {
-    Socket(SocketAddr),
-    /// From a trusted proxy's forwarding headers.
-    Forwarded(String, u16),
-    /// A Unix socket: no address.
-    Unix,
-}
-
-impl Peer {
-    /// `host:port` for log lines; `None` for a Unix socket.
-    pub fn address(&self) -> Option<String> {
-        match self {
-            Peer::Socket(a) => Some(format!("{}:{}", a.ip(), a.port())),
-            Peer::Forwarded(h, p) => Some(format!("{h}:{p}")),
-            Peer::Unix => None,
-        }
-    }
-}
-
-/// What the app's scope is built from: a parsed request head and who sent it.
-pub struct RequestHead {
-    pub method: Method,
-    pub uri: Uri,
-    pub version: Version,
-    pub headers: HeaderMap,
-    pub client: Peer,
-    pub server: Peer,
-    pub scheme: &'static str,
-}
-
-/// A parsed request head and its exchange, handed to the dispatcher.
-pub struct IncomingRequest {
-    pub exchange: Arc<Exchange>,
-    pub head: RequestHead,
-}
-
-impl std::ops::Deref for IncomingRequest {
-    type Target = RequestHead;
-    fn deref(&self) -> &RequestHead {
-        &self.head
-    }
-}
-
-/// A WebSocket upgrade request and its session, handed to the dispatcher.
-pub struct IncomingWebSocket {
-    pub session: Arc<ws::session::Session>,
-    pub head: RequestHead,
-}
-
-/// Severity of an engine log line, mapped to Python logging levels by the bridge.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogLevel {
-    Debug,
-    Info,
-    Warning,
-    Error,
-}
-
-/// The engine's way out: the bridge implements it.
-pub trait Dispatcher: AppWaker {
-    fn dispatch(&self, request: IncomingRequest);
-    fn dispatch_websocket(&self, websocket: IncomingWebSocket);
-    fn log(&self, level: LogLevel, message: String);
 }
 
 /// Counters shared by the engine and its owner; plain atomics, no lock.
@@ -176,7 +115,7 @@ impl Engine {
         listener: Listener,
         config: EngineConfig,
         dispatcher: Arc<dyn Dispatcher>,
-    ) -> std::io::Result<Engine> {
+    ) -> Result<Engine, Error> {
         let runtime = if config.threads == 0 {
             // Where the loop thread cannot drive the engine (not Linux), one engine thread.
             match runtime::EngineRuntime::local() {
@@ -208,18 +147,18 @@ impl Engine {
             let l = std::net::TcpListener::bind(addr)?;
             l.set_nonblocking(true)?;
             let l = rt.block_on(async { tokio::net::TcpListener::from_std(l) })?;
-            rt.spawn(conn::serve_metrics(l, shared.clone()));
+            rt.spawn(accept::serve_metrics(l, shared.clone()));
         }
         match listener {
             Listener::Tcp(l) => {
                 l.set_nonblocking(true)?;
                 let l = rt.block_on(async { tokio::net::TcpListener::from_std(l) })?;
-                rt.spawn(conn::accept_tcp(l, shared));
+                rt.spawn(accept::accept_tcp(l, shared));
             }
             Listener::Unix(l) => {
                 l.set_nonblocking(true)?;
                 let l = rt.block_on(async { tokio::net::UnixListener::from_std(l) })?;
-                rt.spawn(conn::accept_unix(l, shared));
+                rt.spawn(accept::accept_unix(l, shared));
             }
         }
         Ok(Engine {

@@ -7,7 +7,8 @@ use std::net::IpAddr;
 
 use http::HeaderMap;
 
-use super::Peer;
+use super::Error;
+use crate::handoff::Peer;
 
 #[derive(Clone, Debug, Default)]
 pub struct TrustedProxies {
@@ -20,7 +21,7 @@ pub struct TrustedProxies {
 
 impl TrustedProxies {
     /// Parses a comma-separated list such as `"127.0.0.1, ::1"` or `"*"`.
-    pub fn parse(list: &str) -> Result<Self, String> {
+    pub fn parse(list: &str) -> Result<Self, Error> {
         let mut t = TrustedProxies::default();
         for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             if item == "*" {
@@ -28,11 +29,9 @@ impl TrustedProxies {
             } else if item == "unix:" {
                 t.unix = true;
             } else {
-                let ip = item.parse::<IpAddr>().map_err(|_| {
-                    format!(
-                        "--forwarded-allow-ips: {item:?} is not an IP address (use '*' for all)"
-                    )
-                })?;
+                let ip = item
+                    .parse::<IpAddr>()
+                    .map_err(|_| Error::TrustedProxy(item.to_string()))?;
                 t.ips.push(ip);
             }
         }

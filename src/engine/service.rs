@@ -17,12 +17,13 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use super::activity::Activity;
 use super::body::{pump_request_body, ResponseBody, StreamRecord};
-use super::conn::Activity;
-use super::exchange::{Exchange, Response, ResponseHead};
-use super::metrics::Rejected;
 use super::ws;
-use super::{IncomingRequest, LogLevel, Peer, RequestHead, Shared};
+use super::{Error, Shared};
+use crate::handoff::exchange::{Exchange, Response, ResponseHead};
+use crate::handoff::{IncomingRequest, LogLevel, Peer, RequestHead};
+use crate::metrics::Rejected;
 
 /// Request bodies up to this size, with a Content-Length and no `Expect: 100-continue`, are
 /// read whole before the app is called: one handoff instead of a round trip per chunk.
@@ -187,8 +188,8 @@ impl RequestService {
         } else if prefetchable(&parts.headers, body.size_hint().exact()) {
             match read_whole(body, shared.config.header_read_timeout).await {
                 Ok(bytes) => exchange.set_full_body(bytes),
-                Err(msg) => {
-                    shared.dispatcher.log(LogLevel::Debug, msg);
+                Err(e) => {
+                    shared.dispatcher.log(LogLevel::Debug, e.to_string());
                     guard.answered = true;
                     exchange.client_gone();
                     return bad_request();
@@ -321,12 +322,13 @@ fn prefetchable(headers: &http::HeaderMap, exact_len: Option<u64>) -> bool {
     matches!(exact_len, Some(n) if n <= PREFETCH_LIMIT) && !headers.contains_key(EXPECT)
 }
 
-async fn read_whole(mut body: Incoming, timeout: std::time::Duration) -> Result<Bytes, String> {
+async fn read_whole(mut body: Incoming, timeout: std::time::Duration) -> Result<Bytes, Error> {
     let read = async {
         let mut buf = BytesMut::new();
         let mut first: Option<Bytes> = None;
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| format!("error reading request body: {e}"))?;
+            let frame = frame
+                .map_err(|e| Error::RequestBody(format!("error reading request body: {e}")))?;
             if let Ok(data) = frame.into_data() {
                 match first.take() {
                     None if buf.is_empty() => first = Some(data),
@@ -342,7 +344,7 @@ async fn read_whole(mut body: Incoming, timeout: std::time::Duration) -> Result<
     };
     tokio::time::timeout(timeout, read)
         .await
-        .map_err(|_| "timed out reading the request body".to_string())?
+        .map_err(|_| Error::RequestBody("timed out reading the request body".to_string()))?
 }
 
 fn build(

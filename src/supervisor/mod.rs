@@ -1,5 +1,9 @@
 //! The supervisor: worker processes, their restarts, signals and reload.
 //!
+//! Why it is one long file: one loop on one thread decides everything (spawn, replace,
+//! roll, drain), and its state transitions are easiest to check in one place; the pieces
+//! with their own seams (signals, reload, worker processes) are in the modules beside it.
+//!
 //! It runs in the process the user started, after Python bound the listening socket and
 //! before any app import or tokio runtime (a process that ran tokio must not fork). Each
 //! worker is `python -m ferricorn APP --fd N`, an ordinary single-process server that
@@ -20,7 +24,7 @@
 //! [`run`]). Log lines go to stderr in the same `LEVEL:    message` shape as Python's.
 
 mod reload;
-pub mod shared_metrics;
+
 mod signals;
 mod worker;
 
@@ -66,7 +70,7 @@ struct Supervisor {
     /// Under --reload, the last start failed: wait for a change before trying again.
     waiting_for_change: bool,
     exit_code: i32,
-    metrics: Option<shared_metrics::SharedMetrics>,
+    metrics: Option<crate::metrics::shared::SharedMetrics>,
 }
 
 /// Runs the workers until SIGINT/SIGTERM; returns the process exit code.
@@ -96,7 +100,7 @@ pub fn run(config: SupervisorConfig) -> i32 {
         );
     }
     let metrics = match config.metrics.as_ref().map(|l| l.try_clone()) {
-        Some(Ok(l)) => match shared_metrics::SharedMetrics::new(l) {
+        Some(Ok(l)) => match crate::metrics::shared::SharedMetrics::new(l) {
             Ok(m) => Some(m),
             Err(e) => {
                 log("ERROR", &format!("cannot set up the shared metrics: {e}"));

@@ -7,7 +7,8 @@ uvicorn accepts, and apps that break HTTP framing. Each path answers one way:
     /headers/mixed        pairs as lists, tuples and a custom two-item iterable
     /headers/bytearray    names and values as bytearray / memoryview
     /headers/triple       a three-item header: refused (500)
-    /headers/str          a str header value: refused (500)
+    /headers/str          str name and value (ASCII), as uvicorn's h11 protocol takes them
+    /headers/non-ascii    a str header value that is not ASCII: refused (500)
     /body/bytearray       the body as a bytearray
     /body/memoryview      the body as a memoryview (of a slice of a larger buffer)
     /body/str             the body as a str: refused (500)
@@ -34,6 +35,8 @@ fails startup with no `message` key (optional in the spec).
 """
 
 from __future__ import annotations
+
+from apps._util import serve_lifespan
 
 _last_error = ["none"]
 
@@ -64,7 +67,9 @@ def _headers(path: str):
     if path == "/headers/triple":
         return [[b"content-type", b"text/plain", b"extra"]]
     if path == "/headers/str":
-        return [[b"content-type", "text/plain"]]
+        return [["content-type", "text/plain"], ("x-form", "str")]
+    if path == "/headers/non-ascii":
+        return [[b"content-type", "text/plain; café"]]
     return [[b"content-type", b"text/plain"]]
 
 
@@ -76,36 +81,26 @@ _BODIES = {
 }
 
 
+#: /length/* cases: the response head's headers, then the body messages (body, more_body).
+_LENGTH_CASES = {
+    "over-full": ([[b"content-length", b"5"]], [(b"12345EXTRA", False)]),
+    "over-stream": ([[b"content-length", b"5"]],
+                    [(b"123", True), (b"45EXTRA", True), (b"", False)]),
+    "short-full": ([[b"content-length", b"100"]], [(b"short", False)]),
+    "short-stream": ([[b"content-length", b"100"]], [(b"short", True), (b"", False)]),
+    "both": ([[b"content-length", b"5"], [b"transfer-encoding", b"chunked"]],
+             [(b"12345", False)]),
+    "bad": ([[b"content-length", b"5x"]], [(b"12345", False)]),
+    "exact-stream": ([[b"content-length", b"10"]],
+                     [(b"12345", True), (b"67890", True), (b"", False)]),
+}
+
+
 async def _send_length_case(path: str, send) -> None:
-    start = {"type": "http.response.start", "status": 200}
-    body = "http.response.body"
-    if path == "/length/over-full":
-        await send({**start, "headers": [[b"content-length", b"5"]]})
-        await send({"type": body, "body": b"12345EXTRA"})
-    elif path == "/length/over-stream":
-        await send({**start, "headers": [[b"content-length", b"5"]]})
-        await send({"type": body, "body": b"123", "more_body": True})
-        await send({"type": body, "body": b"45EXTRA", "more_body": True})
-        await send({"type": body, "body": b""})
-    elif path == "/length/short-full":
-        await send({**start, "headers": [[b"content-length", b"100"]]})
-        await send({"type": body, "body": b"short"})
-    elif path == "/length/short-stream":
-        await send({**start, "headers": [[b"content-length", b"100"]]})
-        await send({"type": body, "body": b"short", "more_body": True})
-        await send({"type": body, "body": b""})
-    elif path == "/length/both":
-        await send({**start, "headers": [[b"content-length", b"5"],
-                                         [b"transfer-encoding", b"chunked"]]})
-        await send({"type": body, "body": b"12345"})
-    elif path == "/length/bad":
-        await send({**start, "headers": [[b"content-length", b"5x"]]})
-        await send({"type": body, "body": b"12345"})
-    elif path == "/length/exact-stream":
-        await send({**start, "headers": [[b"content-length", b"10"]]})
-        await send({"type": body, "body": b"12345", "more_body": True})
-        await send({"type": body, "body": b"67890", "more_body": True})
-        await send({"type": body, "body": b""})
+    headers, bodies = _LENGTH_CASES[path.rsplit("/", 1)[1]]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    for body, more in bodies:
+        await send({"type": "http.response.body", "body": body, "more_body": more})
 
 
 async def _websocket(scope, receive, send) -> None:
@@ -124,16 +119,6 @@ async def _websocket(scope, receive, send) -> None:
     await send({"type": "websocket.close", "code": 4000, "reason": None})
 
 
-async def _lifespan(receive, send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
 async def silent_failure_app(scope, receive, send):
     if scope["type"] == "lifespan":
         await receive()
@@ -142,7 +127,7 @@ async def silent_failure_app(scope, receive, send):
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        await _lifespan(receive, send)
+        await serve_lifespan(scope, receive, send)
         return
     if scope["type"] == "websocket":
         await _websocket(scope, receive, send)

@@ -24,10 +24,12 @@ import types
 from pathlib import Path
 
 import pytest
-from ferricorn import Config, run
+from ferricorn import Config, run, sockets
+from ferricorn import logging as ferricorn_logging
 from ferricorn.cli import parse_cli
-from ferricorn.config import OPTIONS, AppLoadError
-from ferricorn.importer import ImportFromStringError, import_from_string
+from ferricorn.config import OPTIONS
+from ferricorn.envfile import load_env_file
+from ferricorn.importer import AppLoadError, ImportFromStringError, import_from_string, load_app
 from ferricorn.lifespan import Lifespan
 from ferricorn.logging import LOGGING_CONFIG, AccessFormatter, DefaultFormatter
 from ferricorn.main import main
@@ -338,20 +340,20 @@ def test_users_own_import_error_is_not_hidden(app_dir):
 def test_load_app(app_dir):
     import goodapp
 
-    assert Config("goodapp:app").load_app() is goodapp.app
-    assert Config("goodapp:make", factory=True).load_app() is goodapp.app
-    assert Config(goodapp.app).load_app() is goodapp.app
+    assert load_app(Config("goodapp:app")) is goodapp.app
+    assert load_app(Config("goodapp:make", factory=True)) is goodapp.app
+    assert load_app(Config(goodapp.app)) is goodapp.app
     with pytest.raises(AppLoadError) as info:
-        Config("goodapp:missing").load_app()
+        load_app(Config("goodapp:missing"))
     assert str(info.value) == (
         'Error loading ASGI app. Attribute "missing" not found in module "goodapp".'
     )
     with pytest.raises(AppLoadError, match="not callable"):
-        Config("goodapp:not_callable").load_app()
+        load_app(Config("goodapp:not_callable"))
     with pytest.raises(AppLoadError, match="--factory"):
-        Config("goodapp:make").load_app()
+        load_app(Config("goodapp:make"))
     with pytest.raises(AppLoadError, match=r"\(scope, receive, send\)"):
-        Config("goodapp:two_args").load_app()
+        load_app(Config("goodapp:two_args"))
 
 
 def test_load_app_inserts_app_dir(tmp_path):
@@ -359,7 +361,7 @@ def test_load_app_inserts_app_dir(tmp_path):
     sub.mkdir()
     (sub / "appdirmod_q.py").write_text("async def app(scope, receive, send):\n    pass\n")
     try:
-        app = Config("appdirmod_q:app", app_dir=str(sub)).load_app()
+        app = load_app(Config("appdirmod_q:app", app_dir=str(sub)))
         assert callable(app) and sys.path[0] == str(sub)
     finally:
         sys.path.remove(str(sub))
@@ -400,7 +402,7 @@ def test_access_formatter():
 
 
 def test_configure_logging_default_and_level(capsys):
-    Config("m:a", log_level="warning", use_colors=False).configure_logging()
+    ferricorn_logging.configure(Config("m:a", log_level="warning", use_colors=False))
     logging.getLogger("ferricorn.error").info("hidden")
     logging.getLogger("ferricorn.error").warning("shown")
     logging.getLogger("ferricorn.access").info('%s - "%s %s HTTP/%s" %d',
@@ -411,7 +413,7 @@ def test_configure_logging_default_and_level(capsys):
 
 
 def test_access_log_off(capsys):
-    Config("m:a", access_log=False, use_colors=False).configure_logging()
+    ferricorn_logging.configure(Config("m:a", access_log=False, use_colors=False))
     logging.getLogger("ferricorn.access").info('%s - "%s %s HTTP/%s" %d',
                                                "1.2.3.4:5", "GET", "/", "1.1", 200)
     logging.getLogger("ferricorn.error").info("still here")
@@ -426,7 +428,7 @@ def test_uvicorn_style_json_log_config(tmp_path, capsys):
     config["loggers"]["uvicorn.error"]["level"] = "WARNING"
     path = tmp_path / "log.json"
     path.write_text(json.dumps(config))
-    Config("m:a", log_config=str(path)).configure_logging()
+    ferricorn_logging.configure(Config("m:a", log_config=str(path)))
     logging.getLogger("ferricorn.error").info("no")
     logging.getLogger("ferricorn.error").error("boom")
     assert capsys.readouterr().err == "U ERROR:    boom\n"
@@ -436,7 +438,7 @@ def test_yaml_and_ini_log_configs(tmp_path, capsys):
     yaml = pytest.importorskip("yaml")
     path = tmp_path / "log.yaml"
     path.write_text(yaml.safe_dump(LOGGING_CONFIG))
-    Config("m:a", log_config=str(path), use_colors=False).configure_logging()
+    ferricorn_logging.configure(Config("m:a", log_config=str(path), use_colors=False))
     logging.getLogger("ferricorn.error").info("from yaml")
     assert capsys.readouterr().err == "INFO:     from yaml\n"
 
@@ -448,7 +450,7 @@ def test_yaml_and_ini_log_configs(tmp_path, capsys):
         "[handler_h]\nclass=StreamHandler\nformatter=f\nargs=(sys.stderr,)\n"
         "[formatter_f]\nclass=ferricorn.logging.DefaultFormatter\nformat=INI %(message)s\n"
     )
-    Config("m:a", log_config=str(ini)).configure_logging()
+    ferricorn_logging.configure(Config("m:a", log_config=str(ini)))
     logging.getLogger("ferricorn.error").info("from ini")
     assert capsys.readouterr().err == "INI from ini\n"
 
@@ -472,7 +474,7 @@ def test_env_file(tmp_path, monkeypatch):
     for key in ("PLAIN", "EXPORTED", "DQ", "SQ", "TRAILING", "EQ"):
         monkeypatch.delenv(f"FERRI_T_{key}", raising=False)
     monkeypatch.setenv("FERRI_T_EXISTING", "from-env")
-    Config("m:a", env_file=str(path)).load_env_file()
+    load_env_file(Config("m:a", env_file=str(path)))
     assert os.environ["FERRI_T_PLAIN"] == "value"
     assert os.environ["FERRI_T_EXPORTED"] == "yes"
     assert os.environ["FERRI_T_DQ"] == "spaced value # not a comment"
@@ -489,7 +491,7 @@ def test_env_file(tmp_path, monkeypatch):
 
 def test_bind_tcp_port_zero():
     config = Config("m:a", host="127.0.0.1", port=0)
-    sock = config.bind_socket()
+    sock = sockets.bind(config)
     try:
         host, port = sock.getsockname()
         assert host == "127.0.0.1" and port != 0
@@ -497,7 +499,7 @@ def test_bind_tcp_port_zero():
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)
         with socket.create_connection(("127.0.0.1", port), timeout=5):
             pass
-        assert config.listen_message(sock) == (
+        assert sockets.listen_message(sock) == (
             f"Ferricorn running on http://127.0.0.1:{port} (Press CTRL+C to quit)"
         )
     finally:
@@ -507,12 +509,12 @@ def test_bind_tcp_port_zero():
 @pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
 def test_bind_ipv6():
     try:
-        sock = Config("m:a", host="::1", port=0).bind_socket()
+        sock = sockets.bind(Config("m:a", host="::1", port=0))
     except OSError as exc:
         pytest.skip(f"IPv6 loopback unavailable: {exc}")
     try:
         assert sock.family == socket.AF_INET6
-        assert Config("m:a").listen_message(sock).startswith("Ferricorn running on http://[::1]:")
+        assert sockets.listen_message(sock).startswith("Ferricorn running on http://[::1]:")
     finally:
         sock.close()
 
@@ -524,13 +526,13 @@ def test_bind_uds_replaces_stale_socket(tmp_path):
     stale.bind(path)
     stale.close()  # leaves the file behind
     config = Config("m:a", uds=path)
-    sock = config.bind_socket()
+    sock = sockets.bind(config)
     try:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o666
         client = socket.socket(socket.AF_UNIX)
         client.connect(path)
         client.close()
-        assert config.listen_message(sock) == (
+        assert sockets.listen_message(sock) == (
             f"Ferricorn running on unix socket {path} (Press CTRL+C to quit)"
         )
     finally:
@@ -540,7 +542,7 @@ def test_bind_uds_replaces_stale_socket(tmp_path):
 def test_bind_from_fd():
     original = socket.socket()
     original.bind(("127.0.0.1", 0))
-    sock = Config("m:a", fd=os.dup(original.fileno())).bind_socket()
+    sock = sockets.bind(Config("m:a", fd=os.dup(original.fileno())))
     try:
         assert sock.getsockname() == original.getsockname()
         with socket.create_connection(sock.getsockname(), timeout=5):

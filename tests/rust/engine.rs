@@ -8,12 +8,13 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use _ferricorn::engine::exchange::{BodyRead, Response, ResponseHead};
-use _ferricorn::engine::ws::session::Decision;
-use _ferricorn::engine::ws::WsConfig;
 use _ferricorn::engine::{
-    AdmissionConfig, AppWaker, Dispatcher, Engine, EngineConfig, Exchange, IncomingRequest,
-    IncomingWebSocket, Listener, LogLevel, TrustedProxies,
+    AdmissionConfig, Engine, EngineConfig, Listener, TrustedProxies, WsConfig,
+};
+use _ferricorn::handoff::exchange::{BodyRead, Response, ResponseHead};
+use _ferricorn::handoff::ws_session::Decision;
+use _ferricorn::handoff::{
+    AppWaker, Dispatcher, Exchange, IncomingRequest, IncomingWebSocket, LogLevel,
 };
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -91,7 +92,7 @@ fn config() -> EngineConfig {
         admission: AdmissionConfig::default(),
         retry_after: 1,
         cancel_on_disconnect: false,
-        metrics: _ferricorn::engine::metrics::MetricsBlock::leaked(),
+        metrics: _ferricorn::metrics::MetricsBlock::leaked(),
         metrics_addr: None,
         default_headers: vec![],
         date_header: false,

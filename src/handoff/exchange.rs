@@ -8,14 +8,20 @@
 //! engine task through a stored [`Waker`].
 //!
 //! This module holds no Python objects and never takes the GIL.
+//!
+//! Why it is one long file: every method is one transition of the same state behind the same
+//! lock, and the invariants between the two sides (who wakes whom, when) read best together;
+//! a fifth of it is the unit tests of those transitions.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
+
+pub use super::in_flight::{InFlight, InFlightSlot};
 
 /// How the two sides of an exchange wake each other.
 pub trait AppWaker: Send + Sync + 'static {
@@ -147,43 +153,6 @@ struct State {
     pump_waker: Option<Waker>,
 }
 
-/// Counts exchanges alive; shared with the engine for admission control and shutdown.
-pub type InFlight = Arc<AtomicUsize>;
-
-/// What an exchange or a WebSocket session holds while it counts as in flight: its place in
-/// the `InFlight` count and its admission permit (`--limit-concurrency`), both given back
-/// once, by `release`, when the app's task ends: the owner itself may live on in garbage
-/// that only Python's cycle collector frees (an exception traceback that holds `receive`),
-/// which must not hold a slot.
-pub struct InFlightSlot {
-    in_flight: InFlight,
-    released: AtomicBool,
-    permit: Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
-}
-
-impl InFlightSlot {
-    pub fn new(in_flight: InFlight) -> Self {
-        in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlightSlot {
-            in_flight,
-            released: AtomicBool::new(false),
-            permit: Mutex::new(None),
-        }
-    }
-
-    /// Keeps the admission permit until release.
-    pub fn hold(&self, permit: Option<tokio::sync::OwnedSemaphorePermit>) {
-        *self.permit.lock().unwrap_or_else(|e| e.into_inner()) = permit;
-    }
-
-    pub fn release(&self) {
-        if !self.released.swap(true, Ordering::AcqRel) {
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
-            self.permit.lock().unwrap_or_else(|e| e.into_inner()).take();
-        }
-    }
-}
-
 pub struct Exchange {
     pub id: u64,
     state: Mutex<State>,
@@ -231,6 +200,12 @@ impl Exchange {
         // A panic while holding this lock leaves plain data behind, still consistent enough
         // to finish the exchange, so poisoning is ignored.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes the state under the lock and returns what `f` took out of it (a waker to wake
+    /// once the lock is released).
+    fn update<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        f(&mut self.lock())
     }
 
     /// Wakes the app if it said it was waiting; called with the lock released.
@@ -368,11 +343,10 @@ impl Exchange {
 
     /// The engine finished its part normally (response written); stops the body pump.
     pub fn engine_done(&self) {
-        let pump = {
-            let mut s = self.lock();
+        let pump = self.update(|s| {
             s.engine_done = true;
             s.pump_waker.take()
-        };
+        });
         if let Some(p) = pump {
             p.wake();
         }
@@ -483,12 +457,10 @@ impl Exchange {
 
     /// The app failed after the response started: the engine cuts the connection.
     pub fn abort(&self) {
-        let waker = {
-            let mut s = self.lock();
+        if let Some(w) = self.update(|s| {
             s.aborted = true;
             s.engine_waker.take()
-        };
-        if let Some(w) = waker {
+        }) {
             self.app_waker.wake_engine(w);
         }
     }
@@ -534,21 +506,20 @@ mod tests {
     }
 
     #[test]
-    fn in_flight_counts_live_exchanges() {
+    fn in_flight_counts_live_exchanges_once() {
         let (ex, _, in_flight) = exchange(16);
-        assert_eq!(in_flight.load(Ordering::SeqCst), 1);
+        let (other, _, _) = exchange(16);
+        let count = || in_flight.load(Ordering::SeqCst);
+        assert_eq!(count(), 1, "an exchange counts from its creation");
         drop(ex);
-        assert_eq!(in_flight.load(Ordering::SeqCst), 0);
-    }
-
-    #[test]
-    fn release_is_counted_once() {
+        assert_eq!(count(), 0, "and stops counting when dropped");
+        // Released early (the app's task ended), then dropped: counted down once.
         let (ex, _, in_flight) = exchange(16);
         ex.release();
         ex.release();
-        assert_eq!(in_flight.load(Ordering::SeqCst), 0);
         drop(ex);
         assert_eq!(in_flight.load(Ordering::SeqCst), 0);
+        drop(other);
     }
 
     #[test]

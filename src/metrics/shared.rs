@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::engine::metrics::{render, MetricsBlock};
+use super::{render, MetricsBlock};
 
 pub const SLOTS: usize = 64;
 

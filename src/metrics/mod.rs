@@ -10,6 +10,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+pub mod shared;
+
 use http::Method;
 
 pub const METHODS: [&str; 8] = [

@@ -13,7 +13,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use http::HeaderMap;
 
-use super::super::exchange::{AppWaker, Capacity, InFlight, InFlightSlot, ResponseHead};
+use super::exchange::{AppWaker, Capacity, InFlight, InFlightSlot, ResponseHead};
 
 /// The app's answer to `websocket.connect`.
 pub enum Decision {

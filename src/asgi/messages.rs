@@ -1,0 +1,297 @@
+//! The checks every `send()` message goes through, for HTTP and WebSocket cycles alike.
+//!
+//! Owns the ASGI message forms (specs/www.rst): a dict with a str `type`; a final status;
+//! headers as any iterable of two-item iterables of bytes-like values; bytes-like bodies (as
+//! uvicorn accepts); the Content-Length rules of a response head. Refuses only what the spec
+//! forbids, with a `RuntimeError` that names the message and the field. Must not: keep state
+//! or talk to the engine.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyInt, PyList, PyMemoryView, PyString, PyTuple};
+
+use crate::handoff::exchange::ResponseHead;
+
+/// A `send()` argument checked to be a dict with a str `type`: the dict and the type.
+pub(crate) fn message_and_type<'py>(
+    message: &Bound<'py, PyAny>,
+) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyString>)> {
+    let py = message.py();
+    let msg = message.cast::<PyDict>().map_err(|_| {
+        PyRuntimeError::new_err(format!(
+            "ASGI send() takes a dict message, got {}.",
+            type_name(message)
+        ))
+    })?;
+    let kind = msg.get_item(intern!(py, "type"))?.ok_or_else(|| {
+        PyRuntimeError::new_err(format!(
+            "ASGI message has no 'type' key: {}.",
+            repr(message)
+        ))
+    })?;
+    let kind = kind.cast_into::<PyString>().map_err(|e| {
+        PyRuntimeError::new_err(format!(
+            "ASGI message 'type' must be a str, got {}.",
+            type_name(e.into_inner().as_any())
+        ))
+    })?;
+    Ok((msg.clone(), kind))
+}
+
+/// The status and headers of a response-start message of type `kind`. The status must be a
+/// final one, 200-599: a 1xx is interim (RFC 9110 15.2), the rest are not HTTP statuses.
+pub(crate) fn response_head(msg: &Bound<'_, PyDict>, kind: &str) -> PyResult<(u16, ResponseHead)> {
+    let py = msg.py();
+    let status = msg.get_item(intern!(py, "status"))?.ok_or_else(|| {
+        PyRuntimeError::new_err(format!(
+            "ASGI message '{kind}' is missing the required key 'status'."
+        ))
+    })?;
+    if !status.is_instance_of::<PyInt>() {
+        return Err(PyRuntimeError::new_err(format!(
+            "ASGI '{kind}' status must be an int, got {}.",
+            type_name(&status)
+        )));
+    }
+    let status = status
+        .extract::<u16>()
+        .ok()
+        .filter(|code| (200..=599).contains(code))
+        .and_then(|code| StatusCode::from_u16(code).ok())
+        .ok_or_else(|| {
+            PyRuntimeError::new_err(format!(
+                "ASGI '{kind}' status {} is not a final HTTP status code (200-599).",
+                repr(&status)
+            ))
+        })?;
+    let headers = parse_headers(msg, kind)?;
+    Ok((status.as_u16(), ResponseHead { status, headers }))
+}
+
+/// The `body` of a response-body message of type `kind`, if it has one: bytes, or any other
+/// bytes-like object (bytearray, memoryview), as uvicorn accepts.
+pub(crate) fn body_bytes(msg: &Bound<'_, PyDict>, kind: &str) -> PyResult<Option<Bytes>> {
+    match msg.get_item(intern!(msg.py(), "body"))? {
+        None => Ok(None),
+        Some(b) => match b.cast::<PyBytes>() {
+            Ok(bytes) => Ok(Some(Bytes::copy_from_slice(bytes.as_bytes()))),
+            Err(_) => bytes_like(&b).map(|v| Some(Bytes::from(v))).ok_or_else(|| {
+                PyRuntimeError::new_err(format!(
+                    "ASGI '{kind}' body must be bytes, got {}.",
+                    type_name(&b)
+                ))
+            }),
+        },
+    }
+}
+
+/// The bytes of a bytes-like object other than `bytes` (which callers take without a copy);
+/// `None` for anything else, str and int included.
+pub(crate) fn bytes_like(obj: &Bound<'_, PyAny>) -> Option<Vec<u8>> {
+    if let Ok(array) = obj.cast::<PyByteArray>() {
+        return Some(array.to_vec());
+    }
+    let view = PyMemoryView::from(obj).ok()?;
+    let copy = view.call_method0(intern!(obj.py(), "tobytes")).ok()?;
+    Some(copy.cast::<PyBytes>().ok()?.as_bytes().to_vec())
+}
+
+/// A response-body message's `more_body` (absent: false).
+pub(crate) fn more_body(msg: &Bound<'_, PyDict>) -> PyResult<bool> {
+    match msg.get_item(intern!(msg.py(), "more_body"))? {
+        None => Ok(false),
+        Some(m) => m.is_truthy(),
+    }
+}
+
+/// The `headers` of a response-start message of type `kind`: any iterable of two-item
+/// iterables (lists, tuples, ...) of bytes-like name and value (`Iterable[[byte string, byte
+/// string]]` in the spec).
+pub(crate) fn parse_headers(msg: &Bound<'_, PyDict>, kind: &str) -> PyResult<HeaderMap> {
+    let py = msg.py();
+    let mut headers = HeaderMap::new();
+    let Some(list) = msg.get_item(intern!(py, "headers"))? else {
+        return Ok(headers);
+    };
+    let items = list.try_iter().map_err(|_| {
+        PyRuntimeError::new_err(format!(
+            "ASGI '{kind}' headers must be an iterable of [name, value] pairs, got {}.",
+            type_name(&list)
+        ))
+    })?;
+    for item in items {
+        let item = item?;
+        let (name, value) = header_pair(&item)?.ok_or_else(|| {
+            PyRuntimeError::new_err(format!(
+                "ASGI '{kind}' headers must be [name, value] pairs of bytes, got {}.",
+                repr(&item)
+            ))
+        })?;
+        let name = with_header_bytes(&name, kind, "name", |bytes| {
+            HeaderName::from_bytes(bytes).map_err(|_| {
+                PyRuntimeError::new_err(format!(
+                    "Invalid HTTP header name {:?} in ASGI '{kind}'.",
+                    String::from_utf8_lossy(bytes)
+                ))
+            })
+        })?;
+        let value = with_header_bytes(&value, kind, "value", |bytes| {
+            HeaderValue::from_bytes(bytes).map_err(|_| {
+                PyRuntimeError::new_err(format!(
+                    "Invalid value for HTTP header {name:?} in ASGI '{kind}': control characters such as CR, LF or NUL are not allowed."
+                ))
+            })
+        })?;
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+/// The two items of one header, whatever two-item iterable holds them; `None` when it does
+/// not hold exactly two.
+fn header_pair<'py>(
+    item: &Bound<'py, PyAny>,
+) -> PyResult<Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+    if let Ok(pair) = item.cast::<PyTuple>() {
+        if pair.len() != 2 {
+            return Ok(None);
+        }
+        return Ok(Some((pair.get_item(0)?, pair.get_item(1)?)));
+    }
+    if let Ok(pair) = item.cast::<PyList>() {
+        if pair.len() != 2 {
+            return Ok(None);
+        }
+        return Ok(Some((pair.get_item(0)?, pair.get_item(1)?)));
+    }
+    if item.is_instance_of::<PyBytes>() || item.is_instance_of::<PyString>() {
+        return Ok(None);
+    }
+    let Ok(iter) = item.try_iter() else {
+        return Ok(None);
+    };
+    let mut parts = Vec::with_capacity(2);
+    for part in iter {
+        if parts.len() == 2 {
+            return Ok(None);
+        }
+        parts.push(part?);
+    }
+    let mut parts = parts.into_iter();
+    Ok(match (parts.next(), parts.next()) {
+        (Some(a), Some(b)) => Some((a, b)),
+        _ => None,
+    })
+}
+
+/// Runs `f` on the bytes of a header name or value (bytes without a copy, other bytes-like
+/// objects copied); anything else is refused with an error naming the field.
+fn with_header_bytes<R>(
+    obj: &Bound<'_, PyAny>,
+    kind: &str,
+    what: &str,
+    f: impl FnOnce(&[u8]) -> PyResult<R>,
+) -> PyResult<R> {
+    if let Ok(bytes) = obj.cast::<PyBytes>() {
+        return f(bytes.as_bytes());
+    }
+    // uvicorn's h11 protocol (its default without httptools) takes ASCII str as well.
+    if let Ok(text) = obj.cast::<PyString>() {
+        let text = text.to_str()?;
+        if text.is_ascii() {
+            return f(text.as_bytes());
+        }
+        return Err(PyRuntimeError::new_err(format!(
+            "ASGI '{kind}' header {what} must be bytes (or an ASCII str), got {}.",
+            repr(obj)
+        )));
+    }
+    match bytes_like(obj) {
+        Some(copy) => f(&copy),
+        None => Err(PyRuntimeError::new_err(format!(
+            "ASGI '{kind}' header {what} must be bytes, got {}: {}.",
+            type_name(obj),
+            repr(obj)
+        ))),
+    }
+}
+
+/// The Content-Length a response head declares, if any. Several fields must agree (RFC 9110
+/// 8.6); a response must not carry both Content-Length and Transfer-Encoding (RFC 9112 6.2).
+pub(crate) fn declared_length(headers: &HeaderMap) -> PyResult<Option<u64>> {
+    let mut declared = None;
+    for value in headers.get_all(http::header::CONTENT_LENGTH) {
+        let bytes = value.as_bytes();
+        let length = std::str::from_utf8(bytes)
+            .ok()
+            .filter(|text| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|text| text.parse::<u64>().ok())
+            .ok_or_else(|| {
+                PyRuntimeError::new_err(format!(
+                    "ASGI 'http.response.start' header content-length must be a number of bytes, got {:?}.",
+                    String::from_utf8_lossy(bytes)
+                ))
+            })?;
+        if declared.is_some_and(|d| d != length) {
+            return Err(PyRuntimeError::new_err(
+                "ASGI 'http.response.start' has several content-length headers that disagree.",
+            ));
+        }
+        declared = Some(length);
+    }
+    if declared.is_some() && headers.contains_key(http::header::TRANSFER_ENCODING) {
+        return Err(PyRuntimeError::new_err(
+            "ASGI 'http.response.start' has both content-length and transfer-encoding headers; a response may carry only one of them (RFC 9112 6.2).",
+        ));
+    }
+    Ok(declared)
+}
+
+pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+pub(crate) fn repr(obj: &Bound<'_, PyAny>) -> String {
+    obj.repr()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Escapes control characters so a request line cannot forge log lines.
+pub fn escape_control(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_control;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        let cases = [
+            ("/ok", "/ok"),
+            ("/a\r\nINFO: forged", "/a\\r\\nINFO: forged"),
+            ("/tab\there", "/tab\\there"),
+        ];
+        for (raw, logged) in cases {
+            assert_eq!(escape_control(raw), logged);
+        }
+    }
+}

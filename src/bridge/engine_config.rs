@@ -1,0 +1,112 @@
+//! From the typed settings Python hands over (`crate::settings::EngineSettings`) to the
+//! engine's own `EngineConfig`: seconds become durations, header strings become header
+//! types, addresses resolve, the metrics block is mapped. Also maps engine errors to Python
+//! exceptions. Must not: validate what the option table already validated.
+
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+
+use super::seconds;
+use crate::engine::{
+    AdmissionConfig, EngineConfig, Error as EngineError, TrustedProxies, WsConfig,
+};
+use crate::metrics::MetricsBlock;
+use crate::settings::EngineSettings;
+
+/// The Python exception for an engine error: `ValueError` for a bad setting, `OSError` for
+/// what the system refused.
+pub(super) fn engine_error(e: EngineError) -> PyErr {
+    if e.is_setting() {
+        PyValueError::new_err(e.to_string())
+    } else {
+        PyOSError::new_err(e.to_string())
+    }
+}
+
+/// This process's metrics: its slot in the workers' shared file, or its own block.
+fn metrics_block(s: &EngineSettings) -> PyResult<&'static MetricsBlock> {
+    match &s.metrics_slot {
+        Some((path, slot)) => {
+            crate::metrics::shared::worker_block(std::path::Path::new(path), *slot).map_err(|e| {
+                PyOSError::new_err(format!("cannot map the workers' metrics file {path}: {e}"))
+            })
+        }
+        None => Ok(MetricsBlock::leaked()),
+    }
+}
+
+/// The engine's configuration from the typed settings: durations, header types, addresses.
+pub(super) fn engine_config(s: &EngineSettings) -> PyResult<EngineConfig> {
+    let mut default_headers = Vec::new();
+    for (name, value) in &s.response_headers {
+        let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            PyValueError::new_err(format!("--header: {name:?} is not a valid header name"))
+        })?;
+        let v = HeaderValue::from_str(value).map_err(|_| {
+            PyValueError::new_err(format!(
+                "--header: the value for {name:?} is not a valid header value"
+            ))
+        })?;
+        default_headers.push((n, v));
+    }
+    Ok(EngineConfig {
+        threads: s.engine_threads,
+        keep_alive: seconds(s.timeout_keep_alive, "--timeout-keep-alive")?,
+        header_read_timeout: seconds(s.timeout_header_read, "--timeout-header-read")?,
+        max_header_bytes: s.max_head_bytes,
+        admission: AdmissionConfig {
+            limit: s.limit_concurrency,
+            queue: s.limit_queue,
+            queue_timeout: s
+                .timeout_queue
+                .map(|v| seconds(v, "--timeout-queue"))
+                .transpose()?,
+        },
+        retry_after: s.retry_after,
+        cancel_on_disconnect: s.cancel_on_disconnect,
+        metrics: metrics_block(s)?,
+        metrics_addr: s
+            .engine_metrics_addr
+            .as_ref()
+            .map(|(host, port)| {
+                use std::net::ToSocketAddrs;
+                (host.as_str(), *port)
+                    .to_socket_addrs()
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .ok_or_else(|| {
+                        PyValueError::new_err(format!("--metrics-host {host:?} does not resolve"))
+                    })
+            })
+            .transpose()?,
+        default_headers,
+        date_header: s.date_header,
+        proxy_headers: s.proxy_headers,
+        trusted_proxies: TrustedProxies::parse(&s.forwarded_allow_ips_list.join(","))
+            .map_err(engine_error)?,
+        response_high_water: s.response_high_water,
+        request_read_ahead: s.request_read_ahead,
+        websocket: websocket_config(s)?,
+    })
+}
+
+/// WebSocket settings, or `None` with `--ws none`.
+fn websocket_config(s: &EngineSettings) -> PyResult<Option<WsConfig>> {
+    if s.ws == "none" {
+        return Ok(None);
+    }
+    // Zero turns pings (or the wait for their answer) off.
+    let optional_secs = |value: f64, what: &str| -> PyResult<Option<Duration>> {
+        (value > 0.0).then(|| seconds(value, what)).transpose()
+    };
+    Ok(Some(WsConfig {
+        max_size: s.ws_max_size,
+        max_queue: s.ws_max_queue,
+        ping_interval: optional_secs(s.ws_ping_interval, "--ws-ping-interval")?,
+        ping_timeout: optional_secs(s.ws_ping_timeout, "--ws-ping-timeout")?,
+        per_message_deflate: s.ws_per_message_deflate,
+    }))
+}

@@ -1,0 +1,107 @@
+//! The connection's socket as hyper sees it: every read and write is noted for the
+//! watchdog (`Activity`) and the bytes read are followed by `FramingWatch`; the two answers
+//! hyper cannot give (408 for a stalled head, 414 for a request line past the limit) are
+//! written here, on the socket itself.
+//!
+//! Must not: buffer, delay or reorder bytes.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::activity::Activity;
+use super::framing::{FramingWatch, Verdict};
+use super::Shared;
+use crate::handoff::LogLevel;
+
+/// The answer to a request head that did not arrive within the header-read timeout.
+const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: 16\r\n\r\nRequest Timeout\n";
+
+/// The answer to a request line longer than the head limit.
+const URI_TOO_LONG: &[u8] = b"HTTP/1.1 414 URI Too Long\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: 13\r\n\r\nURI Too Long\n";
+
+/// The connection's socket, noting reads so the idle watchdog knows the client is active,
+/// and following request framing for the checks hyper leaves out (see `framing`).
+pub(super) struct WatchedIo<S> {
+    pub(super) inner: S,
+    pub(super) activity: Arc<Activity>,
+    pub(super) framing: FramingWatch,
+    pub(super) shared: Arc<Shared>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WatchedIo<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        if this.activity.head_timed_out() {
+            // Best effort: the socket is idle in both directions, so the short answer fits
+            // its send buffer; then the end of input makes hyper drop the connection.
+            let _ = Pin::new(&mut this.inner).poll_write(cx, REQUEST_TIMEOUT);
+            return Poll::Ready(Ok(()));
+        }
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.bytes_read();
+            match this.framing.observe(&mut buf.filled_mut()[before..]) {
+                Verdict::Pass => {}
+                Verdict::Spoiled => this.shared.dispatcher.log(
+                    LogLevel::Debug,
+                    "rejected a request with both Content-Length and Transfer-Encoding (400)"
+                        .to_string(),
+                ),
+                Verdict::TargetTooLong => {
+                    this.shared.dispatcher.log(
+                        LogLevel::Debug,
+                        "request line longer than the head limit: answered 414".to_string(),
+                    );
+                    // As for 408: the socket answers, and the end of input ends hyper's turn.
+                    buf.set_filled(before);
+                    let _ = Pin::new(&mut this.inner).poll_write(cx, URI_TOO_LONG);
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WatchedIo<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.activity.note_write(&r);
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.activity.note_write(&r);
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,86 @@
+//! The hand-off between the engine and the ASGI adapter: the types both sides hold.
+//!
+//! Owns what crosses that boundary and nothing else: a parsed request head and who sent it
+//! ([`RequestHead`], [`Peer`]), the per-request [`Exchange`] and per-socket
+//! [`ws_session::Session`] both sides read and write, how each side wakes the other
+//! ([`AppWaker`]), and the [`Dispatcher`] through which the engine hands over requests and
+//! log lines. Must not: import pyo3 or hyper's connection types, or block either side (every
+//! lock here is short and never held across an await or a Python call).
+
+pub mod exchange;
+pub mod in_flight;
+pub mod ws_session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{HeaderMap, Method, Uri, Version};
+
+pub use exchange::{AppWaker, Exchange};
+
+/// Where a request came from, as the scope will show it.
+#[derive(Clone, Debug)]
+pub enum Peer {
+    Socket(SocketAddr),
+    /// From a trusted proxy's forwarding headers.
+    Forwarded(String, u16),
+    /// A Unix socket: no address.
+    Unix,
+}
+
+impl Peer {
+    /// `host:port` for log lines; `None` for a Unix socket.
+    pub fn address(&self) -> Option<String> {
+        match self {
+            Peer::Socket(a) => Some(format!("{}:{}", a.ip(), a.port())),
+            Peer::Forwarded(h, p) => Some(format!("{h}:{p}")),
+            Peer::Unix => None,
+        }
+    }
+}
+
+/// What the app's scope is built from: a parsed request head and who sent it.
+pub struct RequestHead {
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub client: Peer,
+    pub server: Peer,
+    pub scheme: &'static str,
+}
+
+/// A parsed request head and its exchange, handed to the dispatcher.
+pub struct IncomingRequest {
+    pub exchange: Arc<Exchange>,
+    pub head: RequestHead,
+}
+
+impl std::ops::Deref for IncomingRequest {
+    type Target = RequestHead;
+    fn deref(&self) -> &RequestHead {
+        &self.head
+    }
+}
+
+/// A WebSocket upgrade request and its session, handed to the dispatcher.
+pub struct IncomingWebSocket {
+    pub session: Arc<ws_session::Session>,
+    pub head: RequestHead,
+}
+
+/// Severity of an engine log line, mapped to Python logging levels by the bridge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warning,
+    Error,
+}
+
+/// The engine's way out: the bridge implements it.
+pub trait Dispatcher: AppWaker {
+    fn dispatch(&self, request: IncomingRequest);
+    fn dispatch_websocket(&self, websocket: IncomingWebSocket);
+    fn log(&self, level: LogLevel, message: String);
+}
