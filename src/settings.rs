@@ -57,6 +57,14 @@ settings! {
         ws_ping_interval: f64,
         ws_ping_timeout: f64,
         ws_per_message_deflate: bool,
+        ssl_certfile: Option<String>,
+        ssl_keyfile: Option<String>,
+        ssl_keyfile_password: Option<String>,
+        ssl_cert_reqs: u8,
+        ssl_ca_certs: Option<String>,
+        ssl_ciphers: String,
+        /// Derived: `ssl_version` and `ssl_protocol_min`, as "1.3" / "1.2".
+        tls_versions: Vec<String>,
         /// Derived from the process: a supervised worker's slot in the shared metrics file.
         metrics_slot: Option<(String, usize)>,
         /// Derived: `metrics_host`/`metrics_port` when this process serves them itself.

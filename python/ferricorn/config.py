@@ -77,6 +77,32 @@ def _seconds(positive: bool = False) -> Callable[[str], float]:
     return parse
 
 
+#: `--ssl-version` values (the stdlib's `ssl.PROTOCOL_*`, as uvicorn takes them) and the TLS
+#: versions each allows; TLS 1.0 and 1.1 (3, 4) are refused, rustls does not speak them.
+SSL_VERSIONS = {17: ("1.3", "1.2"), 2: ("1.3", "1.2"), 5: ("1.2",)}
+
+
+def _ssl_version(text: str) -> int:
+    value = int(text)
+    _check_ssl_version(value)
+    return value
+
+
+def _check_ssl_version(value: float) -> None:
+    if value in (3, 4):
+        raise argparse.ArgumentTypeError(
+            f"{value} asks for TLS 1.0/1.1, which this server does not speak; use 17 (TLS 1.2 "
+            "and 1.3, the default) or 5 (TLS 1.2 only)")
+    if value not in SSL_VERSIONS:
+        raise argparse.ArgumentTypeError(
+            f"expected 17 (PROTOCOL_TLS_SERVER), 2 (PROTOCOL_TLS) or 5 (PROTOCOL_TLSv1_2), "
+            f"got {value}")
+
+
+_ssl_version.__name__ = "int"
+_ssl_version.check = _check_ssl_version  # type: ignore[attr-defined]
+
+
 def _log_level(text: str) -> str | int:
     """A level name, or a number (as `run(log_level=logging.DEBUG)` hands it to workers)."""
     text = text.strip()
@@ -169,7 +195,7 @@ class Option:
 
 
 _B, _A, _L, _H, _T = "Socket binding", "Application", "Logging", "HTTP", "Limits and timeouts"
-_P, _W = "Processes", "WebSockets"
+_P, _W, _S = "Processes", "WebSockets", "TLS"
 OPTIONS: tuple[Option, ...] = (
     Option("app", None, 'ASGI application as "<module>:<attribute>", e.g. main:app.', "",
            metavar="APP",
@@ -321,6 +347,27 @@ OPTIONS: tuple[Option, ...] = (
     Option("pid_file", None, "Write the server's process id to this file.", _P,
            metavar="PATH",
            applies=SUPERVISOR),
+    Option("ssl_keyfile", None, "Private key of the server's certificate (PEM: PKCS#8, "
+           "PKCS#1 RSA or SEC1 EC; PKCS#8 may be encrypted).", _S, metavar="PATH",
+           applies=ENGINE),
+    Option("ssl_certfile", None, "Server certificate (PEM); a chain file is sent whole, leaf "
+           "first. With --ssl-keyfile, every connection is TLS.", _S, metavar="PATH",
+           applies=ENGINE),
+    Option("ssl_keyfile_password", None, "Password of an encrypted --ssl-keyfile.", _S,
+           metavar="PASSWORD", applies=ENGINE),
+    Option("ssl_version", 17, "TLS versions, as the stdlib ssl module's PROTOCOL_* numbers "
+           "uvicorn takes: 17 or 2 for TLS 1.2 and 1.3, 5 for TLS 1.2 only.", _S, _ssl_version,
+           metavar="INT", applies=ENGINE, engine_name="tls_versions"),
+    Option("ssl_protocol_min", "tls1.2", "Oldest TLS version accepted.", _S,
+           choices=("tls1.2", "tls1.3"), applies=ENGINE, engine_name="tls_versions"),
+    Option("ssl_cert_reqs", 0, "Client certificates: 0 not asked, 1 checked when given, 2 "
+           "required (the stdlib's ssl.CERT_* numbers).", _S, _int_in(0, 2), metavar="INT",
+           applies=ENGINE),
+    Option("ssl_ca_certs", None, "CA certificates (PEM) that client certificates must chain "
+           "to.", _S, metavar="PATH", applies=ENGINE),
+    Option("ssl_ciphers", "TLSv1", "TLS 1.2 cipher suites, OpenSSL or IANA names separated by "
+           "':' (TLSv1, DEFAULT or ALL: every suite); TLS 1.3 suites are always on.", _S,
+           metavar="CIPHERS", applies=ENGINE),
     Option("engine_threads", 0, "Threads of the Rust I/O engine; 0 runs it on the event-loop "
            "thread (fastest when the worker gets about one core).", "Engine", _int_in(0),
            metavar="N",
@@ -469,6 +516,21 @@ class Config:
         if self.server_header and not any(n.lower() == "server" for n, _ in headers):
             headers.insert(0, ("server", "ferricorn"))
         return headers
+
+    @property
+    def tls_versions(self) -> list[str]:
+        """TLS versions from --ssl-version and --ssl-protocol-min, newest first."""
+        allowed = SSL_VERSIONS[self.ssl_version]
+        if self.ssl_protocol_min == "tls1.3":
+            allowed = tuple(v for v in allowed if v == "1.3")
+        if not allowed:
+            raise ValueError("ssl_version 5 (TLS 1.2 only) and ssl_protocol_min tls1.3 leave "
+                             "no TLS version to speak; drop one of them")
+        return list(allowed)
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.ssl_certfile and self.ssl_keyfile)
 
     @property
     def metrics_slot(self) -> tuple[str, int] | None:

@@ -73,5 +73,14 @@ class Options(TypedDict, total=False):
     limit_max_requests_jitter: int
     timeout_worker_healthcheck: float
     pid_file: str | None
+    # TLS
+    ssl_keyfile: str | os.PathLike[str] | None
+    ssl_certfile: str | os.PathLike[str] | None
+    ssl_keyfile_password: str | None
+    ssl_version: int
+    ssl_protocol_min: Literal["tls1.2", "tls1.3"]
+    ssl_cert_reqs: int
+    ssl_ca_certs: str | os.PathLike[str] | None
+    ssl_ciphers: str
     # Engine
     engine_threads: int

@@ -131,20 +131,27 @@ async def serve(config: Config, app: Any) -> int:
 
     # From the socket itself: a worker gets it as --fd, without --uds.
     unix_path = (sock.getsockname() or "") if sock.family == socket.AF_UNIX else None
-    listen_message = sockets.listen_message(sock)
+    listen_message = sockets.listen_message(sock, config.tls)
     access = logging.getLogger("ferricorn.access")
     access_log = access.info if config.access_log and access.isEnabledFor(logging.INFO) else None
-    server = Server(
-        sock.detach(),
-        unix_path,
-        config,
-        loop,
-        app,
-        _run_app,
-        lifespan.state,
-        logger,
-        access_log,
-    )
+    try:
+        server = Server(
+            sock.detach(),
+            unix_path,
+            config,
+            loop,
+            app,
+            _run_app,
+            lifespan.state,
+            logger,
+            access_log,
+        )
+    except (ValueError, OSError) as exc:
+        # A certificate or key that cannot be loaded, a setting the engine refuses: the
+        # message names the file or option and the reason.
+        logger.error("Could not start the server: %s", exc)
+        await lifespan.shutdown()
+        return exits.FAILED
     doorbell = server.fileno()
     loop.add_reader(doorbell, server.on_readable)
     periodic: list[_Every] = []

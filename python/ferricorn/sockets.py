@@ -57,13 +57,13 @@ def from_fd(fd: int) -> socket.socket:
     return socket.socket(fileno=fd)
 
 
-def describe(sock: socket.socket) -> str:
-    """Where sock listens: "http://127.0.0.1:8000", "http://[::1]:8000", "unix socket /p"."""
+def describe(sock: socket.socket, scheme: str = "http") -> str:
+    """Where sock listens: "http://127.0.0.1:8000", "https://[::1]:8000", "unix socket /p"."""
     address = sock.getsockname()
     if sock.family in (socket.AF_INET, socket.AF_INET6):
         host, port = address[:2]
         host = f"[{host}]" if sock.family == socket.AF_INET6 else host
-        return f"http://{host}:{port}"
+        return f"{scheme}://{host}:{port}"
     if sock.family == getattr(socket, "AF_UNIX", None):
         return f"unix socket {address}"
     return f"socket {address!r}"
@@ -83,6 +83,7 @@ def bind(config: Config) -> socket.socket:
     return sock
 
 
-def listen_message(sock: socket.socket) -> str:
+def listen_message(sock: socket.socket, tls: bool = False) -> str:
     """Startup line: "Ferricorn running on http://127.0.0.1:8000 (Press CTRL+C to quit)"."""
-    return f"Ferricorn running on {describe(sock)} (Press CTRL+C to quit)"
+    where = describe(sock, "https" if tls else "http")
+    return f"Ferricorn running on {where} (Press CTRL+C to quit)"

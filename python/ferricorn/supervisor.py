@@ -43,7 +43,7 @@ def run_supervisor(config: Config) -> int:
         with open(config.pid_file, "w", encoding="utf-8") as fh:
             fh.write(f"{os.getpid()}\n")
     workers = config.worker_processes
-    logger.info(sockets.listen_message(sock))
+    logger.info(sockets.listen_message(sock, config.tls))
     logger.info(
         "Started supervisor process [%d] with %d worker(s)%s",
         os.getpid(),

@@ -13,7 +13,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
-use crate::handoff::{Peer, RequestHead};
+use crate::handoff::{Peer, RequestHead, TlsInfo};
 
 /// Header names kept as shared `bytes` objects; past this many distinct names, new ones
 /// are created per request so a hostile client cannot grow the cache.
@@ -174,6 +174,12 @@ impl ScopeBuilder {
         if let Some(state) = &self.state {
             scope.set_item(intern!(py, "state"), state.bind(py).copy()?)?;
         }
+        if let Some(tls) = &req.tls {
+            // Only on TLS connections, as the extension's spec requires.
+            let extensions = PyDict::new(py);
+            extensions.set_item(intern!(py, "tls"), tls_extension(py, tls)?)?;
+            scope.set_item(intern!(py, "extensions"), extensions)?;
+        }
         Ok(scope)
     }
 
@@ -204,7 +210,10 @@ impl ScopeBuilder {
             }
         }
         scope.set_item(intern!(py, "subprotocols"), subprotocols)?;
-        let extensions = PyDict::new(py);
+        let extensions = match scope.get_item(intern!(py, "extensions"))? {
+            Some(tls_only) => tls_only.cast_into::<PyDict>()?,
+            None => PyDict::new(py),
+        };
         extensions.set_item("websocket.http.response", PyDict::new(py))?;
         scope.set_item(intern!(py, "extensions"), extensions)?;
         Ok(scope)
@@ -253,6 +262,22 @@ fn method_str<'py>(py: Python<'py>, m: &Method) -> Bound<'py, PyString> {
         _ => return PyString::new(py, m.as_str()),
     };
     s.clone()
+}
+
+/// The ASGI `tls` extension's dict (asgiref `specs/tls.rst`). A client certificate that fails
+/// verification ends the handshake, so `client_cert_error` is always `None`.
+fn tls_extension<'py>(py: Python<'py>, tls: &TlsInfo) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("server_cert", &tls.server_cert)?;
+    d.set_item(
+        "client_cert_chain",
+        PyList::new(py, &tls.client_cert_chain)?,
+    )?;
+    d.set_item("client_cert_name", &tls.client_cert_name)?;
+    d.set_item("client_cert_error", py.None())?;
+    d.set_item("tls_version", tls.tls_version)?;
+    d.set_item("cipher_suite", tls.cipher_suite)?;
+    Ok(d)
 }
 
 fn scheme_str<'py>(py: Python<'py>, s: &'static str) -> Bound<'py, PyString> {

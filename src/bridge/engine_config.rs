@@ -3,6 +3,7 @@
 //! types, addresses resolve, the metrics block is mapped. Also maps engine errors to Python
 //! exceptions. Must not: validate what the option table already validated.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
@@ -11,7 +12,7 @@ use pyo3::prelude::*;
 
 use super::seconds;
 use crate::engine::{
-    AdmissionConfig, EngineConfig, Error as EngineError, TrustedProxies, WsConfig,
+    AdmissionConfig, EngineConfig, Error as EngineError, Tls, TlsSettings, TrustedProxies, WsConfig,
 };
 use crate::metrics::MetricsBlock;
 use crate::settings::EngineSettings;
@@ -90,7 +91,35 @@ pub(super) fn engine_config(s: &EngineSettings) -> PyResult<EngineConfig> {
         response_high_water: s.response_high_water,
         request_read_ahead: s.request_read_ahead,
         websocket: websocket_config(s)?,
+        tls: tls_config(s)?,
     })
+}
+
+/// TLS when both `--ssl-certfile` and `--ssl-keyfile` are given; the files are loaded here,
+/// so a bad certificate or key stops startup with a message that names it.
+fn tls_config(s: &EngineSettings) -> PyResult<Option<Arc<Tls>>> {
+    let (certfile, keyfile) = match (&s.ssl_certfile, &s.ssl_keyfile) {
+        (None, None) => return Ok(None),
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        _ => {
+            return Err(PyValueError::new_err(
+                "TLS needs both --ssl-certfile and --ssl-keyfile (one of them is missing)",
+            ))
+        }
+    };
+    let settings = TlsSettings {
+        certfile,
+        keyfile,
+        password: s.ssl_keyfile_password.clone(),
+        cert_reqs: s.ssl_cert_reqs,
+        ca_certs: s.ssl_ca_certs.clone(),
+        ciphers: s.ssl_ciphers.clone(),
+        versions: s.tls_versions.clone(),
+    };
+    Tls::load(&settings)
+        .map(Arc::new)
+        .map(Some)
+        .map_err(engine_error)
 }
 
 /// WebSocket settings, or `None` with `--ws none`.

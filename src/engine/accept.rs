@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 
 use super::conn::{drain_grace, serve};
+use super::service::Link;
 use super::{Phase, Shared};
 use crate::handoff::{LogLevel, Peer};
 
@@ -59,8 +60,36 @@ where
     let shared = shared.clone();
     tokio::spawn(async move {
         let _counted = counted;
-        if first_bytes(&stream, &shared).await {
-            serve(stream, client, server, "http", shared).await;
+        if !first_bytes(&stream, &shared).await {
+            return;
+        }
+        match shared.config.tls.clone() {
+            None => {
+                let link = Link {
+                    scheme: "http",
+                    tls: None,
+                };
+                serve(stream, client, server, link, shared).await
+            }
+            Some(tls) => {
+                // The handshake gets the time a request head gets; a client that fails it
+                // (plain HTTP on this port, an aborted or stalled handshake) costs only this
+                // connection.
+                let timeout = shared.config.header_read_timeout;
+                match tls.handshake(stream, timeout).await {
+                    Some(stream) => {
+                        let link = Link {
+                            scheme: "https",
+                            tls: Some(Arc::new(tls.connection_info(stream.get_ref().1))),
+                        };
+                        serve(stream, client, server, link, shared).await
+                    }
+                    None => shared.dispatcher.log(
+                        LogLevel::Debug,
+                        "TLS handshake failed or timed out: connection closed".to_string(),
+                    ),
+                }
+            }
         }
     });
 }

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::activity::{close_at, Activity, Watch, MIN_CHECK};
 use super::framing::FramingWatch;
-use super::service::RequestService;
+use super::service::{Link, RequestService};
 use super::watched_io::WatchedIo;
 use super::{Phase, Shared};
 use crate::handoff::{LogLevel, Peer};
@@ -27,13 +27,8 @@ pub(super) fn drain_grace(shared: &Shared) -> Duration {
     shared.config.header_read_timeout.min(DRAIN_GRACE)
 }
 
-pub(super) async fn serve<S>(
-    stream: S,
-    client: Peer,
-    server: Peer,
-    scheme: &'static str,
-    shared: Arc<Shared>,
-) where
+pub(super) async fn serve<S>(stream: S, client: Peer, server: Peer, link: Link, shared: Arc<Shared>)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::new());
@@ -44,7 +39,7 @@ pub(super) async fn serve<S>(
         shared: shared.clone(),
     });
     let cfg = &shared.config;
-    let service = RequestService::new(shared.clone(), client, server, scheme, activity.clone());
+    let service = RequestService::new(shared.clone(), client, server, link, activity.clone());
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())

@@ -13,12 +13,15 @@ pub enum Error {
     TrustedProxy(String),
     /// A request body could not be read (malformed chunk, client gone, or too slow).
     RequestBody(String),
+    /// The TLS certificate, key or settings could not be loaded; the message names the file
+    /// or option and the reason.
+    Tls(String),
 }
 
 impl Error {
     /// Whether the fault is in the settings (the user fixes a flag) rather than the system.
     pub fn is_setting(&self) -> bool {
-        matches!(self, Error::TrustedProxy(_))
+        matches!(self, Error::TrustedProxy(_) | Error::Tls(_))
     }
 }
 
@@ -33,7 +36,7 @@ impl fmt::Display for Error {
                 f,
                 "--forwarded-allow-ips: {entry:?} is not an IP address; give addresses separated by commas, '*' for all or 'unix:' for Unix-socket peers"
             ),
-            Error::RequestBody(why) => write!(f, "{why}"),
+            Error::RequestBody(why) | Error::Tls(why) => write!(f, "{why}"),
         }
     }
 }

@@ -19,6 +19,7 @@ mod framing;
 mod proxy;
 mod runtime;
 mod service;
+mod tls;
 mod watched_io;
 mod ws;
 
@@ -33,6 +34,7 @@ use tokio::sync::watch;
 pub use admission::{AdmissionConfig, Rejection};
 pub use error::Error;
 pub use proxy::TrustedProxies;
+pub use tls::{Tls, TlsSettings};
 pub use ws::WsConfig;
 
 use crate::handoff::{Dispatcher, LogLevel};
@@ -67,6 +69,8 @@ pub struct EngineConfig {
     /// WebSocket settings; `None` with `--ws none` (upgrade requests then reach the app as
     /// plain HTTP).
     pub websocket: Option<ws::WsConfig>,
+    /// TLS on every connection (`--ssl-certfile`/`--ssl-keyfile`), or plain text.
+    pub tls: Option<Arc<Tls>>,
 }
 
 /// The listening socket the engine serves, already bound and listening.

@@ -22,7 +22,7 @@ use super::body::{pump_request_body, ResponseBody, StreamRecord};
 use super::ws;
 use super::{Error, Shared};
 use crate::handoff::exchange::{Exchange, Response, ResponseHead};
-use crate::handoff::{IncomingRequest, LogLevel, Peer, RequestHead};
+use crate::handoff::{IncomingRequest, LogLevel, Peer, RequestHead, TlsInfo};
 use crate::metrics::Rejected;
 
 /// Request bodies up to this size, with a Content-Length and no `Expect: 100-continue`, are
@@ -34,8 +34,15 @@ pub(super) struct RequestService {
     shared: Arc<Shared>,
     client: Peer,
     server: Peer,
-    scheme: &'static str,
+    link: Link,
     activity: Arc<Activity>,
+}
+
+/// How a connection reached us: its scheme, and on TLS what the `tls` extension reports.
+#[derive(Clone)]
+pub(in crate::engine) struct Link {
+    pub(super) scheme: &'static str,
+    pub(super) tls: Option<Arc<TlsInfo>>,
 }
 
 impl RequestService {
@@ -43,14 +50,14 @@ impl RequestService {
         shared: Arc<Shared>,
         client: Peer,
         server: Peer,
-        scheme: &'static str,
+        link: Link,
         activity: Arc<Activity>,
     ) -> Self {
         RequestService {
             shared,
             client,
             server,
-            scheme,
+            link,
             activity,
         }
     }
@@ -111,9 +118,9 @@ impl RequestService {
         if config.proxy_headers {
             config
                 .trusted_proxies
-                .resolve(&self.client, self.scheme, headers)
+                .resolve(&self.client, self.link.scheme, headers)
         } else {
-            (self.client.clone(), self.scheme)
+            (self.client.clone(), self.link.scheme)
         }
     }
 
@@ -163,7 +170,8 @@ impl RequestService {
             if ws::is_upgrade(&req) {
                 guard.answered = true;
                 let (client, scheme) = self.resolve_client(req.headers());
-                let head = ws::request_head(&req, client, self.server.clone(), scheme);
+                let mut head = ws::request_head(&req, client, self.server.clone(), scheme);
+                head.tls = self.link.tls.clone();
                 return ws::handshake(shared, ws_config, req, head, permit).await;
             }
         }
@@ -210,6 +218,7 @@ impl RequestService {
                 client,
                 server: self.server.clone(),
                 scheme,
+                tls: self.link.tls.clone(),
             },
         });
 

@@ -48,6 +48,24 @@ pub struct RequestHead {
     pub client: Peer,
     pub server: Peer,
     pub scheme: &'static str,
+    /// The connection's TLS details; `None` on a plain-text connection.
+    pub tls: Option<Arc<TlsInfo>>,
+}
+
+/// What the ASGI `tls` scope extension reports about a TLS connection (asgiref
+/// `specs/tls.rst`); computed once per connection, after the handshake.
+#[derive(Debug, Default)]
+pub struct TlsInfo {
+    /// The server's certificate as PEM.
+    pub server_cert: Option<String>,
+    /// The client's certificates as PEM, leaf first; empty without one.
+    pub client_cert_chain: Vec<String>,
+    /// The client certificate's subject, RFC 4514.
+    pub client_cert_name: Option<String>,
+    /// 0x0303 for TLS 1.2, 0x0304 for TLS 1.3.
+    pub tls_version: Option<u16>,
+    /// The IANA number of the cipher suite.
+    pub cipher_suite: Option<u16>,
 }
 
 /// A parsed request head and its exchange, handed to the dispatcher.

@@ -25,8 +25,9 @@ BAD_MESSAGES = {
     "str-body": [START, {"type": "http.response.body", "body": "not bytes"}],
     "header-crlf": [{"type": "http.response.start", "status": 200,
                      "headers": [(b"x-evil", b"a\r\nInjected: yes")]}],
-    "header-name-str": [{"type": "http.response.start", "status": 200,
-                         "headers": [("x-name", b"value")]}],
+    # An ASCII str passes (uvicorn's h11 protocol takes it); an int never does.
+    "header-name-int": [{"type": "http.response.start", "status": 200,
+                         "headers": [(42, b"value")]}],
     "body-before-start": [{"type": "http.response.body", "body": b"early"}],
 }
 

@@ -99,7 +99,7 @@ BAD = {
     "missing-status": ["status"],
     "str-body": ["body", "bytes", "str"],
     "header-crlf": ["header"],
-    "header-name-str": ["header", "name", "bytes", "str"],
+    "header-name-int": ["header", "name", "bytes", "int"],
     "body-before-start": ["http.response.start"],
 }
 

@@ -107,6 +107,7 @@ fn config() -> EngineConfig {
             ping_timeout: None,
             per_message_deflate: true,
         }),
+        tls: None,
     }
 }
 

@@ -207,6 +207,7 @@ pub(in crate::engine) fn request_head(
         client,
         server,
         scheme,
+        tls: None,
     }
 }
 

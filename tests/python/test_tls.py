@@ -1,0 +1,266 @@
+"""TLS with uvicorn's flags: a real handshake from httpx, `websockets` and raw sockets,
+against certificates made here (a CA, a server certificate for 127.0.0.1 signed by it, a
+client certificate). Checks the scheme the app sees, chains, encrypted keys, client
+certificates, protocol versions, and that bad files stop startup with a message naming them
+while bad clients cost only their own connection."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import socket
+import ssl
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+from conftest import raw_connection, recv_until_closed
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+
+def _name(common: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+
+def _cert(subject: str, key, issuer_key, issuer: str, ca: bool, san: bool) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(_name(issuer))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if san:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                         x509.DNSName("localhost")]), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> dict[str, Path]:
+    """ca.pem; server chain (leaf first, then the CA) with a plain PKCS#8 key, a PKCS#1 RSA
+    key, an encrypted PKCS#8 key (password "s3cret"); a client certificate and key."""
+    d = tmp_path_factory.mktemp("pki")
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _cert("test CA", ca_key, ca_key, "test CA", ca=True, san=False)
+    server_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    server = _cert("localhost", server_key, ca_key, "test CA", ca=False, san=True)
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client = _cert("client one", client_key, ca_key, "test CA", ca=False, san=False)
+    files = {
+        "ca": _pem(ca),
+        "chain": _pem(server) + _pem(ca),
+        "key": server_key.private_bytes(serialization.Encoding.PEM,
+                                        serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption()),
+        "rsa_key": server_key.private_bytes(serialization.Encoding.PEM,
+                                            serialization.PrivateFormat.TraditionalOpenSSL,
+                                            serialization.NoEncryption()),
+        "encrypted_key": server_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"s3cret")),
+        "client": _pem(client),
+        "client_key": client_key.private_bytes(serialization.Encoding.PEM,
+                                               serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()),
+        "not_pem": b"this is not a certificate\n",
+    }
+    paths = {}
+    for name, data in files.items():
+        paths[name] = d / f"{name}.pem"
+        paths[name].write_bytes(data)
+    return paths
+
+
+def tls_flags(pki, key: str = "key", *extra: str) -> tuple[str, ...]:
+    return ("--ssl-certfile", str(pki["chain"]), "--ssl-keyfile", str(pki[key]), *extra)
+
+
+def client(pki, cert: tuple[str, str] | None = None) -> httpx.Client:
+    """An httpx client that trusts the test CA (and presents `cert`, when given)."""
+    context = ssl.create_default_context(cafile=str(pki["ca"]))
+    if cert:
+        context.load_cert_chain(*cert)
+    return httpx.Client(verify=context, trust_env=False, timeout=10.0)
+
+
+@pytest.mark.parametrize("key", ["key", "rsa_key"])
+def test_https_request_and_scheme(server, pki, key):
+    srv = server.start("apps.scope_app:app", *tls_flags(pki, key))
+    assert f"Ferricorn running on https://127.0.0.1:{srv.port}" in srv.logs()
+    with client(pki) as http:
+        scope = http.get(f"https://127.0.0.1:{srv.port}/a?b=1").json()
+    assert scope["scheme"] == "https"
+    assert scope["path"] == "/a"
+
+
+def test_tls_scope_extension(server, pki):
+    """asgiref specs/tls.rst: on TLS connections only, with the server's certificate, the
+    client's chain and subject (RFC 4514), the TLS version and the IANA cipher suite."""
+    srv = server.start("apps.scope_app:app", *tls_flags(pki, "key", "--ssl-cert-reqs", "1",
+                                                        "--ssl-ca-certs", str(pki["ca"])))
+    url = f"https://127.0.0.1:{srv.port}/"
+    with client(pki, cert=(str(pki["client"]), str(pki["client_key"]))) as http:
+        tls = http.get(url).json()["extensions"]["tls"]
+    leaf_pem = pki["chain"].read_text().split("-----END CERTIFICATE-----")[0]
+    assert tls["server_cert"].strip() == (leaf_pem + "-----END CERTIFICATE-----").strip()
+    chain = [c.strip() for c in tls["client_cert_chain"]]
+    # Leaf first; OpenSSL on the client side appends the CA it built the chain with.
+    assert chain[0] == pki["client"].read_text().strip()
+    assert chain[1:] in ([], [pki["ca"].read_text().strip()])
+    assert tls["client_cert_name"] == "CN=client one"
+    assert tls["client_cert_error"] is None
+    assert tls["tls_version"] == 0x0304
+    assert tls["cipher_suite"] in (0x1301, 0x1302, 0x1303)
+    with client(pki) as http:  # no client certificate: optional with --ssl-cert-reqs 1
+        tls = http.get(url).json()["extensions"]["tls"]
+    assert (tls["client_cert_chain"], tls["client_cert_name"]) == ([], None)
+
+
+def test_no_tls_extension_on_plain_connections(server):
+    srv = server.start("apps.scope_app:app")
+    with httpx.Client(trust_env=False) as http:
+        scope = http.get(f"http://127.0.0.1:{srv.port}/").json()
+    assert "tls" not in scope.get("extensions", {})
+    assert scope["scheme"] == "http"
+
+
+def test_the_whole_chain_is_sent_leaf_first(server, pki):
+    srv = server.start("apps.basic:app", *tls_flags(pki))
+    context = ssl.create_default_context(cafile=str(pki["ca"]))
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as tls:
+        leaf = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+        assert leaf.subject == _name("localhost")
+        assert tls.version() == "TLSv1.3"
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        data = recv_until_closed(tls)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"Hello, world!")
+
+
+def test_encrypted_key_with_its_password(server, pki):
+    srv = server.start("apps.basic:app", *tls_flags(pki, "encrypted_key"),
+                       "--ssl-keyfile-password", "s3cret")
+    with client(pki) as http:
+        assert http.get(f"https://127.0.0.1:{srv.port}/").text == "Hello, world!"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--ssl-keyfile-password", "wrong"), "wrong password"),
+        ((), "the key is encrypted; give its password with --ssl-keyfile-password"),
+    ],
+    ids=["wrong-password", "no-password"],
+)
+def test_encrypted_key_problems_stop_startup(server, pki, flags, message):
+    done = server.run("apps.basic:app", *tls_flags(pki, "encrypted_key"), *flags)
+    assert done.returncode == 1, done.output
+    assert f"--ssl-keyfile {pki['encrypted_key']}: " in done.output
+    assert message in done.output
+
+
+@pytest.mark.parametrize(
+    ("certfile", "keyfile", "message"),
+    [
+        ("not_pem", "key", "--ssl-certfile {not_pem}: no certificate in the file"),
+        ("chain", "not_pem", "--ssl-keyfile {not_pem}: no private key in the file"),
+        ("chain", "client_key", "does the key belong to the certificate?"),
+        ("missing", "key", "--ssl-certfile {missing}: No such file or directory"),
+    ],
+    ids=["no-certificate", "no-key", "key-mismatch", "missing-file"],
+)
+def test_unloadable_files_stop_startup_naming_them(server, pki, tmp_path, certfile, keyfile,
+                                                   message):
+    paths = {**pki, "missing": tmp_path / "missing.pem"}
+    done = server.run("apps.basic:app", "--ssl-certfile", str(paths[certfile]),
+                      "--ssl-keyfile", str(paths[keyfile]))
+    assert done.returncode == 1, done.output
+    assert message.format(**paths) in done.output
+
+
+def test_plain_http_on_the_tls_port_costs_only_that_connection(server, pki):
+    srv = server.start("apps.basic:app", *tls_flags(pki))
+    with raw_connection(srv.port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        reply = recv_until_closed(sock)
+    assert not reply.startswith(b"HTTP/1.1 200")  # no plain-text answer on a TLS port
+    stalled = raw_connection(srv.port)  # a handshake that never starts
+    stalled.sendall(b"\x16\x03\x01")
+    with client(pki) as http:
+        assert http.get(f"https://127.0.0.1:{srv.port}/").text == "Hello, world!"
+    stalled.close()
+
+
+def test_tls13_only(server, pki):
+    srv = server.start("apps.basic:app", *tls_flags(pki, "key", "--ssl-protocol-min", "tls1.3"))
+    context = ssl.create_default_context(cafile=str(pki["ca"]))
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as raw, \
+            pytest.raises(ssl.SSLError):
+        context.wrap_socket(raw, server_hostname="localhost")
+    with client(pki) as http:
+        assert http.get(f"https://127.0.0.1:{srv.port}/").status_code == 200
+
+
+def test_tls12_with_a_chosen_cipher(server, pki):
+    srv = server.start("apps.basic:app", *tls_flags(pki, "key", "--ssl-version", "5",
+                                                    "--ssl-ciphers",
+                                                    "ECDHE-RSA-AES256-GCM-SHA384"))
+    context = ssl.create_default_context(cafile=str(pki["ca"]))
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as tls:
+        assert tls.version() == "TLSv1.2"
+        assert tls.cipher()[0] == "ECDHE-RSA-AES256-GCM-SHA384"
+
+
+def test_tls10_is_refused_with_a_clear_error(server):
+    done = server.run("apps.basic:app", "--ssl-version", "3")
+    assert done.returncode == 2
+    assert "TLS 1.0/1.1" in done.output
+
+
+@pytest.mark.parametrize("given", [True, False], ids=["with-cert", "without-cert"])
+def test_client_certificate_required(server, pki, given):
+    srv = server.start("apps.basic:app", *tls_flags(pki, "key", "--ssl-cert-reqs", "2",
+                                                    "--ssl-ca-certs", str(pki["ca"])))
+    cert = (str(pki["client"]), str(pki["client_key"])) if given else None
+    url = f"https://127.0.0.1:{srv.port}/"
+    if given:
+        with client(pki, cert=cert) as http:
+            assert http.get(url).text == "Hello, world!"
+    else:
+        with client(pki) as http, pytest.raises(httpx.HTTPError):
+            http.get(url)
+        with client(pki, cert=(str(pki["client"]), str(pki["client_key"]))) as http:
+            assert http.get(url).status_code == 200  # the server is still serving
+
+
+def test_websocket_over_tls(server, pki):
+    srv = server.start("apps.ws_app:app", *tls_flags(pki))
+    context = ssl.create_default_context(cafile=str(pki["ca"]))
+
+    async def talk() -> tuple[str, str]:
+        async with websockets.connect(f"wss://localhost:{srv.port}/echo", ssl=context) as ws:
+            await ws.send("over tls")
+            echoed = await ws.recv()
+        async with websockets.connect(f"wss://localhost:{srv.port}/scope", ssl=context) as ws:
+            return echoed, await ws.recv()
+
+    echoed, scope = asyncio.run(talk())
+    assert echoed == "over tls"
+    assert '"scheme": "wss"' in scope
