@@ -65,6 +65,8 @@ settings! {
         ssl_ciphers: String,
         /// Derived: `ssl_version` and `ssl_protocol_min`, as "1.3" / "1.2".
         tls_versions: Vec<String>,
+        /// `auto` (HTTP/1.1 and HTTP/2), `h11` or `httptools` (HTTP/1.1), `h2` (HTTP/2).
+        http: String,
         /// Derived from the process: a supervised worker's slot in the shared metrics file.
         metrics_slot: Option<(String, usize)>,
         /// Derived: `metrics_host`/`metrics_port` when this process serves them itself.

@@ -347,6 +347,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("pid_file", None, "Write the server's process id to this file.", _P,
            metavar="PATH",
            applies=SUPERVISOR),
+    Option("http", "auto", "HTTP versions: auto serves HTTP/1.1 and HTTP/2 (ALPN on TLS, "
+           "prior knowledge on plain text); h11 and httptools (uvicorn's names) HTTP/1.1 only; "
+           "h2 HTTP/2 only.", _H, choices=("auto", "h11", "httptools", "h2"), applies=ENGINE),
     Option("ssl_keyfile", None, "Private key of the server's certificate (PEM: PKCS#8, "
            "PKCS#1 RSA or SEC1 EC; PKCS#8 may be encrypted).", _S, metavar="PATH",
            applies=ENGINE),

@@ -42,6 +42,7 @@ class Options(TypedDict, total=False):
     date_header: bool
     headers: list[tuple[str, str]]
     h11_max_incomplete_event_size: int | None
+    http: Literal["auto", "h11", "httptools", "h2"]
     # WebSockets
     ws: Literal["auto", "none", "websockets", "websockets-sansio", "wsproto"]
     ws_max_size: int

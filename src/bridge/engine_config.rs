@@ -92,6 +92,8 @@ pub(super) fn engine_config(s: &EngineSettings) -> PyResult<EngineConfig> {
         request_read_ahead: s.request_read_ahead,
         websocket: websocket_config(s)?,
         tls: tls_config(s)?,
+        http1: s.http != "h2",
+        http2: matches!(s.http.as_str(), "auto" | "h2"),
     })
 }
 
@@ -115,6 +117,11 @@ fn tls_config(s: &EngineSettings) -> PyResult<Option<Arc<Tls>>> {
         ca_certs: s.ssl_ca_certs.clone(),
         ciphers: s.ssl_ciphers.clone(),
         versions: s.tls_versions.clone(),
+        alpn: match s.http.as_str() {
+            "auto" => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            "h2" => vec![b"h2".to_vec()],
+            _ => vec![b"http/1.1".to_vec()],
+        },
     };
     Tls::load(&settings)
         .map(Arc::new)

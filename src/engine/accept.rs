@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, UnixListener};
 
 use super::conn::{drain_grace, serve};
 use super::service::Link;
+use super::Tls;
 use super::{Phase, Shared};
 use crate::handoff::{LogLevel, Peer};
 
@@ -63,11 +64,23 @@ where
         if !first_bytes(&stream, &shared).await {
             return;
         }
-        match shared.config.tls.clone() {
+        let config = &shared.config;
+        match config.tls.clone() {
             None => {
+                // Plain text: HTTP/2 by prior knowledge (RFC 9113 3.3), else HTTP/1.1.
+                let http2 = config.http2 && stream.starts_with_h2_preface().await;
+                if !http2 && !config.http1 {
+                    shared.dispatcher.log(
+                        LogLevel::Debug,
+                        "not an HTTP/2 connection preface (--http h2): connection closed"
+                            .to_string(),
+                    );
+                    return;
+                }
                 let link = Link {
                     scheme: "http",
                     tls: None,
+                    http2,
                 };
                 serve(stream, client, server, link, shared).await
             }
@@ -75,12 +88,14 @@ where
                 // The handshake gets the time a request head gets; a client that fails it
                 // (plain HTTP on this port, an aborted or stalled handshake) costs only this
                 // connection.
-                let timeout = shared.config.header_read_timeout;
+                let timeout = config.header_read_timeout;
                 match tls.handshake(stream, timeout).await {
                     Some(stream) => {
+                        let conn = stream.get_ref().1;
                         let link = Link {
                             scheme: "https",
-                            tls: Some(Arc::new(tls.connection_info(stream.get_ref().1))),
+                            tls: Some(Arc::new(tls.connection_info(conn))),
+                            http2: Tls::chose_http2(conn),
                         };
                         serve(stream, client, server, link, shared).await
                     }
@@ -118,6 +133,10 @@ impl Drop for OpenConnection {
 /// Sockets on which the first byte can be awaited without consuming it.
 pub(super) trait FirstByte {
     fn first_byte(&self) -> impl std::future::Future<Output = io::Result<()>> + Send;
+
+    /// Whether the bytes waiting start HTTP/2's connection preface ("PRI * HTTP/2.0"); no
+    /// HTTP/1.1 request starts with the method `PRI`. Looks without consuming.
+    fn starts_with_h2_preface(&self) -> impl std::future::Future<Output = bool> + Send;
 }
 
 impl FirstByte for tokio::net::TcpStream {
@@ -127,11 +146,31 @@ impl FirstByte for tokio::net::TcpStream {
         let mut byte = [0u8; 1];
         self.peek(&mut byte).await.map(|_| ())
     }
+
+    async fn starts_with_h2_preface(&self) -> bool {
+        let mut head = [0u8; 4];
+        // The preface comes in one write; a few looks cover a client that splits it.
+        for _ in 0..20 {
+            match self.peek(&mut head).await {
+                Ok(n) if n >= 4 => return &head == b"PRI ",
+                Ok(n) if n > 0 && head[..n] == b"PRI "[..n] => {
+                    tokio::time::sleep(Duration::from_millis(5)).await
+                }
+                _ => return false,
+            }
+        }
+        false
+    }
 }
 
 impl FirstByte for tokio::net::UnixStream {
     async fn first_byte(&self) -> io::Result<()> {
         self.readable().await
+    }
+
+    /// tokio's Unix sockets cannot peek: HTTP/2 on them needs TLS (ALPN).
+    async fn starts_with_h2_preface(&self) -> bool {
+        false
     }
 }
 

@@ -1,15 +1,18 @@
-//! Serving one connection with hyper: the HTTP/1.1 builder's settings, the loop that runs
-//! the connection beside its timeout watchdog, drain, and the close a broken response asks
-//! for.
+//! Serving one connection with hyper: the HTTP/1.1 or HTTP/2 builder's settings, the loop
+//! that runs the connection beside its timeout watchdog, drain, and the close a broken
+//! response asks for.
 //!
 //! Knows nothing of requests beyond counting them (see `service`). Must not: read or write
 //! the socket itself (`watched_io` does, under hyper).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::activity::{close_at, Activity, Watch, MIN_CHECK};
@@ -27,35 +30,87 @@ pub(super) fn drain_grace(shared: &Shared) -> Duration {
     shared.config.header_read_timeout.min(DRAIN_GRACE)
 }
 
+/// The hyper connection a socket is served with.
+enum Served<I> {
+    Http1(Pin<Box<http1::UpgradeableConnection<I, RequestService>>>),
+    Http2(Pin<Box<http2::Connection<I, RequestService, TokioExecutor>>>),
+}
+
+impl<I> Served<I>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    /// HTTP/1.1: finish the response in flight, then close; HTTP/2: GOAWAY, finish the
+    /// streams in flight, then close.
+    fn graceful_shutdown(&mut self) {
+        match self {
+            Served::Http1(c) => c.as_mut().graceful_shutdown(),
+            Served::Http2(c) => c.as_mut().graceful_shutdown(),
+        }
+    }
+}
+
+impl<I> Future for Served<I>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    type Output = hyper::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Served::Http1(c) => c.as_mut().poll(cx),
+            Served::Http2(c) => c.as_mut().poll(cx),
+        }
+    }
+}
+
 pub(super) async fn serve<S>(stream: S, client: Peer, server: Peer, link: Link, shared: Arc<Shared>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::new());
+    let http2 = link.http2;
     let io = TokioIo::new(WatchedIo {
         inner: stream,
         activity: activity.clone(),
-        framing: FramingWatch::new(shared.config.max_header_bytes),
+        // The HTTP/1.1 byte-level checks mean nothing in HTTP/2's binary frames.
+        framing: if http2 {
+            FramingWatch::off()
+        } else {
+            FramingWatch::new(shared.config.max_header_bytes)
+        },
         shared: shared.clone(),
     });
     let cfg = &shared.config;
     let service = RequestService::new(shared.clone(), client, server, link, activity.clone());
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        // Our watchdog below owns every wait for a request head (hyper's own timer would
-        // count idle keep-alive time as header time).
-        .header_read_timeout(None)
-        .max_buf_size(cfg.max_header_bytes.max(8192))
-        .max_header_size(cfg.max_header_bytes)
-        .auto_date_header(cfg.date_header)
-        // A zero keep-alive timeout means one request per connection, said in the response.
-        .keep_alive(!cfg.keep_alive.is_zero())
-        // One flat buffer per write instead of a head + body iovec: measured (A/B, 3 runs
-        // each) hello 8.5 against 8.8 us of CPU per request and json 8.9 against 9.0; a 4 KiB
-        // echo pays for the copy (11.0 against 10.75), small API answers are the common case.
-        .writev(false);
-    let conn = builder.serve_connection(io, service).with_upgrades();
+    let conn = if http2 {
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(cfg.max_header_bytes).unwrap_or(u32::MAX))
+            .auto_date_header(cfg.date_header);
+        Served::Http2(Box::pin(builder.serve_connection(io, service)))
+    } else {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            // Our watchdog below owns every wait for a request head (hyper's own timer would
+            // count idle keep-alive time as header time).
+            .header_read_timeout(None)
+            .max_buf_size(cfg.max_header_bytes.max(8192))
+            .max_header_size(cfg.max_header_bytes)
+            .auto_date_header(cfg.date_header)
+            // A zero keep-alive timeout means one request per connection, said in the response.
+            .keep_alive(!cfg.keep_alive.is_zero())
+            // One flat buffer per write instead of a head + body iovec: measured (A/B, 3 runs
+            // each) hello 8.5 against 8.8 us of CPU per request and json 8.9 against 9.0; a
+            // 4 KiB echo pays for the copy (11.0 against 10.75), small API answers are the
+            // common case.
+            .writev(false);
+        Served::Http1(Box::pin(
+            builder.serve_connection(io, service).with_upgrades(),
+        ))
+    };
     tokio::pin!(conn);
 
     let (keep_alive, header_read) = (cfg.keep_alive, cfg.header_read_timeout);
@@ -84,7 +139,7 @@ where
             }
             _ = activity.close_requested(), if !closing => {
                 closing = true;
-                conn.as_mut().graceful_shutdown();
+                conn.as_mut().get_mut().graceful_shutdown();
             }
             _ = phase.changed(), if drain.is_none() => {
                 drain = Some((Instant::now(), drain_grace));
@@ -99,7 +154,7 @@ where
                     Some(deadline) if deadline > now => {
                         watchdog.as_mut().reset(deadline.min(now + check).into())
                     }
-                    Some(_) if activity.head_partly_read()
+                    Some(_) if !http2 && activity.head_partly_read()
                         && activity.time_out_head() =>
                     {
                         // A client that sent part of a head and stopped gets 408 (RFC 9110

@@ -68,6 +68,14 @@ impl FramingWatch {
         }
     }
 
+    /// A watch that checks nothing (an HTTP/2 connection).
+    pub(super) fn off() -> Self {
+        FramingWatch {
+            state: State::Off,
+            ..FramingWatch::new(0)
+        }
+    }
+
     /// Follows freshly read bytes.
     pub(super) fn observe(&mut self, bytes: &mut [u8]) -> Verdict {
         let mut i = 0;

@@ -71,6 +71,9 @@ pub struct EngineConfig {
     pub websocket: Option<ws::WsConfig>,
     /// TLS on every connection (`--ssl-certfile`/`--ssl-keyfile`), or plain text.
     pub tls: Option<Arc<Tls>>,
+    /// Which HTTP versions are served (`--http`): HTTP/1.1, HTTP/2, or both.
+    pub http1: bool,
+    pub http2: bool,
 }
 
 /// The listening socket the engine serves, already bound and listening.

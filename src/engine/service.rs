@@ -43,6 +43,8 @@ pub(super) struct RequestService {
 pub(in crate::engine) struct Link {
     pub(super) scheme: &'static str,
     pub(super) tls: Option<Arc<TlsInfo>>,
+    /// HTTP/2 (by ALPN on TLS, by prior knowledge on plain text) rather than HTTP/1.1.
+    pub(super) http2: bool,
 }
 
 impl RequestService {

@@ -37,6 +37,8 @@ pub struct TlsSettings {
     pub ciphers: String,
     /// "1.2" and/or "1.3".
     pub versions: Vec<String>,
+    /// The ALPN protocols offered, most wanted first (`h2`, `http/1.1`).
+    pub alpn: Vec<Vec<u8>>,
 }
 
 /// A loaded TLS configuration, ready for handshakes.
@@ -92,11 +94,16 @@ impl Tls {
                 s.certfile, s.keyfile
             ))
         })?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = s.alpn.clone();
         Ok(Tls {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             server_cert,
         })
+    }
+
+    /// Whether the handshake chose HTTP/2 (ALPN `h2`).
+    pub(super) fn chose_http2(conn: &rustls::ServerConnection) -> bool {
+        conn.alpn_protocol() == Some(b"h2")
     }
 
     /// What the ASGI `tls` extension reports about a connection whose handshake is done.

@@ -1,4 +1,4 @@
-"""TLS with uvicorn's flags: a real handshake from httpx, `websockets` and raw sockets,
+"""TLS and HTTP/2 with uvicorn's flags: a real handshake from httpx, `websockets` and raw sockets,
 against certificates made here (a CA, a server certificate for 127.0.0.1 signed by it, a
 client certificate). Checks the scheme the app sees, chains, encrypted keys, client
 certificates, protocol versions, and that bad files stop startup with a message naming them
@@ -264,3 +264,67 @@ def test_websocket_over_tls(server, pki):
     echoed, scope = asyncio.run(talk())
     assert echoed == "over tls"
     assert '"scheme": "wss"' in scope
+
+
+# --- HTTP/2 -----------------------------------------------------------------------------------
+
+
+def test_http2_by_alpn_on_tls(server, pki):
+    srv = server.start("apps.scope_app:app", *tls_flags(pki))
+    context = ssl.create_default_context(cafile=str(pki["ca"]))
+    with httpx.Client(http2=True, verify=context, trust_env=False, timeout=10) as http:
+        response = http.get(f"https://127.0.0.1:{srv.port}/h2?x=1")
+    assert response.http_version == "HTTP/2"
+    scope = response.json()
+    assert (scope["http_version"], scope["scheme"], scope["path"]) == ("2", "https", "/h2")
+    assert scope["extensions"]["tls"]["tls_version"] == 0x0304
+
+
+def test_http2_by_prior_knowledge_and_http11_on_the_same_port(server):
+    srv = server.start("apps.basic:app")
+    url = f"http://127.0.0.1:{srv.port}"
+    with httpx.Client(http1=False, http2=True, trust_env=False, timeout=10) as http:
+        response = http.post(f"{url}/echo", content=b"x" * 100_000)
+        assert response.http_version == "HTTP/2"
+        assert response.content == b"x" * 100_000
+        streamed = http.get(f"{url}/stream?delay=0.05")
+        assert (streamed.http_version, streamed.text) == ("HTTP/2", "Hello, world!")
+    with httpx.Client(trust_env=False, timeout=10) as http:
+        response = http.get(f"{url}/")
+    assert (response.http_version, response.text) == ("HTTP/1.1", "Hello, world!")
+
+
+def test_http2_streams_run_concurrently_on_one_connection(server):
+    srv = server.start("apps.basic:app")
+
+    async def many() -> tuple[float, set[str]]:
+        async with httpx.AsyncClient(http1=False, http2=True, trust_env=False,
+                                     timeout=20) as http:
+            started = asyncio.get_running_loop().time()
+            responses = await asyncio.gather(*[
+                http.get(f"http://127.0.0.1:{srv.port}/stream?delay=0.5") for _ in range(8)])
+            elapsed = asyncio.get_running_loop().time() - started
+        return elapsed, {r.text for r in responses}
+
+    elapsed, texts = asyncio.run(many())
+    assert texts == {"Hello, world!"}
+    # Eight 1-second streams one after the other would take 8 s; together about 1 s.
+    assert elapsed < 4.0
+
+
+def test_http_h11_keeps_tls_clients_on_http11(server, pki):
+    srv = server.start("apps.basic:app", *tls_flags(pki, "key", "--http", "h11"))
+    context = ssl.create_default_context(cafile=str(pki["ca"]))
+    with httpx.Client(http2=True, verify=context, trust_env=False, timeout=10) as http:
+        response = http.get(f"https://127.0.0.1:{srv.port}/")
+    assert (response.http_version, response.text) == ("HTTP/1.1", "Hello, world!")
+
+
+def test_http_h2_refuses_http11(server):
+    srv = server.start("apps.basic:app", "--http", "h2")
+    with raw_connection(srv.port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert recv_until_closed(sock) == b""
+    with httpx.Client(http1=False, http2=True, trust_env=False, timeout=10) as http:
+        response = http.get(f"http://127.0.0.1:{srv.port}/")
+    assert (response.http_version, response.text) == ("HTTP/2", "Hello, world!")

@@ -108,6 +108,8 @@ fn config() -> EngineConfig {
             per_message_deflate: true,
         }),
         tls: None,
+        http1: true,
+        http2: false,
     }
 }
 
