@@ -328,3 +328,32 @@ def test_http_h2_refuses_http11(server):
     with httpx.Client(http1=False, http2=True, trust_env=False, timeout=10) as http:
         response = http.get(f"http://127.0.0.1:{srv.port}/")
     assert (response.http_version, response.text) == ("HTTP/2", "Hello, world!")
+
+
+def test_http2_authority_is_the_host_header(server):
+    srv = server.start("apps.scope_app:app")
+    with httpx.Client(http1=False, http2=True, trust_env=False, timeout=10) as http:
+        scope = http.get(f"http://127.0.0.1:{srv.port}/p").json()
+    headers = [(n["bytes"], v["bytes"]) for n, v in
+               ((h["tuple"][0], h["tuple"][1]) if isinstance(h, dict) else (h[0], h[1])
+                for h in scope["headers"])]
+    assert ("host", f"127.0.0.1:{srv.port}") in headers
+    assert not any(name.startswith(":") for name, _ in headers)  # no pseudo-header
+
+
+def test_http2_head_carries_no_body(server):
+    srv = server.start("apps.basic:app")
+    with httpx.Client(http1=False, http2=True, trust_env=False, timeout=10) as http:
+        response = http.head(f"http://127.0.0.1:{srv.port}/")
+    assert (response.status_code, response.content) == (200, b"")
+    assert response.headers["content-length"] == "13"
+
+
+def test_h2c_upgrade_request_is_served_as_http11(server):
+    """`curl --http2 http://...` asks with `Upgrade: h2c`: answered in HTTP/1.1, no hang."""
+    srv = server.start("apps.basic:app", "--no-date-header", "--no-server-header")
+    with raw_connection(srv.port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                     b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n")
+        reply = sock.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 200 OK\r\n") and reply.endswith(b"Hello, world!")
