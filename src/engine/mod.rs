@@ -1,8 +1,10 @@
-//! The protocol engine: sockets, HTTP/1.1, limits, timeouts and backpressure, on tokio.
+//! The protocol engine: sockets, TLS, HTTP/1.1 and HTTP/2, limits, timeouts and
+//! backpressure, on tokio.
 //!
 //! The engine owns everything between the listening socket and a parsed request, and hands
-//! each request to a [`Dispatcher`] (the bridge) as an [`IncomingRequest`] carrying an
-//! [`Exchange`]. It never imports pyo3 and never takes the GIL: whatever the app must know
+//! each request to a [`Dispatcher`](crate::handoff::Dispatcher) (the bridge) as an
+//! [`IncomingRequest`](crate::handoff::IncomingRequest) carrying an
+//! [`Exchange`](crate::handoff::Exchange). It never imports pyo3 and never takes the GIL: whatever the app must know
 //! travels through the dispatcher, including the engine's log lines.
 //!
 //! Threads: either a tokio runtime with `threads` workers, or (`threads == 0`) a
