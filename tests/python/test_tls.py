@@ -357,3 +357,88 @@ def test_h2c_upgrade_request_is_served_as_http11(server):
                      b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n")
         reply = sock.recv(4096)
     assert reply.startswith(b"HTTP/1.1 200 OK\r\n") and reply.endswith(b"Hello, world!")
+
+
+def _h2_connection(port: int):
+    """A raw HTTP/2 client over a plain socket (prior knowledge), with the `h2` library."""
+    import h2.config
+    import h2.connection
+
+    sock = raw_connection(port)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    sock.sendall(conn.data_to_send())
+    return sock, conn
+
+
+def _h2_get(conn, path: str) -> int:
+    stream = conn.get_next_available_stream_id()
+    conn.send_headers(stream, [(":method", "GET"), (":path", path), (":scheme", "http"),
+                               (":authority", "t")], end_stream=True)
+    return stream
+
+
+def _h2_pump(sock, conn, until, timeout: float = 10.0) -> list:
+    """Reads frames (acknowledging data) until `until(events)` holds; returns the events."""
+    import h2.events
+
+    events: list = []
+    sock.settimeout(timeout)
+    while not until(events):
+        data = sock.recv(65536)
+        assert data, f"connection closed; events: {events}"
+        for event in conn.receive_data(data):
+            events.append(event)
+            if isinstance(event, h2.events.DataReceived):
+                conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        sock.sendall(conn.data_to_send())
+    return events
+
+
+def test_http2_stream_reset_reaches_its_app_and_spares_the_others(server):
+    """A client's RST_STREAM ends that stream's app at once (http.disconnect, or OSError from
+    send), while another stream on the same connection goes on."""
+    import h2.events
+
+    srv = server.start("apps.basic:app")
+    sock, conn = _h2_connection(srv.port)
+    endless = _h2_get(conn, "/endless")
+    other = _h2_get(conn, "/stream?delay=0.3")
+    sock.sendall(conn.data_to_send())
+
+    def ticks(events):
+        return any(isinstance(e, h2.events.DataReceived) and e.stream_id == endless
+                   for e in events)
+
+    _h2_pump(sock, conn, ticks)
+    conn.reset_stream(endless)
+    sock.sendall(conn.data_to_send())
+    srv.wait_for_log("ENDLESS-STOPPED", timeout=5)
+
+    def other_done(events):
+        return any(isinstance(e, h2.events.StreamEnded) and e.stream_id == other
+                   for e in events)
+
+    events = _h2_pump(sock, conn, other_done)
+    body = b"".join(e.data for e in events
+                    if isinstance(e, h2.events.DataReceived) and e.stream_id == other)
+    assert body.endswith(b"world!")
+    sock.close()
+
+
+def test_http2_rapid_reset_leaves_the_server_serving(server):
+    """CVE-2023-44487: streams opened and reset at once, by the thousand; the server stays
+    up and answers a normal client afterwards."""
+    srv = server.start("apps.basic:app")
+    sock, conn = _h2_connection(srv.port)
+    try:
+        for _ in range(2000):
+            stream = _h2_get(conn, "/")
+            conn.reset_stream(stream)
+            sock.sendall(conn.data_to_send())
+    except (ConnectionError, OSError):
+        pass  # the server may close this abusive connection (GOAWAY): that is allowed
+    sock.close()
+    with httpx.Client(http1=False, http2=True, trust_env=False, timeout=10) as http:
+        assert http.get(f"http://127.0.0.1:{srv.port}/").text == "Hello, world!"
+    assert srv.alive()
