@@ -92,10 +92,20 @@ where
                 match tls.handshake(stream, timeout).await {
                     Some(stream) => {
                         let conn = stream.get_ref().1;
+                        let http2 = Tls::chose_http2(conn);
+                        if !http2 && !config.http1 {
+                            // --http h2, and a client that negotiated no protocol by ALPN.
+                            shared.dispatcher.log(
+                                LogLevel::Debug,
+                                "TLS client did not choose h2 by ALPN (--http h2): connection closed"
+                                    .to_string(),
+                            );
+                            return;
+                        }
                         let link = Link {
                             scheme: "https",
                             tls: Some(Arc::new(tls.connection_info(conn))),
-                            http2: Tls::chose_http2(conn),
+                            http2,
                         };
                         serve(stream, client, server, link, shared).await
                     }

@@ -442,3 +442,19 @@ def test_http2_rapid_reset_leaves_the_server_serving(server):
     with httpx.Client(http1=False, http2=True, trust_env=False, timeout=10) as http:
         assert http.get(f"http://127.0.0.1:{srv.port}/").text == "Hello, world!"
     assert srv.alive()
+
+
+def test_http_h2_on_tls_refuses_clients_without_h2(server, pki):
+    srv = server.start("apps.basic:app", *tls_flags(pki, "key", "--http", "h2"))
+    context = ssl.create_default_context(cafile=str(pki["ca"]))  # offers no ALPN at all
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as tls:
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        try:
+            reply = recv_until_closed(tls)
+        except ssl.SSLError:  # closed without a close_notify: the same refusal
+            reply = b""
+        assert reply == b""
+    with httpx.Client(http1=False, http2=True, verify=context, trust_env=False,
+                      timeout=10) as http:
+        assert http.get(f"https://127.0.0.1:{srv.port}/").http_version == "HTTP/2"
