@@ -468,11 +468,13 @@ impl Exchange {
     /// Whether the app may push again after a `Full` (registers as waiting when not).
     pub fn poll_capacity(&self) -> Capacity {
         let mut s = self.lock();
-        if s.client_gone {
-            return Capacity::Disconnected;
-        }
+        // Room first: a chunk the engine took before the client left was sent, and its
+        // `send()` succeeds; the next one finds the client gone.
         if s.out_bytes < self.high_water {
             return Capacity::Available;
+        }
+        if s.client_gone {
+            return Capacity::Disconnected;
         }
         s.app_waiting = true;
         Capacity::Wait

@@ -176,8 +176,9 @@ impl Session {
             if s.closed.is_none() {
                 s.closed = Some((code, reason.to_string()));
             }
+            // `out_bytes` stays: a `send()` waiting for room must learn whether its message
+            // went out (room) or was dropped here (still over the mark: disconnected).
             s.outbox.clear();
-            s.out_bytes = 0;
             std::mem::take(&mut s.app_waiting)
         };
         self.wake_app_if(waiting);
@@ -257,10 +258,12 @@ impl Session {
     /// Whether another `send()` may go ahead now; registers the app as waiting if not.
     pub fn poll_capacity(&self) -> Capacity {
         let mut s = self.lock();
-        if s.closed.is_some() {
-            Capacity::Disconnected
-        } else if s.out_bytes < self.high_water {
+        // Room first: a message the engine took before the session ended was sent, and its
+        // `send()` succeeds even if the peer's close came in before the app looked again.
+        if s.out_bytes < self.high_water {
             Capacity::Available
+        } else if s.closed.is_some() {
+            Capacity::Disconnected
         } else {
             s.app_waiting = true;
             Capacity::Wait
@@ -330,6 +333,29 @@ mod tests {
         let (s, _) = session(1);
         assert!(s.send(Outgoing::Close(1000, String::new())));
         assert!(!s.send(Outgoing::Text(Bytes::new())));
+    }
+
+    #[test]
+    fn a_message_sent_before_the_close_completes_its_send() {
+        let (s, _) = session(1);
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(s.send(Outgoing::Binary(Bytes::from(vec![0; 16]))));
+        assert!(matches!(s.poll_capacity(), Capacity::Wait));
+        assert!(s.poll_outgoing(&mut cx).is_ready());
+        // The peer closes before the app's waiting send() looks again: it was sent.
+        s.finish(4321, "");
+        assert!(matches!(s.poll_capacity(), Capacity::Available));
+        assert!(!s.send(Outgoing::Text(Bytes::new())), "later sends fail");
+    }
+
+    #[test]
+    fn a_message_dropped_by_the_close_fails_its_send() {
+        let (s, _) = session(1);
+        assert!(s.send(Outgoing::Binary(Bytes::from(vec![0; 16]))));
+        assert!(matches!(s.poll_capacity(), Capacity::Wait));
+        s.finish(1006, "");
+        assert!(matches!(s.poll_capacity(), Capacity::Disconnected));
     }
 
     #[test]

@@ -16,12 +16,17 @@ after a client is gone is recorded in EVENTS, readable over HTTP at /events (JSO
                      accept; wait for the disconnect, then try send(): records "OSError"
     /no-read         accept; never read (backpressure); record how long until disconnect
     /stream          accept; send N text messages ("n" query parameter), then close
+    /big-send-blocked
+                     accept; send 4 MiB, then 1 MiB while the loop is blocked for 2 s;
+                     records whether the second send() returned ("sent") or raised
+                     ("OSError")
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from urllib.parse import parse_qs
 
 from apps._util import send_json, serve_lifespan
@@ -116,6 +121,17 @@ async def app(scope, receive, send):
                 break
             count += 1
         EVENTS.append(["no-read", str(count)])
+    elif path == "/big-send-blocked":
+        # The first message fills the socket, so the second waits in send() for room; then
+        # the loop stalls while an engine on its own thread writes both and reads the
+        # client's close, all before the app looks again.
+        await send({"type": "websocket.send", "bytes": b"a" * (4 << 20)})
+        asyncio.get_running_loop().call_soon(time.sleep, 2.0)
+        try:
+            await send({"type": "websocket.send", "bytes": b"b" * (1 << 20)})
+            EVENTS.append(["big-send", "sent"])
+        except OSError:
+            EVENTS.append(["big-send", "OSError"])
     elif path == "/stream":
         n = int(parse_qs(scope["query_string"].decode()).get("n", ["10"])[0])
         for i in range(n):

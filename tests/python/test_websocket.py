@@ -118,6 +118,22 @@ def test_echo_text_bytes_and_large_messages(server):
     assert wait_event(srv, "echo-disconnect") == "4002 done"
 
 
+def test_send_delivered_before_the_close_returns(server):
+    """A send() that waited for room completes once its message went out, even when the
+    client's close arrived before the app looked again (it raised OSError: Starlette then
+    reported 1006 instead of the client's code)."""
+    srv = server.start(APP, "--engine-threads", "1")
+
+    async def main():
+        async with connect(url(srv, "/big-send-blocked"), max_size=None) as ws:
+            await asyncio.sleep(0.5)  # the app now waits in its second send()
+            assert await ws.recv() == b"a" * (4 << 20)
+            assert await ws.recv() == b"b" * (1 << 20)
+            await ws.close(1000)
+    run(main())
+    assert wait_event(srv, "big-send") == "sent"
+
+
 def test_fragmented_message_is_reassembled(server):
     srv = server.start(APP)
 
