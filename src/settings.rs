@@ -67,6 +67,12 @@ settings! {
         tls_versions: Vec<String>,
         /// `auto` (HTTP/1.1 and HTTP/2), `h11` or `httptools` (HTTP/1.1), `h2` (HTTP/2).
         http: String,
+        h2_max_concurrent_streams: u32,
+        h2_max_header_list_size: u32,
+        h2_initial_stream_window_size: u32,
+        h2_initial_connection_window_size: u32,
+        h2_keep_alive_interval: Option<f64>,
+        h2_max_pending_reset_streams: usize,
         /// Derived from the process: a supervised worker's slot in the shared metrics file.
         metrics_slot: Option<(String, usize)>,
         /// Derived: `metrics_host`/`metrics_port` when this process serves them itself.

@@ -195,7 +195,7 @@ class Option:
 
 
 _B, _A, _L, _H, _T = "Socket binding", "Application", "Logging", "HTTP", "Limits and timeouts"
-_P, _W, _S = "Processes", "WebSockets", "TLS"
+_P, _W, _S, _H2 = "Processes", "WebSockets", "TLS", "HTTP/2"
 OPTIONS: tuple[Option, ...] = (
     Option("app", None, 'ASGI application as "<module>:<attribute>", e.g. main:app.', "",
            metavar="APP",
@@ -350,6 +350,24 @@ OPTIONS: tuple[Option, ...] = (
     Option("http", "auto", "HTTP versions: auto serves HTTP/1.1 and HTTP/2 (ALPN on TLS, "
            "prior knowledge on plain text); h11 and httptools (uvicorn's names) HTTP/1.1 only; "
            "h2 HTTP/2 only.", _H, choices=("auto", "h11", "httptools", "h2"), applies=ENGINE),
+    Option("h2_max_concurrent_streams", 100, "HTTP/2 streams one connection may have open at "
+           "once (SETTINGS_MAX_CONCURRENT_STREAMS).", _H2, _int_in(1), metavar="N",
+           applies=ENGINE),
+    Option("h2_max_header_list_size", 65536, "Largest HTTP/2 request header list, in bytes "
+           "(SETTINGS_MAX_HEADER_LIST_SIZE); a larger one gets 431.", _H2, _int_in(1024),
+           metavar="BYTES", applies=ENGINE),
+    Option("h2_initial_stream_window_size", 1 << 20, "Request body bytes a client may send on "
+           "one HTTP/2 stream before the app reads them (flow control).", _H2,
+           _int_in(65535, 2**31 - 1), metavar="BYTES", applies=ENGINE),
+    Option("h2_initial_connection_window_size", 2 << 20, "Request body bytes a client may send "
+           "on one HTTP/2 connection, all streams together, before the apps read them.", _H2,
+           _int_in(65535, 2**31 - 1), metavar="BYTES", applies=ENGINE),
+    Option("h2_keep_alive_interval", None, "Send an HTTP/2 PING after this many idle seconds "
+           "and close the connection if no answer comes within 20 s.", _H2, _seconds(),
+           metavar="SECONDS", applies=ENGINE, shown_default="off"),
+    Option("h2_max_pending_reset_streams", 20, "HTTP/2 streams a client may open and reset "
+           "before the server reads them; past it the connection ends with GOAWAY (the rapid "
+           "reset attack, CVE-2023-44487).", _H2, _int_in(1), metavar="N", applies=ENGINE),
     Option("ssl_keyfile", None, "Private key of the server's certificate (PEM: PKCS#8, "
            "PKCS#1 RSA or SEC1 EC; PKCS#8 may be encrypted).", _S, metavar="PATH",
            applies=ENGINE),

@@ -43,6 +43,12 @@ class Options(TypedDict, total=False):
     headers: list[tuple[str, str]]
     h11_max_incomplete_event_size: int | None
     http: Literal["auto", "h11", "httptools", "h2"]
+    h2_max_concurrent_streams: int
+    h2_max_header_list_size: int
+    h2_initial_stream_window_size: int
+    h2_initial_connection_window_size: int
+    h2_keep_alive_interval: float | None
+    h2_max_pending_reset_streams: int
     # WebSockets
     ws: Literal["auto", "none", "websockets", "websockets-sansio", "wsproto"]
     ws_max_size: int

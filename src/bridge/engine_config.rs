@@ -12,7 +12,8 @@ use pyo3::prelude::*;
 
 use super::seconds;
 use crate::engine::{
-    AdmissionConfig, EngineConfig, Error as EngineError, Tls, TlsSettings, TrustedProxies, WsConfig,
+    AdmissionConfig, EngineConfig, Error as EngineError, H2Limits, Tls, TlsSettings,
+    TrustedProxies, WsConfig,
 };
 use crate::metrics::MetricsBlock;
 use crate::settings::EngineSettings;
@@ -94,6 +95,17 @@ pub(super) fn engine_config(s: &EngineSettings) -> PyResult<EngineConfig> {
         tls: tls_config(s)?,
         http1: s.http != "h2",
         http2: matches!(s.http.as_str(), "auto" | "h2"),
+        h2: H2Limits {
+            max_concurrent_streams: s.h2_max_concurrent_streams,
+            max_header_list_size: s.h2_max_header_list_size,
+            initial_stream_window_size: s.h2_initial_stream_window_size,
+            initial_connection_window_size: s.h2_initial_connection_window_size,
+            keep_alive_interval: s
+                .h2_keep_alive_interval
+                .map(|v| seconds(v, "--h2-keep-alive-interval"))
+                .transpose()?,
+            max_pending_reset_streams: s.h2_max_pending_reset_streams,
+        },
     })
 }
 

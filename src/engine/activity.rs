@@ -41,6 +41,9 @@ pub(super) struct Activity {
     closing: AtomicBool,
     /// A request head stalled past the header-read timeout: the next read answers 408.
     head_timed_out: AtomicBool,
+    /// HTTP/2: bytes read between requests are frames (PING, SETTINGS, WINDOW_UPDATE), not
+    /// the start of a head, so they do not turn idle time into header-read time.
+    frames: bool,
 }
 
 /// A connection as its watchdog sees it.
@@ -59,7 +62,17 @@ pub(super) enum Watch {
 
 impl Activity {
     pub(super) fn new() -> Self {
+        Self::with_frames(false)
+    }
+
+    /// An HTTP/2 connection's activity (see `frames`).
+    pub(super) fn http2() -> Self {
+        Self::with_frames(true)
+    }
+
+    fn with_frames(frames: bool) -> Self {
         Activity {
+            frames,
             epoch: Instant::now(),
             idle_since_ms: AtomicU64::new(0),
             head_started_ms: AtomicU64::new(0),
@@ -108,7 +121,8 @@ impl Activity {
 
     /// Bytes arrived from the client.
     pub(super) fn bytes_read(&self) {
-        if self.busy.load(Ordering::Relaxed) == 0
+        if !self.frames
+            && self.busy.load(Ordering::Relaxed) == 0
             && self.head_started_ms.load(Ordering::Relaxed) == 0
         {
             self.head_started_ms
@@ -174,6 +188,23 @@ impl Activity {
         } else {
             Watch::Idle(at(idle))
         }
+    }
+}
+
+/// Keeps a connection busy while held: an HTTP/2 stream that outlives its response (a
+/// WebSocket over extended CONNECT) must not let the connection look idle.
+pub(super) struct Busy(std::sync::Arc<Activity>);
+
+impl Busy {
+    pub(super) fn new(activity: std::sync::Arc<Activity>) -> Self {
+        activity.busy.fetch_add(1, Ordering::Relaxed);
+        Busy(activity)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.request_ended();
     }
 }
 

@@ -68,8 +68,12 @@ pub(super) async fn serve<S>(stream: S, client: Peer, server: Peer, link: Link, 
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let activity = Arc::new(Activity::new());
     let http2 = link.http2;
+    let activity = Arc::new(if http2 {
+        Activity::http2()
+    } else {
+        Activity::new()
+    });
     let io = TokioIo::new(WatchedIo {
         inner: stream,
         activity: activity.clone(),
@@ -85,10 +89,23 @@ where
     let service = RequestService::new(shared.clone(), client, server, link, activity.clone());
     let conn = if http2 {
         let mut builder = http2::Builder::new(TokioExecutor::new());
+        let h2 = &cfg.h2;
         builder
             .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(cfg.max_header_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(h2.max_concurrent_streams)
+            .max_header_list_size(h2.max_header_list_size)
+            .initial_stream_window_size(h2.initial_stream_window_size)
+            .initial_connection_window_size(h2.initial_connection_window_size)
+            // Fixed windows: with adaptive ones the client's share of our memory grows with
+            // the measured bandwidth-delay product, past what the flags promise.
+            .adaptive_window(false)
+            .keep_alive_interval(h2.keep_alive_interval)
+            .max_pending_accept_reset_streams(h2.max_pending_reset_streams)
             .auto_date_header(cfg.date_header);
+        if cfg.websocket.is_some() {
+            // RFC 8441: WebSockets over HTTP/2 streams (extended CONNECT).
+            builder.enable_connect_protocol();
+        }
         Served::Http2(Box::pin(builder.serve_connection(io, service)))
     } else {
         let mut builder = http1::Builder::new();
@@ -129,6 +146,10 @@ where
     });
     tokio::pin!(watchdog);
     let mut closing = false;
+    if http2 && drain.is_some() {
+        closing = true;
+        conn.as_mut().get_mut().graceful_shutdown();
+    }
     loop {
         tokio::select! {
             result = conn.as_mut() => {
@@ -143,6 +164,11 @@ where
             }
             _ = phase.changed(), if drain.is_none() => {
                 drain = Some((Instant::now(), drain_grace));
+                if http2 && !closing {
+                    // GOAWAY: no new streams; those in flight finish, then hyper closes.
+                    closing = true;
+                    conn.as_mut().get_mut().graceful_shutdown();
+                }
                 watchdog.as_mut().reset(Instant::now().into());
             }
             _ = watchdog.as_mut() => {
@@ -165,6 +191,17 @@ where
                             "request head incomplete after the header-read timeout: answered 408".to_string(),
                         );
                         watchdog.as_mut().reset((now + MIN_CHECK * 20).into());
+                    }
+                    Some(_) if http2 && !closing => {
+                        // HTTP/2 says goodbye with GOAWAY (RFC 9113 6.8) so that the client
+                        // knows no stream was lost; a moment later the socket closes anyway.
+                        closing = true;
+                        conn.as_mut().get_mut().graceful_shutdown();
+                        shared.dispatcher.log(
+                            LogLevel::Debug,
+                            "closing an idle HTTP/2 connection (GOAWAY)".to_string(),
+                        );
+                        watchdog.as_mut().reset((now + drain_grace).into());
                     }
                     Some(_) => {
                         // Idle past the keep-alive timeout (or the drain grace), a head

@@ -11,8 +11,10 @@ pub enum Error {
     Start(io::Error),
     /// A `--forwarded-allow-ips` entry is neither an IP address, `*` nor `unix:`.
     TrustedProxy(String),
-    /// A request body could not be read (malformed chunk, client gone, or too slow).
+    /// A request body could not be read (malformed chunk or client gone).
     RequestBody(String),
+    /// A request body stopped arriving before it was whole.
+    RequestBodyTimeout,
     /// The TLS certificate, key or settings could not be loaded; the message names the file
     /// or option and the reason.
     Tls(String),
@@ -37,6 +39,7 @@ impl fmt::Display for Error {
                 "--forwarded-allow-ips: {entry:?} is not an IP address; give addresses separated by commas, '*' for all or 'unix:' for Unix-socket peers"
             ),
             Error::RequestBody(why) | Error::Tls(why) => write!(f, "{why}"),
+            Error::RequestBodyTimeout => write!(f, "timed out reading the request body"),
         }
     }
 }

@@ -76,6 +76,34 @@ pub struct EngineConfig {
     /// Which HTTP versions are served (`--http`): HTTP/1.1, HTTP/2, or both.
     pub http1: bool,
     pub http2: bool,
+    /// HTTP/2 limits (`--h2-*`).
+    pub h2: H2Limits,
+}
+
+/// What one HTTP/2 connection may use: streams, header bytes, flow-control windows (the
+/// memory a client can make us buffer), and how dead peers are found.
+#[derive(Clone, Debug)]
+pub struct H2Limits {
+    pub max_concurrent_streams: u32,
+    pub max_header_list_size: u32,
+    pub initial_stream_window_size: u32,
+    pub initial_connection_window_size: u32,
+    pub keep_alive_interval: Option<Duration>,
+    pub max_pending_reset_streams: usize,
+}
+
+impl Default for H2Limits {
+    /// The `--h2-*` defaults.
+    fn default() -> Self {
+        H2Limits {
+            max_concurrent_streams: 100,
+            max_header_list_size: 64 * 1024,
+            initial_stream_window_size: 1 << 20,
+            initial_connection_window_size: 2 << 20,
+            keep_alive_interval: None,
+            max_pending_reset_streams: 20,
+        }
+    }
 }
 
 /// The listening socket the engine serves, already bound and listening.

@@ -27,6 +27,11 @@ use tokio::runtime::Runtime;
 /// Turns run at most this many rounds before handing back to the event loop.
 const MAX_ROUNDS_PER_TURN: usize = 8;
 
+/// ... and start no new round after this long: a burst of TLS handshakes (about 1.3 ms of
+/// CPU each) would otherwise hold the loop thread for seconds, and the app's callbacks and
+/// the blocked-loop watchdog with it. The rest runs in the next turn, a loop iteration later.
+const MAX_TURN_TIME: Duration = Duration::from_millis(10);
+
 pub(super) struct EngineRuntime {
     tokio: Runtime,
     local: Option<LocalPoll>,
@@ -75,7 +80,11 @@ impl EngineRuntime {
             return false;
         }
         let mut wakes = Some(wakes);
+        let started = std::time::Instant::now();
         for _ in 0..MAX_ROUNDS_PER_TURN {
+            if started.elapsed() > MAX_TURN_TIME {
+                return true;
+            }
             let before = self.io_events();
             let first = wakes.take();
             self.tokio.block_on(async move {

@@ -17,7 +17,7 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::activity::Activity;
+use super::activity::{Activity, Busy};
 use super::body::{pump_request_body, ResponseBody, StreamRecord};
 use super::ws;
 use super::{Error, Shared};
@@ -174,7 +174,12 @@ impl RequestService {
                 let (client, scheme) = self.resolve_client(req.headers());
                 let mut head = ws::request_head(&req, client, self.server.clone(), scheme);
                 head.tls = self.link.tls.clone();
-                return ws::handshake(shared, ws_config, req, head, permit).await;
+                // Over HTTP/2 the session is a stream of a connection that goes on serving:
+                // it stays busy while the session lives (over HTTP/1.1 hyper hands the
+                // socket over and the connection's watchdog is done).
+                let busy =
+                    (req.version() == Version::HTTP_2).then(|| Busy::new(self.activity.clone()));
+                return ws::handshake(shared, ws_config, req, head, permit, busy).await;
             }
         }
         let id = stats.next_exchange_id.fetch_add(1, Ordering::Relaxed);
@@ -202,13 +207,18 @@ impl RequestService {
                     shared.dispatcher.log(LogLevel::Debug, e.to_string());
                     guard.answered = true;
                     exchange.client_gone();
-                    return bad_request();
+                    return match e {
+                        // RFC 9110 15.5.9: the client did not send the whole request in time.
+                        Error::RequestBodyTimeout => request_timeout(),
+                        _ => bad_request(),
+                    };
                 }
             }
         } else {
             tokio::spawn(pump_request_body(body, exchange.clone()));
         }
 
+        let http2 = parts.version == Version::HTTP_2;
         let (client, scheme) = self.resolve_client(&parts.headers);
         shared.dispatcher.dispatch(IncomingRequest {
             exchange: exchange.clone(),
@@ -227,7 +237,13 @@ impl RequestService {
         let response = poll_fn(|cx| exchange.poll_response(cx)).await;
         guard.answered = true;
         let defaults = &shared.config.default_headers;
-        let draining = stats.draining.load(Ordering::Relaxed);
+        // HTTP/2 ends connections with GOAWAY, never with a header.
+        let draining = stats.draining.load(Ordering::Relaxed) && !http2;
+        let response = if http2 {
+            response.map_head(|head| drop_connection_headers(head, shared))
+        } else {
+            response
+        };
         match response {
             Response::Full(head, body) => {
                 exchange.engine_done();
@@ -321,6 +337,28 @@ fn valid_host(value: &[u8]) -> bool {
     }
 }
 
+/// Headers that describe one HTTP/1.1 connection; HTTP/2 forbids them in a message (RFC 9113
+/// 8.2.2), so an app's are dropped, each with a debug line, rather than the stream failing.
+const CONNECTION_HEADERS: [&str; 5] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn drop_connection_headers(mut head: ResponseHead, shared: &Shared) -> ResponseHead {
+    for name in CONNECTION_HEADERS {
+        if head.headers.remove(name).is_some() {
+            shared.dispatcher.log(
+                LogLevel::Debug,
+                format!("dropped the app's {name:?} response header: HTTP/2 does not allow it"),
+            );
+        }
+    }
+    head
+}
+
 /// A response head's Content-Length (the adapter has checked that it is one number).
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {
     headers
@@ -355,7 +393,7 @@ async fn read_whole(mut body: Incoming, timeout: std::time::Duration) -> Result<
     };
     tokio::time::timeout(timeout, read)
         .await
-        .map_err(|_| Error::RequestBody("timed out reading the request body".to_string()))?
+        .map_err(|_| Error::RequestBodyTimeout)?
 }
 
 fn build(
@@ -385,6 +423,14 @@ fn service_unavailable(retry_after: u64) -> HttpResponse<ResponseBody> {
     let mut r = simple_response(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n");
     r.headers_mut()
         .insert(RETRY_AFTER, HeaderValue::from(retry_after));
+    r
+}
+
+/// 408 and close: the rest of the body may still come, and could be read as a next request.
+fn request_timeout() -> HttpResponse<ResponseBody> {
+    let mut r = simple_response(StatusCode::REQUEST_TIMEOUT, "Request Timeout\n");
+    r.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
     r
 }
 

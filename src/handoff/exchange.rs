@@ -51,6 +51,17 @@ pub enum Response {
     BadRequestBody,
 }
 
+impl Response {
+    /// The same response with its head changed (the body, if any, is untouched).
+    pub fn map_head(self, f: impl FnOnce(ResponseHead) -> ResponseHead) -> Response {
+        match self {
+            Response::Full(head, body) => Response::Full(f(head), body),
+            Response::Streaming(head) => Response::Streaming(f(head)),
+            Response::BadRequestBody => Response::BadRequestBody,
+        }
+    }
+}
+
 /// Room in the response buffer, as the app sees it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Capacity {

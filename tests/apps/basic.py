@@ -11,6 +11,19 @@
     /endless          a body chunk every 50 ms until receive() says http.disconnect, then
                       "ENDLESS-STOPPED" on stderr
     /anything         "ok"
+    /sleep            prints "SLEEP-STARTED <tag>", sleeps `s` seconds (asyncio), prints
+                      "SLEEP-WOKE <tag>", answers "slept <tag>", prints "SLEEP-DONE <tag>";
+                      cancelled while asleep, prints "SLEEP-CANCELLED <tag>" and re-raises
+                      (query: s=<float>, default 1, tag=<str>)
+    /flood            `mib` MiB (default 200) in 64 KiB body messages; PROGRESS["flood"] counts
+                      the bytes send() has taken so far, "FLOOD-DONE" on stderr at the end
+    /progress         JSON: PROGRESS
+    /ignore-body      never calls receive(): prints "IGNORE-BODY-STARTED", sleeps `s` seconds
+                      (default 5), answers "ignored"
+    /hop-by-hop       200 "hop-by-hop body" in two body messages, with the connection-specific
+                      response header(s) named by `h` (repeatable: connection (keep-alive),
+                      connection-close, keep-alive, transfer-encoding, upgrade,
+                      proxy-connection) plus x-kept: yes
 """
 
 from __future__ import annotations
@@ -21,6 +34,19 @@ import sys
 from urllib.parse import parse_qs
 
 from apps._util import read_body, send_json, send_response
+
+#: What the long-running routes have done so far (served by /progress).
+PROGRESS: dict[str, int] = {}
+
+#: Response headers HTTP/2 forbids (RFC 9113 8.2.2), as an HTTP/1.1 app might set them.
+HOP_BY_HOP = {
+    "connection": (b"connection", b"keep-alive"),
+    "connection-close": (b"connection", b"close"),
+    "keep-alive": (b"keep-alive", b"timeout=5, max=100"),
+    "transfer-encoding": (b"transfer-encoding", b"chunked"),
+    "upgrade": (b"upgrade", b"h2c"),
+    "proxy-connection": (b"proxy-connection", b"keep-alive"),
+}
 
 
 async def app(scope, receive, send):
@@ -74,6 +100,41 @@ async def app(scope, receive, send):
             await asyncio.sleep(0.05)
         disconnected.cancel()
         print("ENDLESS-STOPPED", file=sys.stderr, flush=True)
+    elif path == "/sleep":
+        tag = query.get("tag", [""])[0]
+        print(f"SLEEP-STARTED {tag}", file=sys.stderr, flush=True)
+        try:
+            await asyncio.sleep(float(query.get("s", ["1"])[0]))
+        except asyncio.CancelledError:
+            print(f"SLEEP-CANCELLED {tag}", file=sys.stderr, flush=True)
+            raise
+        print(f"SLEEP-WOKE {tag}", file=sys.stderr, flush=True)
+        await send_response(send, 200, f"slept {tag}".encode())
+        print(f"SLEEP-DONE {tag}", file=sys.stderr, flush=True)
+    elif path == "/flood":
+        chunk = b"f" * 65536
+        total = int(query.get("mib", ["200"])[0]) * 16
+        PROGRESS["flood"] = 0
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/octet-stream")]})
+        for i in range(total):
+            await send({"type": "http.response.body", "body": chunk,
+                        "more_body": i < total - 1})
+            PROGRESS["flood"] += len(chunk)
+        print("FLOOD-DONE", file=sys.stderr, flush=True)
+    elif path == "/progress":
+        await send_json(send, PROGRESS)
+    elif path == "/ignore-body":
+        print("IGNORE-BODY-STARTED", file=sys.stderr, flush=True)
+        await asyncio.sleep(float(query.get("s", ["5"])[0]))
+        await send_response(send, 200, b"ignored")
+    elif path == "/hop-by-hop":
+        headers = [HOP_BY_HOP[name] for name in query.get("h", [])]
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain"), (b"x-kept", b"yes"),
+                                *headers]})
+        await send({"type": "http.response.body", "body": b"hop-by-hop ", "more_body": True})
+        await send({"type": "http.response.body", "body": b"body"})
     else:
         await send_response(send, 200, b"ok")
 

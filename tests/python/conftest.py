@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pki import pki  # noqa: F401  (the certificates fixture, for every test file)
 
 REPO = Path(__file__).resolve().parents[2]
 TESTS_DIR = REPO / "tests"

@@ -202,6 +202,22 @@ def test_incomplete_head_dropped_after_header_read_timeout(server):
     assert_serves(srv)
 
 
+def test_stalled_body_gets_408_after_header_read_timeout(server):
+    """A body that stops arriving (3 of 10 declared bytes) gets 408 and the close: the rest
+    may still come and must not be read as a next request."""
+    srv = server.start(BASIC, "--timeout-header-read", "1", "--timeout-keep-alive", "30")
+    with raw_connection(srv.port) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\nabc")
+        start = time.monotonic()
+        data = recv_until_closed(sock, timeout=5.0)
+        elapsed = time.monotonic() - start
+    assert data.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), data[:200]
+    head = data.partition(b"\r\n\r\n")[0].lower().split(b"\r\n")
+    assert b"connection: close" in head, data[:200]
+    assert elapsed >= 0.5, f"answered after {elapsed:.2f}s, before the timeout"
+    assert_serves(srv)
+
+
 def test_silent_connection_dropped_after_header_read_timeout(server):
     """A client that connects and never sends a byte is dropped too: closed without a word,
     since no request was begun that a 408 could answer (RFC 9112 9.5: a timeout is a graceful

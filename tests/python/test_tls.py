@@ -1,5 +1,5 @@
 """TLS and HTTP/2 with uvicorn's flags: a real handshake from httpx, `websockets` and raw sockets,
-against certificates made here (a CA, a server certificate for 127.0.0.1 signed by it, a
+against certificates made by pki.py (a CA, a server certificate for 127.0.0.1 signed by it, a
 client certificate). Checks the scheme the app sees, chains, encrypted keys, client
 certificates, protocol versions, and that bad files stop startup with a message naming them
 while bad clients cost only their own connection."""
@@ -7,95 +7,16 @@ while bad clients cost only their own connection."""
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import socket
 import ssl
-from pathlib import Path
 
 import httpx
 import pytest
 import websockets
 from conftest import raw_connection, recv_until_closed
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
-
-
-def _name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-
-def _cert(subject: str, key, issuer_key, issuer: str, ca: bool, san: bool) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(_name(issuer))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if san:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                         x509.DNSName("localhost")]), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> dict[str, Path]:
-    """ca.pem; server chain (leaf first, then the CA) with a plain PKCS#8 key, a PKCS#1 RSA
-    key, an encrypted PKCS#8 key (password "s3cret"); a client certificate and key."""
-    d = tmp_path_factory.mktemp("pki")
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _cert("test CA", ca_key, ca_key, "test CA", ca=True, san=False)
-    server_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    server = _cert("localhost", server_key, ca_key, "test CA", ca=False, san=True)
-    client_key = ec.generate_private_key(ec.SECP256R1())
-    client = _cert("client one", client_key, ca_key, "test CA", ca=False, san=False)
-    files = {
-        "ca": _pem(ca),
-        "chain": _pem(server) + _pem(ca),
-        "key": server_key.private_bytes(serialization.Encoding.PEM,
-                                        serialization.PrivateFormat.PKCS8,
-                                        serialization.NoEncryption()),
-        "rsa_key": server_key.private_bytes(serialization.Encoding.PEM,
-                                            serialization.PrivateFormat.TraditionalOpenSSL,
-                                            serialization.NoEncryption()),
-        "encrypted_key": server_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(b"s3cret")),
-        "client": _pem(client),
-        "client_key": client_key.private_bytes(serialization.Encoding.PEM,
-                                               serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()),
-        "not_pem": b"this is not a certificate\n",
-    }
-    paths = {}
-    for name, data in files.items():
-        paths[name] = d / f"{name}.pem"
-        paths[name].write_bytes(data)
-    return paths
-
-
-def tls_flags(pki, key: str = "key", *extra: str) -> tuple[str, ...]:
-    return ("--ssl-certfile", str(pki["chain"]), "--ssl-keyfile", str(pki[key]), *extra)
-
-
-def client(pki, cert: tuple[str, str] | None = None) -> httpx.Client:
-    """An httpx client that trusts the test CA (and presents `cert`, when given)."""
-    context = ssl.create_default_context(cafile=str(pki["ca"]))
-    if cert:
-        context.load_cert_chain(*cert)
-    return httpx.Client(verify=context, trust_env=False, timeout=10.0)
+from h2client import h2_connection, h2_get, h2_pump
+from pki import client, tls_flags, x509_name
 
 
 @pytest.mark.parametrize("key", ["key", "rsa_key"])
@@ -145,7 +66,7 @@ def test_the_whole_chain_is_sent_leaf_first(server, pki):
     with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as raw, \
             context.wrap_socket(raw, server_hostname="localhost") as tls:
         leaf = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
-        assert leaf.subject == _name("localhost")
+        assert leaf.subject == x509_name("localhost")
         assert tls.version() == "TLSv1.3"
         tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         data = recv_until_closed(tls)
@@ -359,58 +280,22 @@ def test_h2c_upgrade_request_is_served_as_http11(server):
     assert reply.startswith(b"HTTP/1.1 200 OK\r\n") and reply.endswith(b"Hello, world!")
 
 
-def _h2_connection(port: int):
-    """A raw HTTP/2 client over a plain socket (prior knowledge), with the `h2` library."""
-    import h2.config
-    import h2.connection
-
-    sock = raw_connection(port)
-    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-    conn.initiate_connection()
-    sock.sendall(conn.data_to_send())
-    return sock, conn
-
-
-def _h2_get(conn, path: str) -> int:
-    stream = conn.get_next_available_stream_id()
-    conn.send_headers(stream, [(":method", "GET"), (":path", path), (":scheme", "http"),
-                               (":authority", "t")], end_stream=True)
-    return stream
-
-
-def _h2_pump(sock, conn, until, timeout: float = 10.0) -> list:
-    """Reads frames (acknowledging data) until `until(events)` holds; returns the events."""
-    import h2.events
-
-    events: list = []
-    sock.settimeout(timeout)
-    while not until(events):
-        data = sock.recv(65536)
-        assert data, f"connection closed; events: {events}"
-        for event in conn.receive_data(data):
-            events.append(event)
-            if isinstance(event, h2.events.DataReceived):
-                conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-        sock.sendall(conn.data_to_send())
-    return events
-
-
 def test_http2_stream_reset_reaches_its_app_and_spares_the_others(server):
     """A client's RST_STREAM ends that stream's app at once (http.disconnect, or OSError from
     send), while another stream on the same connection goes on."""
     import h2.events
 
     srv = server.start("apps.basic:app")
-    sock, conn = _h2_connection(srv.port)
-    endless = _h2_get(conn, "/endless")
-    other = _h2_get(conn, "/stream?delay=0.3")
+    sock, conn = h2_connection(srv.port)
+    endless = h2_get(conn, "/endless")
+    other = h2_get(conn, "/stream?delay=0.3")
     sock.sendall(conn.data_to_send())
 
     def ticks(events):
         return any(isinstance(e, h2.events.DataReceived) and e.stream_id == endless
                    for e in events)
 
-    _h2_pump(sock, conn, ticks)
+    h2_pump(sock, conn, ticks)
     conn.reset_stream(endless)
     sock.sendall(conn.data_to_send())
     srv.wait_for_log("ENDLESS-STOPPED", timeout=5)
@@ -419,7 +304,7 @@ def test_http2_stream_reset_reaches_its_app_and_spares_the_others(server):
         return any(isinstance(e, h2.events.StreamEnded) and e.stream_id == other
                    for e in events)
 
-    events = _h2_pump(sock, conn, other_done)
+    events = h2_pump(sock, conn, other_done)
     body = b"".join(e.data for e in events
                     if isinstance(e, h2.events.DataReceived) and e.stream_id == other)
     assert body.endswith(b"world!")
@@ -430,10 +315,10 @@ def test_http2_rapid_reset_leaves_the_server_serving(server):
     """CVE-2023-44487: streams opened and reset at once, by the thousand; the server stays
     up and answers a normal client afterwards."""
     srv = server.start("apps.basic:app")
-    sock, conn = _h2_connection(srv.port)
+    sock, conn = h2_connection(srv.port)
     try:
         for _ in range(2000):
-            stream = _h2_get(conn, "/")
+            stream = h2_get(conn, "/")
             conn.reset_stream(stream)
             sock.sendall(conn.data_to_send())
     except (ConnectionError, OSError):

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use _ferricorn::engine::{
-    AdmissionConfig, Engine, EngineConfig, Listener, TrustedProxies, WsConfig,
+    AdmissionConfig, Engine, EngineConfig, H2Limits, Listener, TrustedProxies, WsConfig,
 };
 use _ferricorn::handoff::exchange::{BodyRead, Response, ResponseHead};
 use _ferricorn::handoff::ws_session::Decision;
@@ -110,6 +110,7 @@ fn config() -> EngineConfig {
         tls: None,
         http1: true,
         http2: false,
+        h2: H2Limits::default(),
     }
 }
 

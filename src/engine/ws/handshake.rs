@@ -7,21 +7,30 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{CONNECTION, SEC_WEBSOCKET_PROTOCOL, UPGRADE};
+use http::header::{CONNECTION, HOST, SEC_WEBSOCKET_PROTOCOL, UPGRADE};
 use http::{HeaderValue, Request, Response as HttpResponse, StatusCode};
 use hyper::body::Incoming;
 use yawc::WebSocket;
 
 use super::pump::run;
 use super::{options, WsConfig};
+use crate::engine::activity::Busy;
 use crate::engine::body::ResponseBody;
 use crate::engine::service::simple_response;
 use crate::engine::Shared;
 use crate::handoff::ws_session::{Decision, Session};
 use crate::handoff::{IncomingWebSocket, LogLevel, Peer, RequestHead};
 
-/// An HTTP/1.1 `GET` asking to become a WebSocket (RFC 6455 4.2.1).
+/// An HTTP/1.1 `GET` asking to become a WebSocket (RFC 6455 4.2.1), or an HTTP/2 extended
+/// `CONNECT` with `:protocol` websocket (RFC 8441 4), which the builder enables.
 pub(in crate::engine) fn is_upgrade(req: &Request<Incoming>) -> bool {
+    if req.version() == http::Version::HTTP_2 {
+        return req.method() == http::Method::CONNECT
+            && req
+                .extensions()
+                .get::<hyper::ext::Protocol>()
+                .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+    }
     fn has_token(req: &Request<Incoming>, name: http::HeaderName, token: &str) -> bool {
         req.headers().get_all(name).iter().any(|v| {
             v.to_str()
@@ -42,6 +51,7 @@ pub(in crate::engine) async fn handshake(
     mut req: Request<Incoming>,
     head: RequestHead,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    busy: Option<Busy>,
 ) -> HttpResponse<ResponseBody> {
     if config.per_message_deflate {
         choose_deflate_offer(req.headers_mut());
@@ -72,7 +82,10 @@ pub(in crate::engine) async fn handshake(
     let label = format!(
         "{} - \"WebSocket {}\"",
         head.client.address().unwrap_or_else(|| "unix".to_string()),
-        head.uri.to_string().escape_default()
+        head.uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .escape_default()
     );
     let guard = GoneIfDropped(session.clone());
     shared.dispatcher.dispatch_websocket(IncomingWebSocket {
@@ -117,7 +130,11 @@ pub(in crate::engine) async fn handshake(
                 .stats
                 .websocket_sessions
                 .fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(run(shared.clone(), config.clone(), upgrade, session));
+            let (shared, config) = (shared.clone(), config.clone());
+            tokio::spawn(async move {
+                run(shared, config, upgrade, session).await;
+                drop(busy);
+            });
             response
         }
         Decision::Reject => simple_response(StatusCode::FORBIDDEN, "Forbidden\n"),
@@ -199,11 +216,23 @@ pub(in crate::engine) fn request_head(
     server: Peer,
     scheme: &'static str,
 ) -> RequestHead {
+    let mut headers = req.headers().clone();
+    if let Some(authority) = req
+        .uri()
+        .authority()
+        .filter(|_| !headers.contains_key(HOST))
+    {
+        // HTTP/2: the app sees `:authority` as `host`, as for any request.
+        if let Ok(value) = HeaderValue::from_str(authority.as_str()) {
+            headers.insert(HOST, value);
+        }
+    }
     RequestHead {
-        method: req.method().clone(),
+        // An extended CONNECT is the HTTP/2 form of the same handshake: the app sees a GET.
+        method: http::Method::GET,
         uri: req.uri().clone(),
         version: req.version(),
-        headers: req.headers().clone(),
+        headers,
         client,
         server,
         scheme,
