@@ -167,6 +167,17 @@ async def serve(config: Config, app: Any) -> int:
     logger.info(listen_message)
 
     stop = asyncio.Event()
+    # Certificate renewal: SIGUSR1 (a supervisor passes it to every worker, so a worker
+    # always takes it, TLS or not), and SIGHUP in a single process (under a supervisor SIGHUP
+    # replaces the workers instead). Set before the supervisor hears this worker is ready.
+    supervised = "FERRICORN_SUPERVISOR_FD" in os.environ
+    reload_signals: tuple[int, ...] = ()
+    if supervised:
+        reload_signals = (signal.SIGUSR1,)
+    elif config.ssl_certfile:
+        reload_signals = (signal.SIGUSR1, signal.SIGHUP)
+    for sig in reload_signals:
+        loop.add_signal_handler(sig, _reload_tls, server, signal.Signals(sig).name)
     supervisor_link = _SupervisorLink.from_environment()
     if supervisor_link is not None:
 
@@ -206,7 +217,7 @@ async def serve(config: Config, app: Any) -> int:
         if not drained:
             await _cancel_request_tasks()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, *reload_signals):
             loop.remove_signal_handler(sig)
         loop.remove_reader(doorbell)
         for repeating in periodic:
@@ -218,6 +229,19 @@ async def serve(config: Config, app: Any) -> int:
     await lifespan.shutdown()
     logger.info("Finished server process")
     return exits.OK
+
+
+def _reload_tls(server: Any, signal_name: str) -> None:
+    """Loads the TLS certificate and key again; a bad file keeps the previous ones."""
+    try:
+        files = server.reload_tls()
+    except (ValueError, OSError) as exc:
+        logger.error("%s: the TLS certificate was not reloaded, the previous one stays in "
+                     "use: %s", signal_name, exc)
+        return
+    if files is not None:
+        logger.info("%s: reloaded the TLS certificate %s and key %s; new connections use "
+                    "them", signal_name, *files)
 
 
 class _Every:

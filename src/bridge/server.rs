@@ -205,6 +205,18 @@ impl Server {
         }
     }
 
+    /// Loads the TLS certificate and key again; returns their paths, or None without TLS.
+    /// Raises (ValueError/OSError naming the file) when they cannot be loaded; the previous
+    /// ones stay in use then. Reads the files without the GIL.
+    fn reload_tls(&self, py: Python<'_>) -> PyResult<Option<(String, String)>> {
+        match &self.engine {
+            Some(engine) => py
+                .detach(|| engine.reload_tls())
+                .map_err(super::engine_config::engine_error),
+            None => Ok(None),
+        }
+    }
+
     fn connections_open(&self) -> usize {
         self.engine.as_ref().map_or(0, |e| e.connections_open())
     }

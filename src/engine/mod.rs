@@ -143,6 +143,8 @@ pub struct Engine {
     runtime: Option<runtime::EngineRuntime>,
     phase: watch::Sender<Phase>,
     stats: Arc<Stats>,
+    /// The connections' TLS, kept for `reload_tls`.
+    tls: Option<Arc<Tls>>,
 }
 
 impl Engine {
@@ -172,6 +174,7 @@ impl Engine {
         };
         let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
         let stats = Arc::new(Stats::default());
+        let tls = config.tls.clone();
         let shared = Arc::new(Shared {
             admission: admission::Admission::new(config.admission.clone()),
             config,
@@ -202,6 +205,7 @@ impl Engine {
             runtime: Some(runtime),
             phase: phase_tx,
             stats,
+            tls,
         })
     }
 
@@ -232,6 +236,17 @@ impl Engine {
 
     pub fn connections_open(&self) -> usize {
         self.stats.connections_open.load(Ordering::Relaxed)
+    }
+
+    /// Loads the TLS certificate and key again (SIGHUP/SIGUSR1): new handshakes use them,
+    /// open connections go on. `Ok(None)` without TLS; on error the previous ones stay.
+    pub fn reload_tls(&self) -> Result<Option<(String, String)>, Error> {
+        let Some(tls) = &self.tls else {
+            return Ok(None);
+        };
+        tls.reload()?;
+        let (cert, key) = tls.files();
+        Ok(Some((cert.to_string(), key.to_string())))
     }
 
     /// Copies the gauges into the metrics block (a few times a second, off the hot path).

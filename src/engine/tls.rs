@@ -7,7 +7,7 @@
 //! file and the reason. Must not: hold the GIL, or let one connection's failed handshake
 //! touch any other connection.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use pkcs8::der::pem;
@@ -41,8 +41,15 @@ pub struct TlsSettings {
     pub alpn: Vec<Vec<u8>>,
 }
 
-/// A loaded TLS configuration, ready for handshakes.
+/// TLS for the engine's connections: the settings, and the configuration loaded from them,
+/// which `reload` replaces (certificate renewal) while handshakes go on.
 pub struct Tls {
+    settings: TlsSettings,
+    current: RwLock<Arc<Loaded>>,
+}
+
+/// One loading of the files: what handshakes use until the next reload.
+struct Loaded {
     acceptor: TlsAcceptor,
     /// The leaf certificate as PEM, for the `tls` scope extension.
     server_cert: String,
@@ -51,6 +58,35 @@ pub struct Tls {
 impl Tls {
     /// Loads the files and builds the rustls configuration; the error names what failed.
     pub fn load(s: &TlsSettings) -> Result<Tls, Error> {
+        Ok(Tls {
+            current: RwLock::new(Arc::new(Loaded::load(s)?)),
+            settings: s.clone(),
+        })
+    }
+
+    /// Loads the files again: new handshakes use what they hold now, connections already
+    /// open go on with what they agreed. On failure the previous configuration stays.
+    pub fn reload(&self) -> Result<(), Error> {
+        let loaded = Arc::new(Loaded::load(&self.settings)?);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = loaded;
+        Ok(())
+    }
+
+    /// The certificate and key files, for log lines.
+    pub fn files(&self) -> (&str, &str) {
+        (&self.settings.certfile, &self.settings.keyfile)
+    }
+
+    fn current(&self) -> Arc<Loaded> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl Loaded {
+    fn load(s: &TlsSettings) -> Result<Loaded, Error> {
         let certs = load_certs(&s.certfile, "--ssl-certfile")?;
         let server_cert = to_pem(&certs[0]);
         let key = load_key(&s.keyfile, s.password.as_deref())?;
@@ -95,12 +131,14 @@ impl Tls {
             ))
         })?;
         config.alpn_protocols = s.alpn.clone();
-        Ok(Tls {
+        Ok(Loaded {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             server_cert,
         })
     }
+}
 
+impl Tls {
     /// Whether the handshake chose HTTP/2 (ALPN `h2`).
     pub(super) fn chose_http2(conn: &rustls::ServerConnection) -> bool {
         conn.alpn_protocol() == Some(b"h2")
@@ -119,7 +157,7 @@ impl Tls {
             Some(leaf.tbs_certificate.subject.to_string())
         });
         TlsInfo {
-            server_cert: Some(self.server_cert.clone()),
+            server_cert: Some(self.current().server_cert.clone()),
             client_cert_chain: chain,
             client_cert_name,
             tls_version: conn.protocol_version().map(u16::from),
@@ -133,7 +171,8 @@ impl Tls {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        match tokio::time::timeout(timeout, self.acceptor.accept(stream)).await {
+        let acceptor = self.current().acceptor.clone();
+        match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
             Ok(Ok(tls)) => Some(tls),
             Ok(Err(_)) | Err(_) => None,
         }

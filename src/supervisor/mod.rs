@@ -17,6 +17,8 @@
 //!   SIGINT kills them;
 //! - SIGHUP (and a file change under `--reload`): rolling restart, each new worker serving
 //!   before the old one is asked to drain; SIGTTIN/SIGTTOU: one worker more or less;
+//! - SIGUSR1: passed to every worker, which loads its TLS certificate and key again in place
+//!   (open connections go on);
 //! - a worker whose heartbeat stops for `--timeout-worker-healthcheck` (blocked event loop)
 //!   is killed and replaced.
 //!
@@ -260,6 +262,18 @@ impl Supervisor {
             libc::SIGHUP if !self.shutting_down => {
                 log("INFO", "SIGHUP: replacing the workers one by one");
                 self.start_rolling_restart();
+            }
+            libc::SIGUSR1 if !self.shutting_down => {
+                // Each worker loads the TLS certificate and key again, in place.
+                log(
+                    "INFO",
+                    "SIGUSR1: asking the workers to reload the TLS certificate",
+                );
+                // Only serving workers: one still starting has not set its handler yet.
+                self.workers
+                    .iter()
+                    .filter(|w| w.state == State::Serving)
+                    .for_each(|w| w.signal(libc::SIGUSR1));
             }
             libc::SIGTTIN if !self.shutting_down => {
                 self.target += 1;

@@ -4,10 +4,11 @@
 
 use std::io;
 
-pub const WATCHED: [libc::c_int; 6] = [
+pub const WATCHED: [libc::c_int; 7] = [
     libc::SIGINT,
     libc::SIGTERM,
     libc::SIGHUP,
+    libc::SIGUSR1,
     libc::SIGTTIN,
     libc::SIGTTOU,
     libc::SIGCHLD,

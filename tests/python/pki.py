@@ -59,6 +59,8 @@ def pki(tmp_path_factory) -> dict[str, Path]:
     server = _cert("localhost", server_key, ca_key, "test CA", ca=False, san=True)
     client_key = ec.generate_private_key(ec.SECP256R1())
     client = _cert("client one", client_key, ca_key, "test CA", ca=False, san=False)
+    renewed_key = ec.generate_private_key(ec.SECP256R1())
+    renewed = _cert("localhost renewed", renewed_key, ca_key, "test CA", ca=False, san=True)
     files = {
         "ca": _pem(ca),
         "chain": _pem(server) + _pem(ca),
@@ -76,6 +78,11 @@ def pki(tmp_path_factory) -> dict[str, Path]:
                                                serialization.PrivateFormat.PKCS8,
                                                serialization.NoEncryption()),
         "not_pem": b"this is not a certificate\n",
+        # A renewal: another certificate (and key) for the same names, from the same CA.
+        "renewed_chain": _pem(renewed) + _pem(ca),
+        "renewed_key": renewed_key.private_bytes(serialization.Encoding.PEM,
+                                                 serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption()),
     }
     paths = {}
     for name, data in files.items():
