@@ -169,6 +169,51 @@ impl HttpCycle {
         Ok(())
     }
 
+    /// `http.response.pathsend`: the engine sends the file as the whole body, with its
+    /// length as Content-Length unless the app gave one.
+    fn send_path(slf: &Bound<'_, Self>, msg: &Bound<'_, PyDict>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let path: std::path::PathBuf = match msg.get_item(intern!(py, "path"))? {
+            Some(p) => p.extract().map_err(|_| {
+                PyRuntimeError::new_err("'http.response.pathsend' needs 'path' as a str")
+            })?,
+            None => {
+                return Err(PyRuntimeError::new_err(
+                    "'http.response.pathsend' has no 'path'",
+                ))
+            }
+        };
+        if !path.is_absolute() {
+            return Err(PyRuntimeError::new_err(format!(
+                "'http.response.pathsend' needs an absolute path, got {}",
+                path.display()
+            )));
+        }
+        let mut this = slf.borrow_mut();
+        let head = match std::mem::replace(&mut this.response, ResponseState::Complete) {
+            ResponseState::Started(head) => head,
+            ResponseState::Pending => {
+                this.response = ResponseState::Pending;
+                return Err(PyRuntimeError::new_err(
+                    "Expected ASGI message 'http.response.start', but got 'http.response.pathsend'.",
+                ));
+            }
+            other => {
+                this.response = other;
+                return Err(PyRuntimeError::new_err(
+                    "Unexpected ASGI message 'http.response.pathsend' sent, after the body started.",
+                ));
+            }
+        };
+        let done = Context::done(this.ctx.bind(py));
+        if !this.exchange.respond(Response::File(head, path), true) {
+            return Err(client_gone_error());
+        }
+        drop(this);
+        Self::finished(slf)?;
+        Ok(done)
+    }
+
     fn send_body(slf: &Bound<'_, Self>, msg: &Bound<'_, PyDict>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let mut body = body_bytes(msg, "http.response.body")?.unwrap_or_default();
@@ -470,13 +515,14 @@ impl HttpCycle {
         let msg = &msg;
         match kind.to_str()? {
             "http.response.body" => Self::send_body(slf, msg),
+            "http.response.pathsend" => Self::send_path(slf, msg),
             "http.response.start" => {
                 let mut this = slf.borrow_mut();
                 this.parse_start(msg)?;
                 Ok(Context::done(this.ctx.bind(py)))
             }
             other => Err(PyRuntimeError::new_err(format!(
-                "Unexpected ASGI message type '{other}' sent on an HTTP connection; expected 'http.response.start' or 'http.response.body'."
+                "Unexpected ASGI message type '{other}' sent on an HTTP connection; expected 'http.response.start', 'http.response.body' or 'http.response.pathsend'."
             ))),
         }
     }

@@ -174,12 +174,14 @@ impl ScopeBuilder {
         if let Some(state) = &self.state {
             scope.set_item(intern!(py, "state"), state.bind(py).copy()?)?;
         }
+        // The extensions that work here (asgiref docs/extensions.rst); `tls` only on TLS
+        // connections, as its spec requires.
+        let extensions = PyDict::new(py);
+        extensions.set_item(intern!(py, "http.response.pathsend"), PyDict::new(py))?;
         if let Some(tls) = &req.tls {
-            // Only on TLS connections, as the extension's spec requires.
-            let extensions = PyDict::new(py);
             extensions.set_item(intern!(py, "tls"), tls_extension(py, tls)?)?;
-            scope.set_item(intern!(py, "extensions"), extensions)?;
         }
+        scope.set_item(intern!(py, "extensions"), extensions)?;
         Ok(scope)
     }
 
@@ -211,9 +213,13 @@ impl ScopeBuilder {
         }
         scope.set_item(intern!(py, "subprotocols"), subprotocols)?;
         let extensions = match scope.get_item(intern!(py, "extensions"))? {
-            Some(tls_only) => tls_only.cast_into::<PyDict>()?,
+            Some(shared) => shared.cast_into::<PyDict>()?,
             None => PyDict::new(py),
         };
+        // The HTTP scope's extensions minus those that only a response body can use.
+        if extensions.contains(intern!(py, "http.response.pathsend"))? {
+            extensions.del_item(intern!(py, "http.response.pathsend"))?;
+        }
         extensions.set_item("websocket.http.response", PyDict::new(py))?;
         scope.set_item(intern!(py, "extensions"), extensions)?;
         Ok(scope)

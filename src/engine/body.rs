@@ -13,7 +13,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::activity::Activity;
+use super::activity::{Activity, Busy};
 use crate::handoff::exchange::{Aborted, Exchange};
 use crate::metrics::MetricsBlock;
 
@@ -49,6 +49,22 @@ pub(super) async fn pump_request_body(mut body: Incoming, exchange: Arc<Exchange
 pub enum ResponseBody {
     Full(Option<Bytes>),
     Streaming(StreamingBody),
+    File(FileBody),
+}
+
+/// Bytes read from a file at a time for `http.response.pathsend`: large enough that a big
+/// file costs few reads, small enough that the connection's buffers bound the memory.
+const FILE_CHUNK: usize = 256 * 1024;
+
+/// A file sent as the body (`http.response.pathsend`), read as hyper asks for more: a slow
+/// client holds one chunk, never the file.
+pub struct FileBody {
+    file: tokio::fs::File,
+    remaining: u64,
+    buf: Vec<u8>,
+    /// The connection stays busy until the last byte is out.
+    _busy: Busy,
+    record: StreamRecord,
 }
 
 pub struct StreamingBody {
@@ -75,6 +91,21 @@ impl ResponseBody {
         ResponseBody::Full(Some(bytes))
     }
 
+    pub(super) fn file(
+        file: tokio::fs::File,
+        len: u64,
+        activity: Arc<Activity>,
+        record: StreamRecord,
+    ) -> Self {
+        ResponseBody::File(FileBody {
+            file,
+            remaining: len,
+            buf: Vec::new(),
+            _busy: Busy::new(activity),
+            record,
+        })
+    }
+
     pub(super) fn streaming(
         exchange: Arc<Exchange>,
         activity: Arc<Activity>,
@@ -92,6 +123,39 @@ impl ResponseBody {
     }
 }
 
+impl FileBody {
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Aborted>>> {
+        use tokio::io::AsyncRead;
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let want = FILE_CHUNK.min(usize::try_from(self.remaining).unwrap_or(FILE_CHUNK));
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        }
+        let mut read = tokio::io::ReadBuf::new(&mut self.buf[..want]);
+        match Pin::new(&mut self.file).poll_read(cx, &mut read) {
+            Poll::Pending => Poll::Pending,
+            // The file shrank under us (or cannot be read): cut the response, as for an app
+            // that sends fewer bytes than its Content-Length.
+            Poll::Ready(Err(_)) => Poll::Ready(Some(Err(Aborted))),
+            Poll::Ready(Ok(())) if read.filled().is_empty() => Poll::Ready(Some(Err(Aborted))),
+            Poll::Ready(Ok(())) => {
+                let chunk = Bytes::copy_from_slice(read.filled());
+                self.remaining -= chunk.len() as u64;
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
+            }
+        }
+    }
+}
+
+impl Drop for FileBody {
+    fn drop(&mut self) {
+        let r = &self.record;
+        r.metrics.record(&r.method, r.status, r.started.elapsed());
+    }
+}
+
 impl Body for ResponseBody {
     type Data = Bytes;
     type Error = Aborted;
@@ -102,6 +166,7 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             ResponseBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            ResponseBody::File(f) => f.poll_chunk(cx),
             ResponseBody::Streaming(s) => match s.exchange.poll_chunk(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
                     if let Some(owed) = &mut s.owed {
@@ -129,6 +194,7 @@ impl Body for ResponseBody {
         match self {
             ResponseBody::Full(b) => b.as_ref().is_none_or(|b| b.is_empty()),
             ResponseBody::Streaming(s) => s.finished,
+            ResponseBody::File(f) => f.remaining == 0,
         }
     }
 
@@ -136,6 +202,7 @@ impl Body for ResponseBody {
         match self {
             ResponseBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             ResponseBody::Streaming(_) => SizeHint::default(),
+            ResponseBody::File(f) => SizeHint::with_exact(f.remaining),
         }
     }
 }

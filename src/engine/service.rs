@@ -257,6 +257,42 @@ impl RequestService {
                 );
                 bad_request()
             }
+            Response::File(head, path) => {
+                exchange.engine_done();
+                let record = StreamRecord {
+                    metrics,
+                    method: method.clone(),
+                    status: head.status.as_u16(),
+                    started,
+                };
+                match open_for_sending(&path).await {
+                    Ok((file, len)) => {
+                        let mut head = head;
+                        if !head.headers.contains_key(CONTENT_LENGTH) {
+                            head.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+                        }
+                        let body = if method == http::Method::HEAD {
+                            ResponseBody::full(Bytes::new())
+                        } else {
+                            ResponseBody::file(file, len, self.activity.clone(), record)
+                        };
+                        build(head, body, defaults, draining)
+                    }
+                    Err(e) => {
+                        shared.dispatcher.log(
+                            LogLevel::Error,
+                            format!(
+                                "http.response.pathsend: cannot send {}: {e}",
+                                path.display()
+                            ),
+                        );
+                        simple_response(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "Internal Server Error\n",
+                        )
+                    }
+                }
+            }
             Response::Streaming(head) => {
                 // The guard's job passes to the body: the request stays busy until it ends.
                 self.activity.busy.fetch_add(1, Ordering::Relaxed);
@@ -357,6 +393,16 @@ fn drop_connection_headers(mut head: ResponseHead, shared: &Shared) -> ResponseH
         }
     }
     head
+}
+
+/// The file of an `http.response.pathsend` and its length: a regular file only.
+async fn open_for_sending(path: &std::path::Path) -> std::io::Result<(tokio::fs::File, u64)> {
+    let file = tokio::fs::File::open(path).await?;
+    let meta = file.metadata().await?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok((file, meta.len()))
 }
 
 /// A response head's Content-Length (the adapter has checked that it is one number).

@@ -49,6 +49,8 @@ pub enum Response {
     Streaming(ResponseHead),
     /// The request body was malformed (a bad chunk): the engine answers 400 and closes.
     BadRequestBody,
+    /// `http.response.pathsend`: the engine sends this file as the body.
+    File(ResponseHead, std::path::PathBuf),
 }
 
 impl Response {
@@ -58,6 +60,7 @@ impl Response {
             Response::Full(head, body) => Response::Full(f(head), body),
             Response::Streaming(head) => Response::Streaming(f(head)),
             Response::BadRequestBody => Response::BadRequestBody,
+            Response::File(head, path) => Response::File(f(head), path),
         }
     }
 }
