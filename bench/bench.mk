@@ -2,11 +2,12 @@
 #
 #     include bench/bench.mk
 #
-# `make bench` creates .venv-bench (uvicorn with uvloop and httptools, Granian, FastAPI,
-# matplotlib), installs wrk from Debian's packages when missing (as root), installs ferricorn
-# from this checkout with `pip install .` (a release Rust build), builds the hyper ceiling
-# server and the loadgen load generator (for the sse-tokens and idle-10k scenarios) and runs
-# bench/run.py, which writes bench/RESULTS.md and docs/bench.png.
+# `make bench` creates .venv-bench (uvicorn with uvloop and httptools, Granian, Hypercorn, h2,
+# FastAPI, matplotlib), installs wrk, h2load (nghttp2-client) and openssl from Debian's
+# packages when missing (as root), installs ferricorn from this checkout with `pip install .`
+# (a release Rust build), builds the hyper ceiling server and the loadgen load generator (for
+# the sse-tokens and idle-10k scenarios) and runs bench/run.py, which writes bench/RESULTS.md
+# and docs/bench.png.
 #
 # Variables:
 #   BENCH_ARGS    extra arguments for bench/run.py, e.g. BENCH_ARGS="--rounds 5 --pin"
@@ -19,7 +20,12 @@ BENCH_PYTHON ?= python3
 BENCH_VENV := .venv-bench
 BENCH_PY := $(BENCH_VENV)/bin/python
 BENCH_ARGS ?=
-BENCH_PACKAGES := granian "uvicorn[standard]" uvloop httptools fastapi pydantic matplotlib
+# h2: the HTTP/2 readiness check of the h2 scenarios (Hypercorn depends on it too).
+BENCH_PACKAGES := granian "uvicorn[standard]" hypercorn h2 uvloop httptools fastapi pydantic \
+	matplotlib
+# Debian's packages for the load generators and the TLS scenarios' certificate, as
+# command:package.
+BENCH_APT_TOOLS := wrk:wrk h2load:nghttp2-client openssl:openssl
 
 .PHONY: bench bench-setup bench-run bench-quick bench-tools bench-ferricorn bench-hyper \
 	bench-loadgen bench-clean
@@ -36,15 +42,21 @@ bench-run:
 bench-setup: bench-tools $(BENCH_VENV)/.packages-installed bench-ferricorn bench-hyper \
 	bench-loadgen
 
-# wrk comes from Debian's packages; installing it needs root.
+# wrk, h2load (package nghttp2-client) and openssl come from Debian's packages; installing
+# the missing ones needs root.
 bench-tools:
-	@command -v wrk >/dev/null 2>&1 || { \
+	@missing=""; \
+	for tool in $(BENCH_APT_TOOLS); do \
+		command -v "$${tool%%:*}" >/dev/null 2>&1 || missing="$$missing $${tool#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" -eq 0 ]; then \
-			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; \
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
 		else \
-			echo "bench: wrk is missing; as root run: apt-get install -y wrk" >&2; exit 1; \
+			echo "bench: missing:$$missing; as root run: apt-get install -y$$missing" >&2; \
+			exit 1; \
 		fi; \
-	}
+	fi
 
 # Reinstalled only when this file changes; delete the stamp to force an upgrade.
 $(BENCH_VENV)/.packages-installed: bench/bench.mk

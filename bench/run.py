@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Benchmark orchestrator: ferricorn against uvicorn, Granian and a pure-Rust hyper ceiling.
+"""Benchmark orchestrator: ferricorn against uvicorn, Granian, Hypercorn and a pure-Rust hyper
+ceiling.
 
 For each round, each scenario and each server in turn (the server order rotates every round),
 it starts the server as a subprocess on a free loopback port with one worker, checks that the
@@ -20,6 +21,12 @@ connection, latency of the requests served meanwhile, connections still open at 
 their own report section;
 ``ws-echo`` (100 WebSocket clients doing echo round trips for ``--duration`` seconds) joins the
 wrk tables, with messages/s in place of requests/s.
+
+Four run over TLS or HTTP/2 and join the wrk tables: ``tls-hello`` (hello over HTTPS with
+keep-alive) and ``tls-handshakes`` (a new TLS connection per request: handshakes/s) with wrk and
+a self-signed certificate made by openssl at the start of the run; ``h2-hello`` and
+``h2-stream`` with h2load (nghttp2-client) over h2c, 10 connections x 100 streams. Hypercorn
+runs only these four; uvicorn, which has no HTTP/2, not the h2 ones.
 
 Two more get the "Cancellation and overload" section: ``cancel`` (asyncio clients in this
 process abandon requests whose app task sleeps; the delay from each close to the

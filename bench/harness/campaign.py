@@ -20,18 +20,27 @@ import tempfile
 import time
 
 from . import OUT_DIR, REPO
+from .h2load import measure_h2load
 from .loadgen import measure_idle, measure_sse, measure_ws
 from .results import Run
 from .robustness import measure_cancel, measure_overload
 from .scenarios import IDLE_STALL_S, SCENARIOS, Scenario
-from .servers import child_setup, free_port, server_command, stop_server, wait_until_serving
+from .servers import (
+    child_setup,
+    free_port,
+    server_command,
+    serves,
+    stop_server,
+    wait_until_serving,
+)
 from .wrk import measure_wrk
 
 
 def measure(scenario: Scenario, server: str, round_no: int, args: argparse.Namespace) -> Run:
     """Start ``server`` on ``scenario``, check its answer, measure it, stop it."""
     port = free_port()
-    command = server_command(server, scenario, port, args.ferricorn_args)
+    tls = getattr(args, "tls", None)  # the run's certificate, when a scenario needs TLS
+    command = server_command(server, scenario, port, args.ferricorn_args, tls)
     assert command is not None
     run = Run(scenario.name, server, round_no, ok=False, command=shlex.join(command))
     log_dir = OUT_DIR / "logs"
@@ -47,15 +56,15 @@ def measure(scenario: Scenario, server: str, round_no: int, args: argparse.Names
             preexec_fn=child_setup(args.server_cpus),
         )
         try:
-            problem = wait_until_serving(proc, scenario, port)
+            problem, run.protocol = wait_until_serving(proc, scenario, port, tls=tls)
             if problem:
                 server_log.flush()
                 tail = (log_dir / f"{stem}.server.log").read_text(errors="replace")
                 tail = " | ".join(tail.strip().splitlines()[-3:])
                 run.error = f"{problem}" + (f" (log: {tail})" if tail else "")
                 return run
-            measurer = {"wrk": measure_wrk, "sse": measure_sse, "idle": measure_idle,
-                        "ws": measure_ws, "cancel": measure_cancel,
+            measurer = {"wrk": measure_wrk, "h2load": measure_h2load, "sse": measure_sse,
+                        "idle": measure_idle, "ws": measure_ws, "cancel": measure_cancel,
                         "overload": measure_overload}
             measurer[scenario.kind](run, proc, scenario, port, args, log_dir, stem)
         except ValueError as err:
@@ -67,7 +76,7 @@ def measure(scenario: Scenario, server: str, round_no: int, args: argparse.Names
 
 def describe(run: Run) -> str:
     """One progress line."""
-    head = f"[round {run.round}] {run.scenario:<11} {run.server:<9}"
+    head = f"[round {run.round}] {run.scenario:<14} {run.server:<9}"
     if not run.ok:
         return f"{head} FAILED: {run.error}"
     f = run.figures
@@ -122,6 +131,7 @@ def describe(run: Run) -> str:
         f"{head} {run.rps:>10,.0f} req/s  p50 {lat['50']:7.2f} ms  p99 {lat['99']:7.2f} ms  "
         f"cpu {run.cpu_us_per_request:6.1f} us/req ({run.cpu_utilisation:.2f} cores)"
         + (f"  errors {run.errors}" if run.errors else "")
+        + (f"  [{run.protocol}]" if run.protocol and run.protocol != "HTTP/1.1" else "")
     )
 
 
@@ -134,7 +144,7 @@ def run_campaign(args: argparse.Namespace) -> list[Run]:
         for name in args.scenarios:
             scenario = SCENARIOS[name]
             for server in order:
-                if server_command(server, scenario, 0, args.ferricorn_args) is None:
+                if not serves(server, scenario):
                     continue
                 run = measure(scenario, server, round_no, args)
                 print(describe(run), file=sys.stderr, flush=True)
@@ -144,16 +154,25 @@ def run_campaign(args: argparse.Namespace) -> list[Run]:
 
 
 def app_cost_scenarios(scenarios: list[str]) -> list[str]:
-    """The scenarios whose app's own cost is measured: the CPU-bound wrk ones (not the ones
-    that sleep, where the ideal bounds the throughput)."""
-    return [n for n in scenarios if SCENARIOS[n].kind == "wrk" and not SCENARIOS[n].ideal_rps]
+    """The scenarios whose app's own cost is measured: the CPU-bound wrk and h2load ones (not
+    the ones that sleep, where the ideal bounds the throughput)."""
+    return [n for n in scenarios
+            if SCENARIOS[n].kind in ("wrk", "h2load") and not SCENARIOS[n].ideal_rps]
 
 
 def measure_app_costs(scenarios: list[str]) -> dict[str, float]:
-    """Per scenario, the app's CPU us per request called in-process (bench/appcost.py)."""
-    costs = {}
+    """Per scenario, the app's CPU us per request called in-process (bench/appcost.py);
+    measured once per app and request (hello serves hello, tls-hello, h2-hello, ...)."""
+    costs: dict[str, float] = {}
+    measured: dict[tuple, str] = {}  # (app, method, path, body) -> the scenario measured
     for name in app_cost_scenarios(scenarios):
         scenario = SCENARIOS[name]
+        request = (scenario.app, scenario.method, scenario.path, scenario.body)
+        if request in measured:
+            if measured[request] in costs:
+                costs[name] = costs[measured[request]]
+            continue
+        measured[request] = name
         with tempfile.NamedTemporaryFile(suffix=".body") as body:
             body.write(scenario.body)
             body.flush()

@@ -15,7 +15,8 @@ from .scenarios import SCENARIOS, loadgen_scenario, loadgen_scenarios
 from .tables import ratio
 
 SERVER_COLOURS = {
-    "ferricorn": "#d9480f", "granian": "#1c7ed6", "uvicorn": "#37b24d", "hyper": "#868e96"
+    "ferricorn": "#d9480f", "granian": "#1c7ed6", "uvicorn": "#37b24d", "hypercorn": "#ae3ec9",
+    "hyper": "#868e96",
 }
 
 

@@ -11,6 +11,7 @@ rendering logic of its own.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -26,6 +27,7 @@ from .environment import environment_info
 from .report import print_tables, write_markdown
 from .scenarios import CANCEL_CONCURRENCY, CANCEL_REQUESTS, SCENARIOS
 from .servers import ALL_SERVERS, missing_requirements, raise_fd_limit
+from .tls import TLS_KEY_DESCRIPTION, certificates
 
 
 def _csv(choices: list[str] | tuple[str, ...]) -> Callable[[str], list[str]]:
@@ -58,16 +60,19 @@ def parse_args(argv: list[str], description: str = "") -> argparse.Namespace:
                         help=f"comma-separated, default all: {','.join(SCENARIOS)}")
     parser.add_argument("--servers", type=_csv(ALL_SERVERS), default=list(ALL_SERVERS),
                         help=f"comma-separated, default {','.join(ALL_SERVERS)}"
-                        " (hyper, the ceiling, runs hello, slow-100ms and the sse scenarios)")
+                        " (hyper, the ceiling, runs hello, slow-100ms and the sse scenarios;"
+                        " hypercorn only the tls and h2 ones; uvicorn no h2 one)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--duration", type=float, default=5.0,
-                        help="seconds per measured wrk or ws-echo run (default 5; the"
+                        help="seconds per measured wrk, h2load or ws-echo run (default 5; the"
                         " loadgen scenarios sse-tokens, sse-10k and idle-10k have a fixed size)")
     parser.add_argument("--warmup", type=float, default=1.0,
-                        help="seconds of wrk (or ws-echo) warm-up before each measured run"
+                        help="seconds of wrk (or h2load, ws-echo) warm-up before each"
+                        " measured run"
                         " (default 1; 0: none; the sse scenarios warm up with 100 short"
                         " streams, idle-10k not)")
-    parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="wrk (and h2load) threads (default 1)")
     parser.add_argument("--no-app-cost", dest="app_cost", action="store_false",
                         help="skip measuring each app's own cost in-process (bench/appcost.py)")
     parser.add_argument("--cancel-requests", type=int, default=CANCEL_REQUESTS,
@@ -140,10 +145,21 @@ def main(argv: list[str], description: str = "") -> int:
             "server_cpus": sorted(args.server_cpus or []),
             "wrk_cpus": sorted(args.wrk_cpus or []),
         }
+        tls_scenarios = [n for n in args.scenarios if SCENARIOS[n].tls]
+        if tls_scenarios:
+            settings["tls"] = (f"self-signed {TLS_KEY_DESCRIPTION} certificate for localhost"
+                               " and 127.0.0.1, made by openssl at the start of the run")
         environment = environment_info()
         print(f"ferricorn bench: {len(args.scenarios)} scenario(s) x {len(args.servers)} "
               f"server(s) x {args.rounds} round(s), {args.duration:g} s each", file=sys.stderr)
-        runs = run_campaign(args)
+        with contextlib.ExitStack() as stack:
+            # The TLS scenarios' certificate lives in a temporary directory for the campaign.
+            try:
+                args.tls = stack.enter_context(certificates()) if tls_scenarios else None
+            except RuntimeError as err:
+                print(f"cannot make the TLS certificate: {err}", file=sys.stderr)
+                return 2
+            runs = run_campaign(args)
         app_costs = measure_app_costs(args.scenarios) if args.app_cost else {}
         data = {"settings": settings, "environment": environment,
                 "runs": [asdict(r) for r in runs], "app_costs": app_costs}

@@ -42,8 +42,8 @@ def environment_info() -> dict[str, object]:
                 mem_kib = int(line.split()[1])
     packages = {}
     for name in (
-        "ferricorn", "granian", "uvicorn", "uvloop", "httptools", "fastapi", "starlette",
-        "pydantic", "matplotlib",
+        "ferricorn", "granian", "uvicorn", "hypercorn", "h2", "uvloop", "httptools", "fastapi",
+        "starlette", "pydantic", "matplotlib",
     ):
         try:
             packages[name] = importlib.metadata.version(name)
@@ -69,6 +69,8 @@ def environment_info() -> dict[str, object]:
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "packages": packages,
         "wrk": _first_line(["wrk", "--version"]).split(" Copyright")[0],
+        "h2load": _first_line(["h2load", "--version"]),
+        "openssl": _first_line(["openssl", "version"]),
         "git": git if "fatal" not in git else "no commit yet",
         "ferricorn_engine": engine,
     }

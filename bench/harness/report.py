@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import ANALYSIS, REPO
-from .results import Run, summarise, summarise_loadgen
+from .results import Run, Summary, summarise, summarise_loadgen
 from .scenarios import (
     CANCEL_CONCURRENCY,
     CANCEL_HOLD_S,
@@ -51,6 +51,50 @@ from .tables import (
     sse_rows,
     text_table,
 )
+from .tls import TLS_KEY_DESCRIPTION
+
+
+def protocol_notes(scenarios: list[str], summary: dict[tuple[str, str], Summary]) -> list[str]:
+    """The paragraphs under the results table on the TLS and HTTP/2 scenarios measured."""
+    measured = {name for name, _server in summary}
+    tls = [n for n in scenarios if n in measured and SCENARIOS[n].tls]
+    h2 = [n for n in scenarios if n in measured and SCENARIOS[n].http2]
+    closing = [n for n in tls if any(h.lower().replace(" ", "") == "connection:close"
+                                     for h in SCENARIOS[n].headers)]
+    lines = []
+    if tls:
+        text = (
+            f"{', '.join(tls)} {'is' if len(tls) == 1 else 'are'} served over TLS with a"
+            f" self-signed {TLS_KEY_DESCRIPTION} certificate made at the start of the run: each"
+            " server gets it with its own flags and keeps its defaults otherwise (protocol"
+            " versions, cipher suites). The notes give what the readiness check negotiated"
+            " (a Python client, whose TLS offer is OpenSSL's default, as wrk's is)."
+        )
+        if any(SCENARIOS[n].kind == "wrk" for n in tls):
+            text += (" wrk offers no ALPN (so HTTP/1.1), checks no certificate and resumes no"
+                     " session.")
+        if closing:
+            text += (
+                f" {', '.join(closing)} sends `Connection: close`: every request is a new"
+                " connection and a full handshake, so req/s is handshakes per second, and"
+                " wrk's latencies, which start once the connection is set up, leave the"
+                " handshake out."
+            )
+        lines += [text, ""]
+    if h2:
+        lines += [
+            f"{', '.join(h2)} {'is' if len(h2) == 1 else 'are'} measured with h2load rather"
+            " than wrk: a few connections with many streams in flight on each (see the"
+            " scenarios at the end), for the same duration after a warm-up run of the same"
+            " kind. Over plain TCP h2load speaks h2c by prior knowledge (the HTTP/2 preface at"
+            " once, no Upgrade); Granian runs with `--http 2`, ferricorn and Hypercorn serve"
+            " HTTP/1.1 and h2c on the same port, and uvicorn, which has no HTTP/2, is left"
+            " out. p50 and p99 come from h2load's per-request log (its summary has only the"
+            " mean); failed requests are h2load's \"failed\" (error statuses, reset streams,"
+            " lost connections).",
+            "",
+        ]
+    return lines
 
 
 def app_cost_section(data: dict, table: Callable, prose: bool) -> list[str]:
@@ -219,8 +263,14 @@ def write_markdown(path: Path, data: dict, chart: Path | None) -> None:
     )
     loadgen_used = [n for n in scenarios if SCENARIOS[n].kind in ("sse", "idle", "ws")]
     wrk_used = [n for n in scenarios if SCENARIOS[n].kind in ("wrk", "overload")]
-    timed = wrk_used + [n for n in scenarios if SCENARIOS[n].kind == "ws"]
+    h2load_used = [n for n in scenarios if SCENARIOS[n].kind == "h2load"]
+    timed = wrk_used + h2load_used + [n for n in scenarios if SCENARIOS[n].kind == "ws"]
     generator = f"{env['wrk']}, {settings['threads']} thread(s)" if wrk_used else ""
+    if h2load_used:
+        generator += ("; " if generator else "") + (
+            f"{env.get('h2load', 'h2load')}, {settings['threads']} thread(s), for "
+            + ", ".join(h2load_used)
+        )
     if loadgen_used:
         generator += ("; " if generator else "") + (
             "`target/release/examples/loadgen` (bench/loadgen.rs) for "
@@ -257,6 +307,8 @@ def write_markdown(path: Path, data: dict, chart: Path | None) -> None:
         *([f"- ferricorn engine: `{env['ferricorn_engine']}`"]
           if "ferricorn_engine" in env else []),
         f"- Load generator: {generator}",
+        *([f"- TLS: {settings['tls']}; {env.get('openssl', 'openssl')} on the client side"
+           " (wrk, h2load)"] if settings.get("tls") else []),
         f"- Repository: {env['git']}",
         f"- Rounds: {settings['rounds']}; "
         + (f"measured {settings['duration']} s per run after a {settings['warmup']} s"
@@ -276,6 +328,7 @@ def write_markdown(path: Path, data: dict, chart: Path | None) -> None:
             " CPU.",
             "",
         ]
+        lines += protocol_notes(scenarios, summary)
         ws_names = [n for n in scenarios if SCENARIOS[n].kind == "ws"
                     and any(k[0] == n for k in summary)]
         for name in ws_names:
@@ -318,6 +371,8 @@ def write_markdown(path: Path, data: dict, chart: Path | None) -> None:
         f"- **{name}**: {SCENARIOS[name].summary}"
         + (f"; {SCENARIOS[name].connections} connections"
            if SCENARIOS[name].kind in ("wrk", "ws") else "")
+        + (f"; {SCENARIOS[name].connections} connections x {SCENARIOS[name].streams}"
+           " streams in flight" if SCENARIOS[name].kind == "h2load" else "")
         for name in scenarios
     ]
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,10 @@ class Run:
     rss_mib: float | None = None
     errors: int | None = None
     command: str | None = None
-    wrk_command: str | None = None
+    wrk_command: str | None = None  # or h2load's, for the HTTP/2 scenarios
+    # What the readiness check (or h2load) went over: "HTTP/1.1", "HTTP/1.1, TLSv1.3
+    # TLS_AES_256_GCM_SHA384", "h2c", "h2, TLSv1.3 ..."; None in files from before it.
+    protocol: str | None = None
     # loadgen scenarios (sse, idle, ws): the figures derived for the report (see measure_sse,
     # measure_idle and measure_ws), loadgen's own JSON line, and its command line. ws runs
     # also fill in rps, latency_ms and the CPU figures, so that they join the wrk tables.
@@ -56,10 +59,11 @@ class Summary:
     rss_mib: float
     errors: int
     spread: float  # (max - min) / median of req/s across rounds
+    protocol: str | None = None  # the last round's (they all run the same flags)
 
 
 def summarise(runs: list[Run]) -> dict[tuple[str, str], Summary]:
-    """Group the successful wrk and ws runs by (scenario, server) and take medians."""
+    """Group the successful wrk, h2load and ws runs by (scenario, server); take medians."""
     groups: dict[tuple[str, str], list[Run]] = {}
     for run in runs:
         # wrk and ws runs have an rps; overload runs (wrk too) have their own section.
@@ -78,6 +82,7 @@ def summarise(runs: list[Run]) -> dict[tuple[str, str], Summary]:
             errors=sum(r.errors or 0 for r in group),
             spread=(max(r.rps for r in group) - min(r.rps for r in group))
             / statistics.median(r.rps for r in group),
+            protocol=group[-1].protocol,
         )
         for key, group in groups.items()
     }

@@ -2,10 +2,10 @@
 parameters of its measurement (sizes, delays, limits, sampling periods).
 
 Owns ``Scenario``, ``SCENARIOS`` (its order is the reports' order), the request bodies the wrk
-Lua scripts send, the checks of the first answer, and the module-level parameters below,
-which the drivers, the report text and the command line's defaults all read. Must not start
-processes, measure or format anything. bench/README.md ("Adding a scenario") says how to add
-one.
+Lua scripts send, which scenarios run over TLS or HTTP/2, the checks of the first answer, and
+the module-level parameters below, which the drivers, the report text and the command line's
+defaults all read. Must not start processes, measure or format anything. bench/README.md
+("Adding a scenario") says how to add one.
 """
 
 from __future__ import annotations
@@ -67,7 +67,13 @@ class Scenario:
     content_type: str | None = None
     ideal_rps: float | None = None  # when the app itself bounds the throughput (events/s: sse)
     wrk_timeout_s: int = 5
-    kind: str = "wrk"  # the load generator: "wrk", or a loadgen mode ("sse", "idle", "ws")
+    # The load generator: "wrk", "h2load", or a loadgen mode ("sse", "idle", "ws"); "cancel"
+    # and "overload" have drivers of their own.
+    kind: str = "wrk"
+    tls: bool = False  # served over TLS with the run's self-signed certificate (https://)
+    http2: bool = False  # HTTP/2 (h2load): h2c by prior knowledge, or ALPN h2 with ``tls``
+    streams: int = 1  # h2load: streams in flight per connection (-m)
+    headers: tuple[str, ...] = ()  # extra request headers wrk sends, "Name: value"
     load_path: str | None = None  # loadgen's request path, when it differs from ``path``
     hold_s: float = 0.0  # idle: seconds loadgen holds the connections once all are open
     events: int = 0  # sse: events per stream (the app's ``n``)
@@ -75,12 +81,17 @@ class Scenario:
     # The hyper ceiling's flags for this scenario (bench/hyper_hello.rs), or None where
     # there is no pure-Rust equivalent of the app to compare with.
     ceiling: tuple[str, ...] | None = None
-    # Extra command-line flags per server ("ferricorn", "granian", "uvicorn"), e.g. limits.
+    # Extra command-line flags per server ("ferricorn", "granian", "uvicorn", "hypercorn"),
+    # e.g. limits.
     server_args: dict[str, tuple[str, ...]] = field(
         default_factory=dict, hash=False, compare=False, repr=False
     )
 
 
+# h2-hello and h2-stream: h2load's connections and the streams in flight on each (-c, -m);
+# 100 streams is the default limit of ferricorn (--h2-max-concurrent-streams) and Hypercorn.
+H2_CONNECTIONS = 10
+H2_STREAMS = 100
 # sse-tokens: what each of the 1,000 streams carries (bench/apps/sse_tokens.py).
 SSE_EVENTS = 200
 SSE_INTERVAL_S = 0.01
@@ -217,6 +228,45 @@ SCENARIOS: dict[str, Scenario] = {
                 lambda d: d == {"name": "widget", "total": 29.97, "tag_count": 3},
                 '{"name":"widget","total":29.97,"tag_count":3}',
             ),
+        ),
+        Scenario(
+            name="tls-hello",
+            app="bench.apps.hello:app",
+            summary="GET hello over HTTPS with keep-alive (the run's self-signed ECDSA P-256"
+            " certificate): hello plus the cost of TLS records",
+            tls=True,
+            check=expect_body(b"Hello, world!"),
+        ),
+        Scenario(
+            name="tls-handshakes",
+            app="bench.apps.hello:app",
+            summary="hello over HTTPS with `Connection: close`: every request on a new"
+            " connection, so req/s is full TLS handshakes per second (wrk resumes no session)",
+            tls=True,
+            headers=("Connection: close",),
+            check=expect_body(b"Hello, world!"),
+        ),
+        Scenario(
+            name="h2-hello",
+            app="bench.apps.hello:app",
+            summary='GET over HTTP/2 (h2c, prior knowledge) with h2load, 13-byte "Hello,'
+            ' world!" body',
+            kind="h2load",
+            http2=True,
+            connections=H2_CONNECTIONS,
+            streams=H2_STREAMS,
+            check=expect_body(b"Hello, world!"),
+        ),
+        Scenario(
+            name="h2-stream",
+            app="bench.apps.stream_10:app",
+            summary="GET over HTTP/2 (h2c, prior knowledge) with h2load, the stream-10 app's"
+            " 10 x 128-byte more_body chunks (a DATA frame each)",
+            kind="h2load",
+            http2=True,
+            connections=H2_CONNECTIONS,
+            streams=H2_STREAMS,
+            check=expect_body(_stream_body()),
         ),
         token_streams(
             "sse-tokens", 1000, SSE_EVENTS, SSE_INTERVAL_S,

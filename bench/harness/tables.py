@@ -49,6 +49,8 @@ def results_rows(
             if s is None:
                 continue
             note = f"{s.rps / ideal:.0%} of ideal {ideal:,.0f}" if ideal else ""
+            if (SCENARIOS[name].tls or SCENARIOS[name].http2) and s.protocol:
+                note = s.protocol  # what was measured: HTTP version, TLS version and cipher
             if SCENARIOS[name].kind == "ws":
                 note = "req/s: echo round trips (messages)/s; CPU per message"
                 if s.errors:

@@ -1,10 +1,10 @@
 """wrk: its command line, the measured run, and the parsers of what it prints.
 
-Owns ``wrk_command``, ``measure_wrk`` (warm-up, measured run, the server's CPU and RSS around
-it), ``parse_wrk`` (the report of ``wrk --latency``: requests, requests/s, the 50/75/90/99%
-latencies in us, ms or s, socket errors, non-2xx responses) and ``parse_statuses`` (the
-"statuses:" line of bench/lua/count_status.lua). Must not start or stop servers, nor render
-reports.
+Owns ``wrk_command`` (with https:// and extra headers for the TLS scenarios), ``measure_wrk``
+(warm-up, measured run, the server's CPU and RSS around it), ``parse_wrk`` (the report of
+``wrk --latency``: requests, requests/s, the 50/75/90/99% latencies in us, ms or s, socket
+errors, non-2xx responses) and ``parse_statuses`` (the "statuses:" line of
+bench/lua/count_status.lua). Must not start or stop servers, nor render reports.
 """
 
 from __future__ import annotations
@@ -85,9 +85,14 @@ def wrk_command(scenario: Scenario, port: int, duration: float, threads: int) ->
         "wrk", f"-t{min(threads, scenario.connections)}", f"-c{scenario.connections}",
         f"-d{max(1, round(duration))}s", f"--timeout={scenario.wrk_timeout_s}s", "--latency",
     ]
+    for header in scenario.headers:
+        command += ["-H", header]
     if scenario.lua:
         command += ["-s", str(LUA_DIR / scenario.lua)]
-    return [*command, f"http://{HOST}:{port}{scenario.path}"]
+    # Over TLS wrk offers no ALPN (so HTTP/1.1), checks no certificate and resumes no session:
+    # with "Connection: close" every request is a full handshake.
+    scheme = "https" if scenario.tls else "http"
+    return [*command, f"{scheme}://{HOST}:{port}{scenario.path}"]
 
 
 _RE_STATUSES = re.compile(r"^statuses:(.*)$", re.MULTILINE)

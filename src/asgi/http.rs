@@ -22,7 +22,8 @@ use pyo3::types::{PyBytes, PyDict};
 use super::awaitable::Waiting;
 use super::context::{receive, Context, Cycle, WaitFor};
 use super::messages::{
-    body_bytes, declared_length, escape_control, message_and_type, more_body, response_head,
+    body_bytes, declared_length, escape_control, message_and_type, more_body, parse_headers,
+    response_head,
 };
 use crate::handoff::exchange::{BodyRead, Capacity, Exchange, PushResult, Response, ResponseHead};
 
@@ -63,6 +64,20 @@ pub struct HttpCycle {
     /// The request, for error messages: method and target.
     method: http::Method,
     target: http::Uri,
+    /// `http.response.trailers`: announced by `trailers: True` in the start message.
+    trailers: Trailers,
+}
+
+/// Where the response is with its trailers (the `http.response.trailers` extension).
+#[derive(Default)]
+enum Trailers {
+    /// The start message did not announce any.
+    #[default]
+    None,
+    /// Announced; the body is still being sent.
+    Announced,
+    /// The last body message went out; trailer messages follow, gathered here.
+    Collecting(HeaderMap),
 }
 
 /// How a body message measures against the declared Content-Length.
@@ -104,6 +119,7 @@ impl HttpCycle {
             access,
             timed_out: false,
             declared_length: None,
+            trailers: Trailers::None,
             sent: 0,
             method,
             target,
@@ -166,7 +182,61 @@ impl HttpCycle {
         };
         self.status = code;
         self.response = ResponseState::Started(head);
+        if let Some(t) = msg.get_item(intern!(msg.py(), "trailers"))? {
+            if t.is_truthy()? {
+                self.trailers = Trailers::Announced;
+            }
+        }
         Ok(())
+    }
+
+    /// `http.response.trailers`: gathered until `more_trailers` is false, then sent after
+    /// the body (HTTP/2 always; HTTP/1.1 when the request said `TE: trailers` and the
+    /// response lists them in `Trailer`, chunked).
+    fn send_trailers(slf: &Bound<'_, Self>, msg: &Bound<'_, PyDict>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let fields = parse_headers(msg, "http.response.trailers")?;
+        let more = match msg.get_item(intern!(py, "more_trailers"))? {
+            Some(v) => v.is_truthy()?,
+            None => false,
+        };
+        let mut this = slf.borrow_mut();
+        let mut gathered = match std::mem::take(&mut this.trailers) {
+            Trailers::Collecting(map) => map,
+            other => {
+                let why = if matches!(other, Trailers::None) {
+                    "without 'trailers': True in 'http.response.start'"
+                } else {
+                    "before the last 'http.response.body' (more_body=False)"
+                };
+                this.trailers = other;
+                return Err(PyRuntimeError::new_err(format!(
+                    "Unexpected ASGI message 'http.response.trailers' sent {why}."
+                )));
+            }
+        };
+        for (name, value) in fields {
+            if let Some(name) = name {
+                gathered.append(name, value);
+            }
+        }
+        let done = Context::done(this.ctx.bind(py));
+        if more {
+            this.trailers = Trailers::Collecting(gathered);
+            return Ok(done);
+        }
+        this.trailers = Trailers::None;
+        // A HEAD answer already ended: nobody reads trailers of a body not sent.
+        if matches!(this.response, ResponseState::Streaming) {
+            this.response = ResponseState::Complete;
+            if !this.exchange.push_trailers(gathered) {
+                return Err(client_gone_error());
+            }
+        }
+        this.response = ResponseState::Complete;
+        drop(this);
+        Self::finished(slf)?;
+        Ok(done)
     }
 
     /// `http.response.pathsend`: the engine sends the file as the whole body, with its
@@ -217,8 +287,23 @@ impl HttpCycle {
     fn send_body(slf: &Bound<'_, Self>, msg: &Bound<'_, PyDict>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let mut body = body_bytes(msg, "http.response.body")?.unwrap_or_default();
-        let more = more_body(msg)?;
+        let mut more = more_body(msg)?;
         let mut this = slf.borrow_mut();
+        match this.trailers {
+            Trailers::None => {}
+            Trailers::Announced => {
+                if !more {
+                    // The body's end is the trailers' to say: the stream stays open.
+                    this.trailers = Trailers::Collecting(HeaderMap::new());
+                    more = true;
+                }
+            }
+            Trailers::Collecting(_) => {
+                return Err(PyRuntimeError::new_err(
+                    "Unexpected ASGI message 'http.response.body' sent after the last one; expected 'http.response.trailers'.",
+                ))
+            }
+        }
         let state = std::mem::replace(&mut this.response, ResponseState::Complete);
         let done = Context::done(this.ctx.bind(py));
         match state {
@@ -516,6 +601,7 @@ impl HttpCycle {
         match kind.to_str()? {
             "http.response.body" => Self::send_body(slf, msg),
             "http.response.pathsend" => Self::send_path(slf, msg),
+            "http.response.trailers" => Self::send_trailers(slf, msg),
             "http.response.start" => {
                 let mut this = slf.borrow_mut();
                 this.parse_start(msg)?;

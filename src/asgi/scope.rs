@@ -178,6 +178,9 @@ impl ScopeBuilder {
         // connections, as its spec requires.
         let extensions = PyDict::new(py);
         extensions.set_item(intern!(py, "http.response.pathsend"), PyDict::new(py))?;
+        if trailers_reach_client(req) {
+            extensions.set_item(intern!(py, "http.response.trailers"), PyDict::new(py))?;
+        }
         if let Some(tls) = &req.tls {
             extensions.set_item(intern!(py, "tls"), tls_extension(py, tls)?)?;
         }
@@ -217,8 +220,10 @@ impl ScopeBuilder {
             None => PyDict::new(py),
         };
         // The HTTP scope's extensions minus those that only a response body can use.
-        if extensions.contains(intern!(py, "http.response.pathsend"))? {
-            extensions.del_item(intern!(py, "http.response.pathsend"))?;
+        for name in ["http.response.pathsend", "http.response.trailers"] {
+            if extensions.contains(name)? {
+                extensions.del_item(name)?;
+            }
         }
         extensions.set_item("websocket.http.response", PyDict::new(py))?;
         scope.set_item(intern!(py, "extensions"), extensions)?;
@@ -336,6 +341,23 @@ fn hex(b: u8) -> Option<u8> {
         b'A'..=b'F' => Some(b - b'A' + 10),
         _ => None,
     }
+}
+
+/// Whether trailers would reach this client: always over HTTP/2; over HTTP/1.1 only when
+/// the request said `TE: trailers` (RFC 9110 10.1.4), since hyper drops them otherwise.
+fn trailers_reach_client(req: &RequestHead) -> bool {
+    req.version == http::Version::HTTP_2
+        || req.headers.get_all(http::header::TE).iter().any(|v| {
+            v.to_str().is_ok_and(|v| {
+                v.split(',').any(|t| {
+                    t.split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .eq_ignore_ascii_case("trailers")
+                })
+            })
+        })
 }
 
 #[cfg(test)]

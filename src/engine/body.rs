@@ -181,10 +181,13 @@ impl Body for ResponseBody {
                     Poll::Ready(Some(Ok(Frame::data(chunk))))
                 }
                 Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
-                Poll::Ready(None) => {
-                    s.finished = true;
-                    Poll::Ready(None)
-                }
+                Poll::Ready(None) => match s.exchange.take_trailers() {
+                    Some(trailers) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+                    None => {
+                        s.finished = true;
+                        Poll::Ready(None)
+                    }
+                },
                 Poll::Pending => Poll::Pending,
             },
         }

@@ -154,6 +154,8 @@ struct State {
     out: VecDeque<Bytes>,
     out_bytes: usize,
     out_end: bool,
+    /// Trailer fields sent after the body (`http.response.trailers`).
+    trailers: Option<HeaderMap>,
     // Lifecycle.
     client_gone: bool,
     /// Tell the app side about a disconnect even when it is not waiting (it may cancel).
@@ -456,6 +458,28 @@ impl Exchange {
         } else {
             PushResult::Accepted
         }
+    }
+
+    /// The response's trailer fields; they end the body. False if the client is gone.
+    pub fn push_trailers(&self, trailers: HeaderMap) -> bool {
+        let waker = {
+            let mut s = self.lock();
+            if s.client_gone {
+                return false;
+            }
+            s.trailers = Some(trailers);
+            s.out_end = true;
+            s.engine_waker.take()
+        };
+        if let Some(w) = waker {
+            self.app_waker.wake_engine(w);
+        }
+        true
+    }
+
+    /// The trailers, once the body's chunks are all taken.
+    pub fn take_trailers(&self) -> Option<HeaderMap> {
+        self.lock().trailers.take()
     }
 
     /// The connection must not carry another response after this one (call before pushing

@@ -61,8 +61,8 @@ def test_help_lists_every_option(tmp_path):
     done = run_py("--help", cwd=tmp_path)
     assert done.returncode == 0
     assert done.stdout.startswith("usage: run.py [-h]")
-    assert ("Benchmark orchestrator: ferricorn against uvicorn, Granian and a pure-Rust hyper"
-            " ceiling.") in done.stdout
+    assert ("Benchmark orchestrator: ferricorn against uvicorn, Granian, Hypercorn and a"
+            " pure-Rust hyper\nceiling.") in done.stdout
     for option in OPTIONS:
         assert f"  {option}" in done.stdout, option
 
@@ -83,3 +83,21 @@ def test_bad_arguments_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         parse_args(argv)
     assert exit_info.value.code == 2
+
+
+def test_app_cost_measured_once_per_app(monkeypatch):
+    from bench.harness import campaign
+
+    calls = []
+
+    def fake_run(command, **_kwargs):
+        calls.append(command[2])
+        return subprocess.CompletedProcess(command, 0, stdout='{"us_per_request": 6.5}\n',
+                                           stderr="")
+
+    monkeypatch.setattr(campaign.subprocess, "run", fake_run)
+    costs = campaign.measure_app_costs(["hello", "tls-hello", "h2-hello", "h2-stream",
+                                        "slow-100ms"])
+    # hello, tls-hello and h2-hello serve the same app and request; slow-100ms sleeps.
+    assert calls == ["bench.apps.hello:app", "bench.apps.stream_10:app"]
+    assert costs == {"hello": 6.5, "tls-hello": 6.5, "h2-hello": 6.5, "h2-stream": 6.5}

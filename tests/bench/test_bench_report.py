@@ -171,3 +171,69 @@ def test_no_chart_without_matplotlib(tmp_path, results, monkeypatch, capsys):
     assert write_chart(tmp_path / "bench.png", results) is False
     assert not (tmp_path / "bench.png").exists()
     assert "matplotlib is not installed" in capsys.readouterr().err
+
+
+def tls_h2_results(results: dict) -> dict:
+    """One round of tls-hello and h2-hello on the four Python servers (uvicorn has no HTTP/2,
+    so no h2-hello run), with round figures: ferricorn twice Granian's req/s at half its CPU."""
+    figures = {
+        ("tls-hello", "HTTP/1.1, TLSv1.3 TLS_AES_256_GCM_SHA384"): {
+            "ferricorn": (20_000, 40.0), "granian": (10_000, 80.0), "uvicorn": (5_000, 160.0),
+            "hypercorn": (2_500, 320.0)},
+        ("h2-hello", "h2c"): {
+            "ferricorn": (40_000, 20.0), "granian": (20_000, 40.0),
+            "hypercorn": (1_000, 800.0)},
+    }
+    runs = [
+        {"scenario": name, "server": server, "round": 1, "ok": True, "rps": float(rps),
+         "requests": rps * 5, "latency_ms": {"50": 2.0, "75": 3.0, "90": 4.0, "99": 8.0},
+         "cpu_us_per_request": cpu, "cpu_utilisation": 0.9, "rss_mib": 40.0, "errors": 0,
+         "protocol": protocol}
+        for (name, protocol), by_server in figures.items()
+        for server, (rps, cpu) in by_server.items()
+    ]
+    settings = dict(results["settings"], scenarios=["tls-hello", "h2-hello"], rounds=1,
+                    servers=["ferricorn", "granian", "uvicorn", "hypercorn"],
+                    tls="self-signed ECDSA P-256 certificate for localhost and 127.0.0.1,"
+                    " made by openssl at the start of the run")
+    environment = dict(results["environment"], h2load="h2load nghttp2/1.52.0",
+                       openssl="OpenSSL 3.0.19 27 Jan 2026 (Library: OpenSSL 3.0.19)")
+    return {"settings": settings, "environment": environment, "runs": runs, "app_costs": {}}
+
+
+def test_tls_and_h2_scenarios(tmp_path, results):
+    lines = markdown(tmp_path, tls_h2_results(results))
+    rows = [line for line in section(lines, "## Results") if line.startswith("| ")]
+    assert rows[2:] == [
+        "| tls-hello | ferricorn | 20,000 | 2.00 | 8.00 | 40.0 | 40 | 1 | - | HTTP/1.1, TLSv1.3"
+        " TLS_AES_256_GCM_SHA384 |",
+        "| tls-hello | granian | 10,000 | 2.00 | 8.00 | 80.0 | 40 | 1 | - | HTTP/1.1, TLSv1.3"
+        " TLS_AES_256_GCM_SHA384 |",
+        "| tls-hello | uvicorn | 5,000 | 2.00 | 8.00 | 160.0 | 40 | 1 | - | HTTP/1.1, TLSv1.3"
+        " TLS_AES_256_GCM_SHA384 |",
+        "| tls-hello | hypercorn | 2,500 | 2.00 | 8.00 | 320.0 | 40 | 1 | - | HTTP/1.1, TLSv1.3"
+        " TLS_AES_256_GCM_SHA384 |",
+        "| h2-hello | ferricorn | 40,000 | 2.00 | 8.00 | 20.0 | 40 | 1 | - | h2c |",
+        "| h2-hello | granian | 20,000 | 2.00 | 8.00 | 40.0 | 40 | 1 | - | h2c |",
+        "| h2-hello | hypercorn | 1,000 | 2.00 | 8.00 | 800.0 | 40 | 1 | - | h2c |",
+    ]
+    prose = " ".join(section(lines, "## Results"))
+    assert "tls-hello is served over TLS with a self-signed ECDSA P-256 certificate" in prose
+    assert "h2-hello is measured with h2load rather than wrk" in prose
+    ratios = [line for line in section(lines, "## Ratios (ferricorn / other)")
+              if line.startswith("| ")]
+    assert ratios[0] == (
+        "| scenario | req/s ferricorn/granian | req/s ferricorn/uvicorn | req/s"
+        " ferricorn/hypercorn | CPU/req ferricorn/granian | CPU/req ferricorn/uvicorn | CPU/req"
+        " ferricorn/hypercorn |")
+    assert ratios[2:] == [
+        "| tls-hello | 2.00x | 4.00x | 8.00x | 0.50x | 0.25x | 0.12x |",
+        "| h2-hello | 2.00x | - | 40.00x | 0.50x | - | 0.03x |",  # no uvicorn over HTTP/2
+    ]
+    assert ("- Load generator: wrk 4.1.0 [epoll], 1 thread(s); h2load nghttp2/1.52.0, 1"
+            " thread(s), for h2-hello") in lines
+    assert ("- TLS: self-signed ECDSA P-256 certificate for localhost and 127.0.0.1, made by"
+            " openssl at the start of the run; OpenSSL 3.0.19 27 Jan 2026 (Library: OpenSSL"
+            " 3.0.19) on the client side (wrk, h2load)") in lines
+    assert lines[-1] == ('- **h2-hello**: GET over HTTP/2 (h2c, prior knowledge) with h2load,'
+                         ' 13-byte "Hello, world!" body; 10 connections x 100 streams in flight')
