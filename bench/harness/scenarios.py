@@ -36,6 +36,17 @@ def expect_body(expected: bytes) -> Check:
     return check
 
 
+def expect_length(size: int) -> Check:
+    """A check that wants status 200 and a body of ``size`` bytes."""
+
+    def check(status: int, body: bytes) -> str | None:
+        if status != 200:
+            return f"status {status}, expected 200"
+        return None if len(body) == size else f"{len(body)} bytes, expected {size}"
+
+    return check
+
+
 def expect_json(predicate: Callable[[object], bool], what: str) -> Check:
     """A check that wants status 200 and a JSON body satisfying ``predicate``."""
 
@@ -205,6 +216,21 @@ SCENARIOS: dict[str, Scenario] = {
             app="bench.apps.stream_10:app",
             summary="GET, 10 x 128-byte more_body chunks (chunked encoding)",
             check=expect_body(_stream_body()),
+        ),
+        Scenario(
+            name="stream-10-yield",
+            app="bench.apps.stream_10_yield:app",
+            summary="GET, stream-10 with the app awaiting asyncio.sleep(0) between sends",
+            check=expect_body(_stream_body()),
+        ),
+        Scenario(
+            name="pathsend-100m",
+            app="bench.apps.pathsend_100m:app",
+            summary="GET, a 100 MiB file: http.response.pathsend where the server offers it"
+            " (ferricorn, Granian), else read and sent in 1 MiB chunks; 4 connections",
+            connections=4,
+            wrk_timeout_s=30,
+            check=expect_length(100 * 1024 * 1024),
         ),
         Scenario(
             name="slow-100ms",

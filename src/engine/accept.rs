@@ -61,6 +61,7 @@ where
     let shared = shared.clone();
     tokio::spawn(async move {
         let _counted = counted;
+        let accepted = tokio::time::Instant::now();
         if !first_bytes(&stream, &shared).await {
             return;
         }
@@ -85,10 +86,12 @@ where
                 serve(stream, client, server, link, shared).await
             }
             Some(tls) => {
-                // The handshake gets the time a request head gets; a client that fails it
-                // (plain HTTP on this port, an aborted or stalled handshake) costs only this
-                // connection.
-                let timeout = config.header_read_timeout;
+                // The handshake gets what is left of the time a request head gets, counted
+                // from the accept; a client that fails it (plain HTTP on this port, an
+                // aborted or stalled handshake) costs only this connection.
+                let timeout = config
+                    .header_read_timeout
+                    .saturating_sub(accepted.elapsed());
                 match tls.handshake(stream, timeout).await {
                     Some(stream) => {
                         let conn = stream.get_ref().1;

@@ -396,13 +396,17 @@ fn drop_connection_headers(mut head: ResponseHead, shared: &Shared) -> ResponseH
 }
 
 /// The file of an `http.response.pathsend` and its length: a regular file only.
-async fn open_for_sending(path: &std::path::Path) -> std::io::Result<(tokio::fs::File, u64)> {
-    let file = tokio::fs::File::open(path).await?;
-    let meta = file.metadata().await?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    Ok((file, meta.len()))
+async fn open_for_sending(path: &std::path::Path) -> std::io::Result<(std::fs::File, u64)> {
+    let path = path.to_owned();
+    let opened = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path)?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(std::io::Error::other("not a regular file"));
+        }
+        Ok((file, meta.len()))
+    });
+    opened.await.map_err(std::io::Error::other)?
 }
 
 /// A response head's Content-Length (the adapter has checked that it is one number).
