@@ -19,14 +19,23 @@ use crate::handoff::exchange::{Aborted, Exchange};
 use crate::metrics::MetricsBlock;
 
 /// Reads the request body into the exchange, starting only when the app first calls
-/// `receive()` (that first read is what makes hyper send `100 Continue`).
-pub(super) async fn pump_request_body(mut body: Incoming, exchange: Arc<Exchange>) {
+/// `receive()` (that first read is what makes hyper send `100 Continue`). A client that
+/// sends nothing for `stall` while the app waits for its body gets 408 (RFC 9110 15.5.9).
+pub(super) async fn pump_request_body(
+    mut body: Incoming,
+    exchange: Arc<Exchange>,
+    stall: std::time::Duration,
+) {
     loop {
         let go = std::future::poll_fn(|cx| exchange.poll_pump_ready(cx)).await;
         if !go {
             return;
         }
-        match body.frame().await {
+        let Ok(frame) = tokio::time::timeout(stall, body.frame()).await else {
+            exchange.body_timed_out();
+            return;
+        };
+        match frame {
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
                     exchange.deliver_body(Some(data));

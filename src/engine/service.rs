@@ -215,7 +215,8 @@ impl RequestService {
                 }
             }
         } else {
-            tokio::spawn(pump_request_body(body, exchange.clone()));
+            let stall = shared.config.header_read_timeout;
+            tokio::spawn(pump_request_body(body, exchange.clone(), stall));
         }
 
         let http2 = parts.version == Version::HTTP_2;
@@ -249,6 +250,14 @@ impl RequestService {
                 exchange.engine_done();
                 metrics.record(&method, head.status.as_u16(), started.elapsed());
                 build(head, ResponseBody::full(body), defaults, draining)
+            }
+            Response::BodyTimedOut => {
+                shared.dispatcher.log(
+                    LogLevel::Debug,
+                    "request body stopped arriving for the header-read timeout: answered 408"
+                        .to_string(),
+                );
+                request_timeout()
             }
             Response::BadRequestBody => {
                 shared.dispatcher.log(

@@ -49,6 +49,9 @@ pub enum Response {
     Streaming(ResponseHead),
     /// The request body was malformed (a bad chunk): the engine answers 400 and closes.
     BadRequestBody,
+    /// The request body stopped arriving (the header-read timeout passed with the app
+    /// waiting for it): the engine answers 408 and closes.
+    BodyTimedOut,
     /// `http.response.pathsend`: the engine sends this file as the body.
     File(ResponseHead, std::path::PathBuf),
 }
@@ -60,6 +63,7 @@ impl Response {
             Response::Full(head, body) => Response::Full(f(head), body),
             Response::Streaming(head) => Response::Streaming(f(head)),
             Response::BadRequestBody => Response::BadRequestBody,
+            Response::BodyTimedOut => Response::BodyTimedOut,
             Response::File(head, path) => Response::File(f(head), path),
         }
     }
@@ -161,6 +165,7 @@ struct State {
     /// Tell the app side about a disconnect even when it is not waiting (it may cancel).
     announce_gone: bool,
     body_failed: bool,
+    body_timed_out: bool,
     aborted: bool,
     abort_flushed: bool,
     engine_done: bool,
@@ -280,7 +285,11 @@ impl Exchange {
             return Poll::Ready(r);
         }
         if s.body_failed {
-            return Poll::Ready(Response::BadRequestBody);
+            return Poll::Ready(if s.body_timed_out {
+                Response::BodyTimedOut
+            } else {
+                Response::BadRequestBody
+            });
         }
         s.engine_waker = Some(cx.waker().clone());
         Poll::Pending
@@ -345,9 +354,19 @@ impl Exchange {
     /// The request body could not be decoded. To the app the request is over (it sees
     /// `http.disconnect`); the engine answers 400 unless a response already went out.
     pub fn body_failed(&self) {
+        self.fail_body(false);
+    }
+
+    /// The request body stopped arriving: as `body_failed`, answered 408 instead.
+    pub fn body_timed_out(&self) {
+        self.fail_body(true);
+    }
+
+    fn fail_body(&self, timed_out: bool) {
         let (waiting, engine) = {
             let mut s = self.lock();
             s.body_failed = true;
+            s.body_timed_out = timed_out;
             s.client_gone = true;
             (std::mem::take(&mut s.app_waiting), s.engine_waker.take())
         };

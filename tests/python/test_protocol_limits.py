@@ -218,6 +218,23 @@ def test_stalled_body_gets_408_after_header_read_timeout(server):
     assert_serves(srv)
 
 
+def test_body_that_stops_midway_gets_408_after_header_read_timeout(server):
+    """A large body (read as the app asks, past the 64 KiB read in one go) that stops
+    arriving: 408 once the header-read timeout passes with the app waiting, then the close;
+    the app hears http.disconnect."""
+    srv = server.start(BASIC, "--timeout-header-read", "1", "--timeout-keep-alive", "30")
+    with raw_connection(srv.port) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 200000\r\n\r\n"
+                     + b"x" * 1000)
+        start = time.monotonic()
+        data = recv_until_closed(sock, timeout=5.0)
+        elapsed = time.monotonic() - start
+    assert data.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), data[:200]
+    assert b"connection: close" in data.partition(b"\r\n\r\n")[0].lower()
+    assert elapsed >= 0.5, f"answered after {elapsed:.2f}s, before the timeout"
+    assert_serves(srv)
+
+
 def test_silent_connection_dropped_after_header_read_timeout(server):
     """A client that connects and never sends a byte is dropped too: closed without a word,
     since no request was begun that a 408 could answer (RFC 9112 9.5: a timeout is a graceful
