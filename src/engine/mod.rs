@@ -92,20 +92,6 @@ pub struct H2Limits {
     pub max_pending_reset_streams: usize,
 }
 
-impl Default for H2Limits {
-    /// The `--h2-*` defaults.
-    fn default() -> Self {
-        H2Limits {
-            max_concurrent_streams: 100,
-            max_header_list_size: 64 * 1024,
-            initial_stream_window_size: 1 << 20,
-            initial_connection_window_size: 2 << 20,
-            keep_alive_interval: None,
-            max_pending_reset_streams: 20,
-        }
-    }
-}
-
 /// The listening socket the engine serves, already bound and listening.
 pub enum Listener {
     Tcp(std::net::TcpListener),

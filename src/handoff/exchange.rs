@@ -436,13 +436,21 @@ impl Exchange {
 
     /// The app hands over its response. Returns false if the client is already gone.
     pub fn respond(&self, response: Response, end: bool) -> bool {
+        self.hand_over(|s| {
+            s.response = Some(response);
+            s.out_end = end;
+        })
+    }
+
+    /// Applies what the app hands over and wakes the engine; false (nothing applied) if the
+    /// client is already gone.
+    fn hand_over(&self, apply: impl FnOnce(&mut State)) -> bool {
         let waker = {
             let mut s = self.lock();
             if s.client_gone {
                 return false;
             }
-            s.response = Some(response);
-            s.out_end = end;
+            apply(&mut s);
             s.engine_waker.take()
         };
         if let Some(w) = waker {
@@ -481,19 +489,10 @@ impl Exchange {
 
     /// The response's trailer fields; they end the body. False if the client is gone.
     pub fn push_trailers(&self, trailers: HeaderMap) -> bool {
-        let waker = {
-            let mut s = self.lock();
-            if s.client_gone {
-                return false;
-            }
+        self.hand_over(|s| {
             s.trailers = Some(trailers);
             s.out_end = true;
-            s.engine_waker.take()
-        };
-        if let Some(w) = waker {
-            self.app_waker.wake_engine(w);
-        }
-        true
+        })
     }
 
     /// The trailers, once the body's chunks are all taken.

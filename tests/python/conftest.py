@@ -289,6 +289,24 @@ def http_client(**kwargs) -> httpx.Client:
     return httpx.Client(trust_env=False, **kwargs)
 
 
+def app_events(srv) -> list[list[str]]:
+    """What a test app recorded after its clients left ([tag, what] pairs at GET /events, as
+    tests/apps/ws_app.py keeps them)."""
+    with http_client() as c:
+        return c.get(f"{srv.url}/events").json()
+
+
+def wait_app_event(srv, tag: str, timeout: float = 5.0) -> str:
+    """The `what` of the app's first event tagged `tag`, waiting up to `timeout` for it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for t, what in app_events(srv):
+            if t == tag:
+                return what
+        time.sleep(0.05)
+    raise AssertionError(f"no {tag!r} event; events: {app_events(srv)}")
+
+
 # --- raw sockets -----------------------------------------------------------------------------
 
 

@@ -373,6 +373,21 @@ def test_stalled_body_without_length_is_ended_by_the_request_timeout(server):
 # --- 5. flow control bounds memory -----------------------------------------------------------
 
 
+def read_granting_nothing(sock: socket.socket, conn, seconds: float) -> list:
+    """The events of `seconds` of reading, sending nothing back (no WINDOW_UPDATE)."""
+    events: list = []
+    sock.settimeout(0.2)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            continue
+        assert data, "connection closed"
+        events += conn.receive_data(data)
+    return events
+
+
 def progress(srv) -> dict:
     with httpx.Client(trust_env=False, timeout=10) as http:
         return http.get(srv.url + "/progress").json()
@@ -388,16 +403,7 @@ def test_a_client_that_grants_no_window_pauses_a_200_mib_response(server):
     sock, conn = h2_connection(srv.port)
     flood = h2_get(conn, "/flood?mib=200")
     sock.sendall(conn.data_to_send())
-    events: list = []
-    sock.settimeout(0.2)
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline:  # read for 2 s, granting nothing
-        try:
-            data = sock.recv(65536)
-        except TimeoutError:
-            continue
-        assert data, "connection closed"
-        events += conn.receive_data(data)
+    events = read_granting_nothing(sock, conn, 2.0)
     sock.sendall(conn.data_to_send())  # SETTINGS ACK only: no WINDOW_UPDATE
     handed_over = progress(srv)["flood"]
     grown = rss_kib(srv) - before
@@ -456,16 +462,7 @@ def test_an_upload_to_an_app_that_does_not_read_stops_at_the_window(server):
             total += room
         accepted[stream] = total
     # Wait a second for a WINDOW_UPDATE that must not come.
-    events: list = []
-    sock.settimeout(0.2)
-    deadline = time.monotonic() + 1.0
-    while time.monotonic() < deadline:
-        try:
-            data = sock.recv(65536)
-        except TimeoutError:
-            continue
-        assert data, "connection closed"
-        events += conn.receive_data(data)
+    events = read_granting_nothing(sock, conn, 1.0)
     grown = rss_kib(srv) - before
     sock.close()
 

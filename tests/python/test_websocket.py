@@ -16,7 +16,7 @@ import time
 
 import pytest
 import websockets
-from conftest import http_client, raw_connection
+from conftest import http_client, raw_connection, wait_app_event
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -26,21 +26,6 @@ pytestmark = pytest.mark.timeout(60)
 
 def run(coro, timeout: float = 20.0):
     return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-def events(srv) -> list[list[str]]:
-    with http_client() as c:
-        return c.get(f"{srv.url}/events").json()
-
-
-def wait_event(srv, tag: str, timeout: float = 5.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for t, what in events(srv):
-            if t == tag:
-                return what
-        time.sleep(0.05)
-    raise AssertionError(f"no {tag!r} event; events: {events(srv)}")
 
 
 def url(srv, path: str) -> str:
@@ -115,7 +100,7 @@ def test_echo_text_bytes_and_large_messages(server):
             assert await ws.recv() == big
             await ws.close(4002, "done")
     run(main())
-    assert wait_event(srv, "echo-disconnect") == "4002 done"
+    assert wait_app_event(srv, "echo-disconnect") == "4002 done"
 
 
 def test_send_delivered_before_the_close_returns(server):
@@ -131,7 +116,7 @@ def test_send_delivered_before_the_close_returns(server):
             assert await ws.recv() == b"b" * (1 << 20)
             await ws.close(1000)
     run(main())
-    assert wait_event(srv, "big-send") == "sent"
+    assert wait_app_event(srv, "big-send") == "sent"
 
 
 def test_fragmented_message_is_reassembled(server):
@@ -177,7 +162,7 @@ def test_invalid_utf8_text_closes_with_1007(server):
     sock.sendall(client_frame(0x1, b"\xff\xfe bad"))
     opcode, payload = read_frame(sock)
     assert (opcode, close_code(payload)) == (0x8, 1007)
-    assert wait_event(srv, "echo-disconnect").startswith("1007")
+    assert wait_app_event(srv, "echo-disconnect").startswith("1007")
     sock.close()
 
 
@@ -193,7 +178,7 @@ def test_message_over_max_size_closes_with_1009(server):
                 await ws.recv()
             assert info.value.rcvd.code == 1009
     run(main())
-    assert wait_event(srv, "echo-disconnect").startswith("1009")
+    assert wait_app_event(srv, "echo-disconnect").startswith("1009")
 
 
 def test_subprotocol_and_extra_accept_headers(server):
@@ -266,7 +251,7 @@ def test_app_close_code_and_reason(server):
             return info.value.rcvd
     rcvd = run(main())
     assert (rcvd.code, rcvd.reason) == (4001, "bye")
-    assert wait_event(srv, "close-then-receive") == "websocket.disconnect"
+    assert wait_app_event(srv, "close-then-receive") == "websocket.disconnect"
 
 
 def test_app_close_reason_over_123_bytes_is_cut_not_sent_invalid(server):
@@ -292,7 +277,7 @@ def test_app_close_with_a_reserved_code_is_refused(server, code):
                 await ws.recv()
             return info.value.rcvd.code
     assert run(main()) == 1011  # the app's send() raised: it failed
-    assert f"got {code}" in wait_event(srv, "close-refused")
+    assert f"got {code}" in wait_app_event(srv, "close-refused")
 
 
 @pytest.mark.parametrize("path,code", [("/return", 1000), ("/raise", 1011)])
@@ -317,15 +302,15 @@ def test_send_after_the_peer_left_raises_oserror(server):
         async with connect(url(srv, "/send-after-close")) as ws:
             await ws.close()
     run(main())
-    assert wait_event(srv, "send-after-close-got") == "websocket.disconnect"
-    assert wait_event(srv, "send-after-close") == "OSError"
+    assert wait_app_event(srv, "send-after-close-got") == "websocket.disconnect"
+    assert wait_app_event(srv, "send-after-close") == "OSError"
 
 
 def test_peer_vanishing_without_close_frame_gives_1006(server):
     srv = server.start(APP)
     sock = raw_handshake(srv.port)
     sock.close()
-    assert wait_event(srv, "echo-disconnect").startswith("1006")
+    assert wait_app_event(srv, "echo-disconnect").startswith("1006")
 
 
 # ----- compression -------------------------------------------------------------------------
@@ -393,7 +378,7 @@ def test_max_queue_holds_back_a_client_the_app_does_not_read(server):
     blocked_after, elapsed = run(main(), timeout=30)
     assert blocked_after < total, "the server read everything while the app was not reading"
     assert elapsed > 3.0, elapsed
-    assert wait_event(srv, "no-read", timeout=10) == str(total)
+    assert wait_app_event(srv, "no-read", timeout=10) == str(total)
 
 
 def test_keepalive_ping_and_timeout(server):
@@ -410,7 +395,7 @@ def test_keepalive_ping_and_timeout(server):
             break
     assert close_code(payload) == 1011
     assert time.monotonic() - start < 5
-    assert wait_event(srv, "echo-disconnect").startswith("1011")
+    assert wait_app_event(srv, "echo-disconnect").startswith("1011")
 
 
 def test_answered_pings_keep_the_socket_open(server):
@@ -523,7 +508,7 @@ def test_threaded_engine_serves_websockets(server):
             await ws.send(big)
             assert await ws.recv() == big
     run(main())
-    assert wait_event(srv, "echo-disconnect") == "1000 "
+    assert wait_app_event(srv, "echo-disconnect") == "1000 "
 
 
 def test_compressed_sockets_do_not_each_keep_a_compressor(server):

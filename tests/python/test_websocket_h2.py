@@ -8,12 +8,11 @@ from __future__ import annotations
 import json
 import os
 import struct
-import time
 
 import h2.events
 import h2.settings
 import pytest
-from conftest import http_client
+from conftest import wait_app_event
 from h2client import h2_connection, h2_pump
 
 pytestmark = pytest.mark.timeout(60)
@@ -112,21 +111,6 @@ class WebSocketStream:
         return frames
 
 
-def events(srv) -> list[list[str]]:
-    with http_client() as c:
-        return c.get(f"{srv.url}/events").json()
-
-
-def wait_event(srv, tag: str, timeout: float = 5.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for t, what in events(srv):
-            if t == tag:
-                return what
-        time.sleep(0.05)
-    raise AssertionError(f"no {tag!r} event; events: {events(srv)}")
-
-
 def test_echo_and_close_over_an_http2_stream(server):
     srv = server.start(APP)
     ws = WebSocketStream(srv, "/echo")
@@ -138,7 +122,7 @@ def test_echo_and_close_over_an_http2_stream(server):
     ws.send(0x8, struct.pack("!H", 4002) + b"done")
     assert ws.recv() == [(0x8, struct.pack("!H", 4002) + b"done")], "the close is answered"
     ws.pump(lambda _: ws.ended)  # and the stream ends after it
-    assert wait_event(srv, "echo-disconnect") == "4002 done"
+    assert wait_app_event(srv, "echo-disconnect") == "4002 done"
     ws.sock.close()
 
 

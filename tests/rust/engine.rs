@@ -110,7 +110,14 @@ fn config() -> EngineConfig {
         tls: None,
         http1: true,
         http2: false,
-        h2: H2Limits::default(),
+        h2: H2Limits {
+            max_concurrent_streams: 100,
+            max_header_list_size: 64 * 1024,
+            initial_stream_window_size: 1 << 20,
+            initial_connection_window_size: 2 << 20,
+            keep_alive_interval: None,
+            max_pending_reset_streams: 20,
+        },
     }
 }
 
