@@ -3,7 +3,7 @@
 #     include bench/bench.mk
 #
 # `make bench` creates .venv-bench (uvicorn with uvloop and httptools, Granian, Hypercorn, h2,
-# FastAPI, matplotlib), installs wrk, h2load (nghttp2-client) and openssl from Debian's
+# gunicorn, FastAPI, matplotlib), installs wrk, h2load (nghttp2-client) and openssl from Debian's
 # packages when missing (as root), installs ferricorn from this checkout with `pip install .`
 # (a release Rust build), builds the hyper ceiling server and the loadgen load generator (for
 # the sse-tokens and idle-10k scenarios) and runs bench/run.py, which writes bench/RESULTS.md
@@ -21,8 +21,9 @@ BENCH_VENV := .venv-bench
 BENCH_PY := $(BENCH_VENV)/bin/python
 BENCH_ARGS ?=
 # h2: the HTTP/2 readiness check of the h2 scenarios (Hypercorn depends on it too).
-BENCH_PACKAGES := granian "uvicorn[standard]" hypercorn h2 uvloop httptools fastapi pydantic \
-	matplotlib
+# gunicorn: the wsgi-* scenarios (gthread worker); 25.1 or later for --no-control-socket.
+BENCH_PACKAGES := granian "uvicorn[standard]" hypercorn h2 uvloop httptools "gunicorn>=25.1" \
+	fastapi pydantic matplotlib
 # Debian's packages for the load generators and the TLS scenarios' certificate, as
 # command:package.
 BENCH_APT_TOOLS := wrk:wrk h2load:nghttp2-client openssl:openssl

@@ -35,6 +35,13 @@ under twice the load its concurrency limit admits, wrk counting the responses by
 bench/lua/count_status.lua). Scenarios can pass their own flags to each server
 (``Scenario.server_args``), e.g. ferricorn's ``--cancel-on-disconnect``.
 
+Four serve a WSGI app (bench/apps/wsgi_apps.py) and join the wrk tables: ``wsgi-hello``,
+``wsgi-10k``, ``wsgi-echo-1m`` (1 MiB POST echoed) and ``wsgi-slow-100ms`` (the app blocks its
+thread 100 ms), on ferricorn (``--interface wsgi --wsgi-threads N``), Granian (``--interface
+wsgi --blocking-threads N``) and gunicorn (``-k gthread --threads N``), the same N for all
+(``WSGI_THREADS`` in bench/harness/scenarios.py). gunicorn runs nothing else; uvicorn, whose
+WSGI shim is deprecated, none of them.
+
 Run it from anywhere; when ``.venv-bench`` exists in the repo root and this is not already its
 interpreter, the script re-executes itself with it. ``make bench`` (bench/bench.mk) sets up
 that venv. Only the standard library is needed, plus matplotlib for the chart.

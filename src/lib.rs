@@ -7,6 +7,9 @@
 //! - [`bridge`]: the event queue and doorbell between engine threads and the Python loop
 //!   thread; the only module that takes or releases the GIL.
 //! - [`asgi`]: scopes, `receive`/`send` and their awaitables, run on the loop thread.
+//! - [`wsgi`]: PEP 3333 environ, `wsgi.input`, `start_response`, run on a pool of Python
+//!   threads instead of the loop.
+//! - [`access_log`]: the access log line both adapters write.
 //!
 //! - [`supervisor`]: worker processes, restarts, signals, reload; no tokio, no Python.
 //! - [`metrics`]: request counters and histograms, per process or in the workers' shared
@@ -15,6 +18,7 @@
 //! Configuration is resolved in Python (`ferricorn/config.py`) and handed over as the typed
 //! structs of [`settings`].
 
+pub mod access_log;
 pub mod asgi;
 pub mod bridge;
 pub mod engine;
@@ -22,6 +26,7 @@ pub mod handoff;
 pub mod metrics;
 pub mod settings;
 pub mod supervisor;
+pub mod wsgi;
 
 use pyo3::prelude::*;
 
@@ -41,5 +46,8 @@ fn _ferricorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<asgi::awaitable::Done>()?;
     m.add_class::<asgi::awaitable::Ready>()?;
     m.add_class::<asgi::awaitable::Waiting>()?;
+    m.add_class::<wsgi::WsgiHost>()?;
+    m.add_class::<wsgi::input::WsgiInput>()?;
+    m.add_class::<wsgi::response::WsgiResponse>()?;
     Ok(())
 }

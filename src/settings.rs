@@ -38,8 +38,10 @@ settings! {
         timeout_header_read: f64,
         /// Derived: `h11_max_incomplete_event_size`, or its default.
         max_head_bytes: usize,
-        limit_concurrency: Option<usize>,
-        limit_queue: usize,
+        /// Derived: `limit_concurrency`, or for a WSGI app its thread count.
+        admission_limit: Option<usize>,
+        /// Derived: `limit_queue`, or for a WSGI app without `limit_concurrency` the backlog.
+        admission_queue: usize,
         timeout_queue: Option<f64>,
         retry_after: u64,
         cancel_on_disconnect: bool,
@@ -51,7 +53,8 @@ settings! {
         root_path: String,
         /// Derived: `headers` and, with `server_header`, `server: ferricorn`.
         response_headers: Vec<(String, String)>,
-        ws: String,
+        /// Derived: `ws`, or `none` for a WSGI app (WSGI has no WebSockets).
+        ws_mode: String,
         ws_max_size: usize,
         ws_max_queue: usize,
         ws_ping_interval: f64,

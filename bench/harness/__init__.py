@@ -8,8 +8,8 @@ what it leaves to the others):
 - ``tls``: the self-signed certificate of the TLS scenarios (made by openssl at the start
   of a run), each server's TLS flags, the client's TLS context.
 - ``servers``: which server runs which scenario, the command lines of ferricorn, Granian,
-  uvicorn, Hypercorn and the hyper ceiling, what a run needs, readiness (over HTTP/1.1,
-  TLS or HTTP/2), shutdown, child-process set-up.
+  uvicorn, Hypercorn, gunicorn (WSGI scenarios only) and the hyper ceiling, what a run
+  needs, readiness (over HTTP/1.1, TLS or HTTP/2), shutdown, child-process set-up.
 - ``procstat``: CPU time, RSS and descriptors of a process tree, from /proc.
 - ``results``: ``Run`` (one measured run, as stored in results.json) and the medians across
   rounds.

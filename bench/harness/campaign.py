@@ -182,6 +182,8 @@ def measure_app_costs(scenarios: list[str]) -> dict[str, float]:
                 command += ["--body-file", body.name]
             if scenario.content_type:
                 command += ["--content-type", scenario.content_type]
+            if scenario.interface != "asgi":
+                command += ["--interface", scenario.interface]
             done = subprocess.run(command, capture_output=True, text=True, cwd=REPO,
                                   check=False, timeout=120)
         if done.returncode != 0:

@@ -16,7 +16,7 @@ from .tables import ratio
 
 SERVER_COLOURS = {
     "ferricorn": "#d9480f", "granian": "#1c7ed6", "uvicorn": "#37b24d", "hypercorn": "#ae3ec9",
-    "hyper": "#868e96",
+    "gunicorn": "#f59f00", "hyper": "#868e96",
 }
 
 

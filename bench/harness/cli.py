@@ -61,7 +61,8 @@ def parse_args(argv: list[str], description: str = "") -> argparse.Namespace:
     parser.add_argument("--servers", type=_csv(ALL_SERVERS), default=list(ALL_SERVERS),
                         help=f"comma-separated, default {','.join(ALL_SERVERS)}"
                         " (hyper, the ceiling, runs hello, slow-100ms and the sse scenarios;"
-                        " hypercorn only the tls and h2 ones; uvicorn no h2 one)")
+                        " hypercorn only the tls and h2 ones; uvicorn no h2 one; gunicorn only"
+                        " the wsgi ones, which run on ferricorn, granian and gunicorn)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--duration", type=float, default=5.0,
                         help="seconds per measured wrk, h2load or ws-echo run (default 5; the"

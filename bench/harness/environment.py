@@ -42,8 +42,8 @@ def environment_info() -> dict[str, object]:
                 mem_kib = int(line.split()[1])
     packages = {}
     for name in (
-        "ferricorn", "granian", "uvicorn", "hypercorn", "h2", "uvloop", "httptools", "fastapi",
-        "starlette", "pydantic", "matplotlib",
+        "ferricorn", "granian", "uvicorn", "hypercorn", "gunicorn", "h2", "uvloop", "httptools",
+        "fastapi", "starlette", "pydantic", "matplotlib",
     ):
         try:
             packages[name] = importlib.metadata.version(name)

@@ -43,6 +43,7 @@ from .tables import (
     idle_rows,
     loadgen_comparison,
     markdown_table,
+    measured_servers,
     overload_rows,
     ratio_header,
     ratio_rows,
@@ -97,6 +98,25 @@ def protocol_notes(scenarios: list[str], summary: dict[tuple[str, str], Summary]
     return lines
 
 
+def wsgi_notes(scenarios: list[str], summary: dict[tuple[str, str], Summary]) -> list[str]:
+    """The paragraph under the results table on the WSGI scenarios measured."""
+    measured = {name for name, _server in summary}
+    wsgi = [n for n in scenarios if n in measured and SCENARIOS[n].interface == "wsgi"]
+    if not wsgi:
+        return []
+    threads = sorted({SCENARIOS[n].wsgi_threads for n in wsgi})
+    count = " or ".join(str(t) for t in threads)
+    return [
+        f"{', '.join(wsgi)} {'serves' if len(wsgi) == 1 else 'serve'} a WSGI app"
+        " (`bench/apps/wsgi_apps.py`, plain PEP 3333 callables) with one worker running it"
+        f" on {count} threads: ferricorn with `--interface wsgi --wsgi-threads {count}`,"
+        f" Granian with `--interface wsgi --blocking-threads {count}`, gunicorn with"
+        f" `--worker-class gthread --threads {count} --workers 1`. uvicorn is left out (its"
+        " WSGI shim is deprecated), and so are Hypercorn and the hyper ceiling.",
+        "",
+    ]
+
+
 def app_cost_section(data: dict, table: Callable, prose: bool) -> list[str]:
     """The "Server or app: which one is the bottleneck" section (empty without figures)."""
     costs = data.get("app_costs") or {}
@@ -117,6 +137,13 @@ def app_cost_section(data: dict, table: Callable, prose: bool) -> list[str]:
             " over the app's).",
             "",
         ]
+        if any(SCENARIOS[n].interface == "wsgi" for n in costs if n in SCENARIOS):
+            lines += [
+                "The WSGI apps are called the same way with no event loop: an environ dict per"
+                " call with the body in an `io.BytesIO` as `wsgi.input`, a `start_response`"
+                " that keeps nothing, the returned iterable read to its end.",
+                "",
+            ]
     return [*lines, table(APP_COST_HEADER, rows), ""]
 
 
@@ -256,7 +283,7 @@ def write_markdown(path: Path, data: dict, chart: Path | None) -> None:
     summary = summarise(runs)
     scenarios, servers = settings["scenarios"], settings["servers"]
     baseline = settings["baseline"]
-    others = comparison_columns(baseline, servers)
+    others = comparison_columns(baseline, measured_servers(summary, scenarios, servers))
     pin = (
         f"server on CPUs {settings['server_cpus']}, wrk on CPUs {settings['wrk_cpus']}"
         if settings["server_cpus"] else "none (scheduler's choice)"
@@ -329,6 +356,7 @@ def write_markdown(path: Path, data: dict, chart: Path | None) -> None:
             "",
         ]
         lines += protocol_notes(scenarios, summary)
+        lines += wsgi_notes(scenarios, summary)
         ws_names = [n for n in scenarios if SCENARIOS[n].kind == "ws"
                     and any(k[0] == n for k in summary)]
         for name in ws_names:
@@ -388,7 +416,7 @@ def print_tables(data: dict) -> None:
     if rows:
         print()
         print(text_table(RESULT_HEADER, rows))
-    others = comparison_columns(baseline, servers)
+    others = comparison_columns(baseline, measured_servers(summary, scenarios, servers))
     rows = ratio_rows(summary, scenarios, baseline, others)
     if others and rows:
         print()

@@ -2,7 +2,8 @@
 parameters of its measurement (sizes, delays, limits, sampling periods).
 
 Owns ``Scenario``, ``SCENARIOS`` (its order is the reports' order), the request bodies the wrk
-Lua scripts send, which scenarios run over TLS or HTTP/2, the checks of the first answer, and
+Lua scripts send, which scenarios run over TLS or HTTP/2 and which serve a WSGI app (with
+how many threads), the checks of the first answer, and
 the module-level parameters below, which the drivers, the report text and the command line's
 defaults all read. Must not start processes, measure or format anything. bench/README.md
 ("Adding a scenario") says how to add one.
@@ -13,10 +14,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 # Request bodies sent by the wrk Lua scripts in bench/lua/; keep both sides in sync.
 BODY_4K = b"0123456789abcdef" * 256
 BODY_1M = b"0123456789abcdef" * 65536
+# wsgi-10k's response body, a copy of bench/apps/wsgi_apps.py's BODY_10K (10 KiB).
+BODY_10K = b"0123456789abcdef" * 640
 FASTAPI_ITEM = b'{"name":"widget","price":9.99,"quantity":3,"tags":["red","small","sale"]}'
 
 
@@ -92,8 +96,13 @@ class Scenario:
     # The hyper ceiling's flags for this scenario (bench/hyper_hello.rs), or None where
     # there is no pure-Rust equivalent of the app to compare with.
     ceiling: tuple[str, ...] | None = None
-    # Extra command-line flags per server ("ferricorn", "granian", "uvicorn", "hypercorn"),
-    # e.g. limits.
+    # "asgi", or "wsgi" for a PEP 3333 app (bench/apps/wsgi_apps.py), which ferricorn
+    # (--interface wsgi), Granian (--interface wsgi) and gunicorn (gthread) serve on
+    # ``wsgi_threads`` threads in their one worker; see servers.serves for who runs what.
+    interface: str = "asgi"
+    wsgi_threads: int = 0  # wsgi: the threads running the app (every server gets the same)
+    # Extra command-line flags per server ("ferricorn", "granian", "uvicorn", "hypercorn",
+    # "gunicorn"), e.g. limits.
     server_args: dict[str, tuple[str, ...]] = field(
         default_factory=dict, hash=False, compare=False, repr=False
     )
@@ -137,6 +146,14 @@ CANCEL_SETTLE_S = 1.0
 # requests that ferricorn (and uvicorn, counting connections) let in at once.
 OVERLOAD_LIMIT = 200
 OVERLOAD_CONNECTIONS = 2 * OVERLOAD_LIMIT
+# The WSGI scenarios: every server runs the app on this many threads in its one worker
+# (ferricorn --wsgi-threads, Granian --blocking-threads, gunicorn -k gthread --threads). The
+# one place to change it; results.json keeps each run's command line.
+WSGI_THREADS = 8
+# wsgi-slow-100ms: the app blocks its thread this long, under this many connections; with
+# fewer threads than connections the requests queue, and the ideal is threads / delay.
+WSGI_SLOW_DELAY_S = 0.1
+WSGI_SLOW_CONNECTIONS = 64
 
 
 def sse_delay_target_ms(scenario: Scenario) -> float:
@@ -171,6 +188,16 @@ def token_streams(
         ideal_rps=ideal,
         check=expect_body(b"data: tok0\n\ndata: tok1\n\ndata: tok2\n\n"),
         ceiling=(),
+    )
+
+
+def wsgi_scenario(name: str, app: str, summary: str, **fields: Any) -> Scenario:
+    """A WSGI scenario: ``app`` is a callable of bench/apps/wsgi_apps.py, served on
+    WSGI_THREADS threads by every server that runs it."""
+    return Scenario(
+        name=name, app=f"bench.apps.wsgi_apps:{app}",
+        summary=f"WSGI, {WSGI_THREADS} threads: {summary}", interface="wsgi",
+        wsgi_threads=WSGI_THREADS, **fields,
     )
 
 
@@ -254,6 +281,34 @@ SCENARIOS: dict[str, Scenario] = {
                 lambda d: d == {"name": "widget", "total": 29.97, "tag_count": 3},
                 '{"name":"widget","total":29.97,"tag_count":3}',
             ),
+        ),
+        # The WSGI scenarios run on ferricorn, Granian and gunicorn only (servers.serves).
+        wsgi_scenario(
+            "wsgi-hello", "hello", 'GET, 13-byte "Hello, world!" body with Content-Length',
+            check=expect_body(b"Hello, world!"),
+        ),
+        wsgi_scenario(
+            "wsgi-10k", "body10k", "GET, a fixed 10 KiB body with Content-Length",
+            check=expect_body(BODY_10K),
+        ),
+        wsgi_scenario(
+            "wsgi-echo-1m", "echo", "POST 1 MiB, read from wsgi.input in read(65536) pieces"
+            " and echoed back",
+            method="POST",
+            lua="post_1m.lua",
+            body=BODY_1M,
+            content_type="application/octet-stream",
+            check=expect_body(BODY_1M),
+            wrk_timeout_s=10,
+        ),
+        wsgi_scenario(
+            "wsgi-slow-100ms", "slow",
+            f"GET, the app blocks its thread in time.sleep({WSGI_SLOW_DELAY_S:g});"
+            f" {WSGI_SLOW_CONNECTIONS} connections queue for the {WSGI_THREADS} threads, ideal"
+            f" {min(WSGI_SLOW_CONNECTIONS, WSGI_THREADS) / WSGI_SLOW_DELAY_S:,.0f} req/s",
+            connections=WSGI_SLOW_CONNECTIONS,
+            ideal_rps=min(WSGI_SLOW_CONNECTIONS, WSGI_THREADS) / WSGI_SLOW_DELAY_S,
+            check=expect_body(b"Hello, world!"),
         ),
         Scenario(
             name="tls-hello",

@@ -1,7 +1,8 @@
 """The servers under test: how to start each on a scenario, when it is ready, how to stop it.
 
 Owns which server runs which scenario (``serves``), the command lines of ferricorn, Granian,
-uvicorn, Hypercorn and the hyper ceiling (``server_command``), the paths of the Rust example
+uvicorn, Hypercorn, gunicorn and the hyper ceiling (``server_command``, in ASGI or WSGI mode
+as the scenario's ``interface`` says), the paths of the Rust example
 binaries, what a run needs before it starts (``missing_requirements``, ``raise_fd_limit``),
 free ports, the readiness check with one real request over the scenario's protocol
 (``wait_until_serving``: HTTP/1.1, over TLS or not, or HTTP/2 with the ``h2`` package),
@@ -30,7 +31,12 @@ from .scenarios import SCENARIOS, Scenario
 from .tls import TlsFiles, client_context, describe_tls, server_tls_flags
 
 HOST = "127.0.0.1"
-ALL_SERVERS = ("ferricorn", "granian", "uvicorn", "hypercorn", "hyper")
+ALL_SERVERS = ("ferricorn", "granian", "uvicorn", "hypercorn", "gunicorn", "hyper")
+# The servers of the WSGI scenarios. uvicorn is left out: its WSGI shim (--interface wsgi) is
+# deprecated in favour of a2wsgi and would measure an adapter onto its event loop rather than
+# a WSGI server. Hypercorn is there for the TLS and HTTP/2 scenarios only, and the hyper
+# ceiling has no WSGI counterpart (run hello beside them for its ceiling).
+WSGI_SERVERS = ("ferricorn", "granian", "gunicorn")
 
 
 def example_binary(name: str) -> Path:
@@ -52,18 +58,23 @@ def loadgen_binary() -> Path:
 
 
 def serves(server: str, scenario: Scenario) -> bool:
-    """Whether ``server`` runs ``scenario``: uvicorn speaks no HTTP/2, Hypercorn is there for
-    the TLS and HTTP/2 scenarios only, and the hyper ceiling (HTTP/1.1, no TLS) only where the
-    scenario names its flags."""
+    """Whether ``server`` runs ``scenario``: the WSGI scenarios run on WSGI_SERVERS only and
+    gunicorn runs nothing else; uvicorn speaks no HTTP/2, Hypercorn is there for the TLS and
+    HTTP/2 scenarios only, and the hyper ceiling (HTTP/1.1, no TLS) only where the scenario
+    names its flags."""
+    if server not in ALL_SERVERS:
+        raise ValueError(f"unknown server {server!r}")
+    if scenario.interface == "wsgi":
+        return server in WSGI_SERVERS
+    if server == "gunicorn":
+        return False
     if server == "hyper":
         return scenario.ceiling is not None
     if server == "uvicorn":
         return not scenario.http2
     if server == "hypercorn":
         return scenario.tls or scenario.http2
-    if server in ("ferricorn", "granian"):
-        return True
-    raise ValueError(f"unknown server {server!r}")
+    return True  # ferricorn, granian
 
 
 def server_command(
@@ -82,12 +93,22 @@ def server_command(
         if tls is None:
             raise ValueError(f"{scenario.name} is served over TLS: it needs a certificate")
         extra = [*server_tls_flags(server, tls), *extra]
+    wsgi = scenario.interface == "wsgi"
+    threads = str(scenario.wsgi_threads)
     if server == "ferricorn":
         # HTTP/2 needs no flag: ferricorn serves h2c by prior knowledge on plain ports and
         # offers h2 by ALPN on TLS ones, beside HTTP/1.1.
+        interface = ["--interface", "wsgi", "--wsgi-threads", threads] if wsgi else []
         return [
             py, "-m", "ferricorn", scenario.app, "--port", str(port),
-            "--no-access-log", "--log-level", "warning", *extra, *ferricorn_args,
+            "--no-access-log", "--log-level", "warning", *interface, *extra, *ferricorn_args,
+        ]
+    if server == "granian" and wsgi:
+        # The app runs on Granian's blocking threads; no event loop runs it, so no --loop.
+        return [
+            py, "-m", "granian", "--interface", "wsgi", "--port", str(port), "--workers", "1",
+            "--blocking-threads", threads, "--http", "2" if scenario.http2 else "1",
+            "--no-access-log", "--log-level", "warning", *extra, scenario.app,
         ]
     if server == "granian":
         # --http 1 for the HTTP/1.1 load (wrk, over TLS or not); --http 2 for h2load: h2c by
@@ -109,6 +130,16 @@ def server_command(
             py, "-m", "hypercorn", "--bind", f"{HOST}:{port}", "--workers", "1",
             "--worker-class", "uvloop", "--log-level", "warning", *extra, scenario.app,
         ]
+    if server == "gunicorn":
+        # WSGI only: one worker process (-k gthread) running the app on a pool of threads.
+        # Its access log is off unless asked for; --no-control-socket (gunicorn >= 25.1) keeps
+        # it from opening a control socket in $XDG_RUNTIME_DIR or ~/.gunicorn.
+        return [
+            py, "-m", "gunicorn", "--bind", f"{HOST}:{port}", "--workers", "1",
+            "--worker-class", "gthread", "--threads", threads, "--log-level", "warning",
+            "--no-control-socket", *extra, scenario.app,
+        ]
+    assert scenario.ceiling is not None  # serves() said so
     return [str(hyper_binary()), "--port", str(port), *scenario.ceiling]
 
 
@@ -133,7 +164,7 @@ def missing_requirements(servers: list[str], scenarios: list[str]) -> list[str]:
     # Only the servers that run one of the scenarios (Hypercorn: the TLS and HTTP/2 ones).
     running = [server for server in servers if any(serves(server, s) for s in selected)]
     modules = {"ferricorn": "ferricorn", "granian": "granian", "uvicorn": "uvicorn",
-               "hypercorn": "hypercorn"}
+               "hypercorn": "hypercorn", "gunicorn": "gunicorn"}
     for server in running:
         if server in modules and importlib.util.find_spec(modules[server]) is None:
             problems.append(f"{server} is not installed in {sys.prefix}")
@@ -142,9 +173,12 @@ def missing_requirements(servers: list[str], scenarios: list[str]) -> list[str]:
                 f"{hyper_binary()} is missing "
                 "(cargo build --release --example hyper_hello)"
             )
+    # uvloop runs the ASGI apps (Granian's --loop uvloop); no event loop runs a WSGI app.
+    running_asgi = {server for server in running
+                    if any(serves(server, s) and s.interface == "asgi" for s in selected)}
     needed = [("uvloop", {"granian", "uvicorn", "hypercorn"}), ("httptools", {"uvicorn"})]
     for module, users in needed:
-        if users & set(running) and importlib.util.find_spec(module) is None:
+        if users & running_asgi and importlib.util.find_spec(module) is None:
             problems.append(f"{module} is not installed in {sys.prefix}")
     # uvicorn's --ws auto picks its websockets-sansio protocol when websockets is installed.
     if "ws" in kinds and "uvicorn" in servers and importlib.util.find_spec("websockets") is None:

@@ -32,6 +32,15 @@ def comparison_columns(baseline: str, servers: list[str]) -> list[str]:
     return [s for s in servers if s != baseline] if baseline in servers else []
 
 
+def measured_servers(
+    summary: dict[tuple[str, str], Summary], scenarios: list[str], servers: list[str]
+) -> list[str]:
+    """``servers`` less those with no result in any of ``scenarios`` (gunicorn in a run of
+    ASGI scenarios, uvicorn in one of WSGI scenarios), so that no table gets a column of
+    dashes for them."""
+    return [s for s in servers if any((name, s) in summary for name in scenarios)]
+
+
 def fmt_rps(value: float) -> str:
     """Requests/s for tables: thousands separators, no decimals."""
     return f"{value:,.0f}"

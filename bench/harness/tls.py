@@ -75,7 +75,7 @@ def server_tls_flags(server: str, files: TlsFiles) -> list[str]:
         return ["--ssl-keyfile", str(files.key), "--ssl-certfile", str(files.cert)]
     if server == "granian":
         return ["--ssl-keyfile", str(files.key), "--ssl-certificate", str(files.cert)]
-    if server == "hypercorn":
+    if server in ("hypercorn", "gunicorn"):
         return ["--keyfile", str(files.key), "--certfile", str(files.cert)]
     raise ValueError(f"{server} does not serve TLS here")
 

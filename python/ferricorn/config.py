@@ -218,6 +218,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("factory", False, "APP is a factory: call it without arguments to get the app.",
            _A, flag=True,
            applies=WORKER),
+    Option("interface", "auto", "Application interface: auto tells a WSGI app (a plain "
+           "callable of environ and start_response) from ASGI 3 and the legacy ASGI 2 (a "
+           "callable of scope returning the coroutine function), as uvicorn does.", _A,
+           choices=("auto", "asgi3", "asgi2", "wsgi"),
+           applies=WORKER),
+    Option("wsgi_threads", None, "Python threads that run a WSGI app; requests past them wait "
+           "in the --limit-queue queue.", _A, _int_in(1), metavar="N",
+           applies=WORKER, shown_default="4 per CPU core, at most 32"),
     Option("lifespan", "auto", "Lifespan protocol: auto tolerates apps that lack it.", _A,
            choices=("auto", "on", "off"),
            applies=WORKER),
@@ -259,9 +267,10 @@ OPTIONS: tuple[Option, ...] = (
            _H, _int_in(1), metavar="BYTES", applies=ENGINE, engine_name="max_head_bytes",
            shown_default=str(DEFAULT_MAX_HEAD_BYTES)),
     Option("ws", "auto", "WebSocket support: none hands upgrade requests to the app as plain "
-           "HTTP; every other choice is ferricorn's own engine (the names are uvicorn's).", _W,
+           "HTTP; every other choice is ferricorn's own engine (the names are uvicorn's). A "
+           "WSGI app always gets none.", _W,
            choices=("auto", "none", "websockets", "websockets-sansio", "wsproto"),
-           applies=ENGINE),
+           applies=ENGINE, engine_name="ws_mode"),
     Option("ws_max_size", 16 * 1024 * 1024, "Largest WebSocket message accepted, in bytes; "
            "a bigger one closes the socket with 1009.", _W, _int_in(1), metavar="BYTES",
            applies=ENGINE),
@@ -281,10 +290,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("limit_concurrency", None, "Requests and WebSocket sessions (not connections) allowed "
            "in the app at once; "
            "past it, 503 with Retry-After.", _T, _int_in(1), metavar="N",
-           applies=ENGINE),
+           applies=ENGINE, engine_name="admission_limit",
+           shown_default="no limit; a WSGI app: --wsgi-threads"),
     Option("limit_queue", 0, "Requests past --limit-concurrency that wait, first in first out, "
            "for a free slot instead of a 503.", _T, _int_in(0), metavar="N",
-           applies=ENGINE),
+           applies=ENGINE, engine_name="admission_queue",
+           shown_default="0; a WSGI app without --limit-concurrency: --backlog"),
     Option("timeout_queue", None, "Seconds a queued request may wait before it gets a 503.",
            _T, _seconds(), metavar="SECONDS",
            applies=ENGINE, shown_default="no limit"),
@@ -465,6 +476,45 @@ class Config:
         return f"Config({fields})"
 
     # -- derived values --------------------------------------------------------------------
+
+    #: What the loaded app is ("asgi3", "asgi2" or "wsgi"); set by `importer.load_app`.
+    app_interface: str | None = None
+
+    @property
+    def wsgi(self) -> bool:
+        return self.app_interface == "wsgi"
+
+    @property
+    def wsgi_thread_count(self) -> int:
+        """--wsgi-threads, else 4 per CPU core, at most 32 (threads mostly wait on I/O)."""
+        if self.wsgi_threads is not None:
+            return int(self.wsgi_threads)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else (os.cpu_count() or 1)
+        return max(1, min(32, 4 * cores))
+
+    @property
+    def multiprocess(self) -> bool:
+        """Whether other worker processes serve the same app (a supervisor says how many)."""
+        return int(os.environ.get("FERRICORN_WORKER_PROCESSES", "1")) > 1
+
+    @property
+    def admission_limit(self) -> int | None:
+        """Requests in the app at once: --limit-concurrency, or a WSGI app's threads (a
+        request past them waits in the engine's queue, never in an unbounded one)."""
+        if self.limit_concurrency is not None or not self.wsgi:
+            return self.limit_concurrency
+        return self.wsgi_thread_count
+
+    @property
+    def admission_queue(self) -> int:
+        if self.limit_concurrency is not None or not self.wsgi:
+            return int(self.limit_queue)
+        return max(int(self.limit_queue), int(self.backlog))
+
+    @property
+    def ws_mode(self) -> str:
+        return "none" if self.wsgi else str(self.ws)
 
     @property
     def forwarded_allow_ips_list(self) -> list[str]:

@@ -1,4 +1,4 @@
-"""Loading the app: "module:attribute" strings to Python objects, and the ASGI 3 check.
+"""Loading the app: "module:attribute" strings to Python objects, its interface and check.
 
 Owns `import_from_string` and its error type, and `load_app(config)`. Only mistakes in the
 import string itself become an `ImportFromStringError` (one clear message); an ImportError
@@ -10,6 +10,7 @@ the real bug. `load_app()` turns the error into `AppLoadError("Error loading ASG
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -64,7 +65,8 @@ class AppLoadError(Exception):
 
 
 def load_app(config: Config) -> Any:
-    """Return the ASGI3 callable. Raises AppLoadError (message starts with
+    """Return the app callable and set `config.app_interface` ("asgi3", "asgi2" or "wsgi",
+    from --interface or told from the callable). Raises AppLoadError (message starts with
     "Error loading ASGI app."); exceptions raised by the user's code propagate."""
     from ferricorn.envfile import load_env_file
 
@@ -81,22 +83,31 @@ def load_app(config: Config) -> Any:
         app = app()
     if not callable(app):
         raise AppLoadError(f"Error loading ASGI app. {app!r} is not callable.")
-    _check_asgi3_signature(app, config.factory)
+    from ferricorn.wsgi import detect_interface
+
+    interface = config.interface if config.interface != "auto" else detect_interface(app)
+    config.app_interface = interface
+    if interface == "asgi3":
+        _check_signature(app, config.factory, 3, "an ASGI 3 application: it must accept "
+                         "(scope, receive, send)")
+    elif interface == "wsgi":
+        _check_signature(app, config.factory, 2, "a WSGI application: it must accept "
+                         "(environ, start_response)")
+    elif not inspect.isclass(app):
+        _check_signature(app, config.factory, 1, "an ASGI 2 application: it must accept "
+                         "(scope)")
     return app
 
 
-def _check_asgi3_signature(app: Any, factory: bool) -> None:
-    import inspect
-
+def _check_signature(app: Any, factory: bool, count: int, what: str) -> None:
     try:
         signature = inspect.signature(app)
     except (TypeError, ValueError):
         return  # builtins and odd callables: trust them
     try:
-        signature.bind(None, None, None)
+        signature.bind(*([None] * count))
     except TypeError:
         hint = "" if factory else " If it is an application factory, pass --factory."
         raise AppLoadError(
-            f"Error loading ASGI app. {app!r} is not an ASGI 3 application: it must accept "
-            f"(scope, receive, send).{hint}"
+            f"Error loading ASGI app. {app!r} is not {what}.{hint}"
         ) from None

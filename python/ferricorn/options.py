@@ -26,6 +26,8 @@ class Options(TypedDict, total=False):
     # Application
     app_dir: str
     factory: bool
+    interface: Literal["auto", "asgi3", "asgi2", "wsgi"]
+    wsgi_threads: int | None
     lifespan: Literal["auto", "on", "off"]
     loop: Literal["auto", "asyncio", "uvloop"]
     env_file: str | os.PathLike[str] | None

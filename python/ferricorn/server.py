@@ -21,12 +21,13 @@ from typing import Any
 
 from ferricorn import exits, sockets
 from ferricorn import logging as ferricorn_logging
-from ferricorn._ferricorn import Server
+from ferricorn._ferricorn import Server, WsgiHost
 from ferricorn.config import Config
 from ferricorn.importer import AppLoadError, load_app
 from ferricorn.lifespan import Lifespan
 from ferricorn.loops import new_event_loop
 from ferricorn.watchdog import LoopWatchdog
+from ferricorn.wsgi import ErrorStream, FileWrapper, WsgiThreads, asgi2_to_asgi3
 
 logger = logging.getLogger("ferricorn.error")
 
@@ -89,6 +90,10 @@ def run_config(config: Config) -> int:
     except AppLoadError as exc:
         logger.error("%s", exc)
         return exits.FAILED
+    chosen = " (detected by --interface auto)" if config.interface == "auto" else ""
+    logger.info("Application interface: %s%s", config.app_interface, chosen)
+    if config.app_interface == "asgi2":
+        app = asgi2_to_asgi3(app)
     loop = new_event_loop(config.loop)
     asyncio.set_event_loop(loop)
     supervised = "FERRICORN_SUPERVISOR_FD" in os.environ
@@ -118,7 +123,8 @@ def _remove_quietly(path: str) -> None:
 async def serve(config: Config, app: Any) -> int:
     loop = asyncio.get_running_loop()
     logger.info("Started server process [%d]", os.getpid())
-    lifespan = Lifespan(app, config.lifespan, logger)
+    # WSGI has no lifespan protocol: the app is set up when imported.
+    lifespan = Lifespan(app, "off" if config.wsgi else config.lifespan, logger)
     await lifespan.startup()
     if lifespan.should_exit:  # Lifespan has said why, and "Application startup failed."
         return exits.STARTUP_FAILED
@@ -134,6 +140,10 @@ async def serve(config: Config, app: Any) -> int:
     listen_message = sockets.listen_message(sock, config.tls)
     access = logging.getLogger("ferricorn.access")
     access_log = access.info if config.access_log and access.isEnabledFor(logging.INFO) else None
+    wsgi_host = None
+    if config.wsgi:
+        wsgi_host = WsgiHost(app, config.root_path, config.multiprocess, ErrorStream(logger),
+                             FileWrapper, logger, access_log)
     try:
         server = Server(
             sock.detach(),
@@ -145,6 +155,7 @@ async def serve(config: Config, app: Any) -> int:
             lifespan.state,
             logger,
             access_log,
+            wsgi_host,
         )
     except (ValueError, OSError) as exc:
         # A certificate or key that cannot be loaded, a setting the engine refuses: the
@@ -152,6 +163,11 @@ async def serve(config: Config, app: Any) -> int:
         logger.error("Could not start the server: %s", exc)
         await lifespan.shutdown()
         return exits.FAILED
+    wsgi_threads = None
+    if wsgi_host is not None:
+        wsgi_threads = WsgiThreads(wsgi_host, config.wsgi_thread_count)
+        wsgi_threads.start()
+        logger.info("Serving the WSGI app on %d threads", config.wsgi_thread_count)
     doorbell = server.fileno()
     loop.add_reader(doorbell, server.on_readable)
     periodic: list[_Every] = []
@@ -226,6 +242,8 @@ async def serve(config: Config, app: Any) -> int:
             watchdog.stop()
         # Polls already scheduled find nothing after this and go to sleep.
         server.shutdown(1.0)
+        if wsgi_threads is not None:
+            await loop.run_in_executor(None, wsgi_threads.stop)
     await lifespan.shutdown()
     logger.info("Finished server process")
     return exits.OK

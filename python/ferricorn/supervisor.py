@@ -53,6 +53,8 @@ def run_supervisor(config: Config) -> int:
     command = [sys.executable, "-m", "ferricorn", config.app, "--fd", str(fd)]
     env = config.worker_env()
     env["PYTHONUNBUFFERED"] = "1"
+    # A WSGI app's environ says whether other processes serve it (wsgi.multiprocess).
+    env["FERRICORN_WORKER_PROCESSES"] = str(workers)
     try:
         return supervise(command, sorted(env.items()), config)
     finally:

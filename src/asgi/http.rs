@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue};
 use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -22,9 +22,9 @@ use pyo3::types::{PyBytes, PyDict};
 use super::awaitable::Waiting;
 use super::context::{receive, Context, Cycle, WaitFor};
 use super::messages::{
-    body_bytes, declared_length, escape_control, message_and_type, more_body, parse_headers,
-    response_head,
+    body_bytes, declared_length, message_and_type, more_body, parse_headers, response_head,
 };
+use crate::access_log::AccessInfo;
 use crate::handoff::exchange::{BodyRead, Capacity, Exchange, PushResult, Response, ResponseHead};
 
 enum ResponseState {
@@ -36,14 +36,6 @@ enum ResponseState {
     /// client that left), the final `more_body=False` one is accepted.
     DiscardingBody,
     Complete,
-}
-
-/// What the access log line needs, kept only when access logging is on.
-pub struct AccessInfo {
-    pub client: String,
-    pub method: String,
-    pub path: String,
-    pub version: &'static str,
 }
 
 #[pyclass(module = "ferricorn._ferricorn")]
@@ -439,55 +431,13 @@ impl HttpCycle {
         let ctx = this.ctx.bind(py).clone();
         let id = this.exchange.id;
         if let (Some(info), Some(log)) = (&this.access, ctx.borrow().access_log()) {
-            log.call1(
-                py,
-                (
-                    intern!(py, "%s - \"%s %s HTTP/%s\" %d"),
-                    escape_control(&info.client),
-                    escape_control(&info.method),
-                    escape_control(&info.path),
-                    info.version,
-                    this.status,
-                ),
-            )?;
+            info.log(py, log, this.status)?;
         }
         drop(this);
         if ctx.borrow().has_waiters(id) {
             Context::wake(&ctx, id)?;
         }
         Ok(())
-    }
-
-    /// The 500 a request gets when the app fails before answering.
-    pub(crate) fn error_response() -> Response {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-        Response::Full(
-            ResponseHead {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                headers,
-            },
-            Bytes::from_static(b"Internal Server Error"),
-        )
-    }
-
-    fn timeout_response() -> Response {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        Response::Full(
-            ResponseHead {
-                status: StatusCode::GATEWAY_TIMEOUT,
-                headers,
-            },
-            Bytes::from_static(b"Gateway Timeout: the request took too long"),
-        )
     }
 
     /// The app's task is over: free its admission slot and stop tracking it.
@@ -514,12 +464,12 @@ impl HttpCycle {
             ResponseState::Complete | ResponseState::DiscardingBody => return Ok(None),
             ResponseState::Pending | ResponseState::Started(_) if this.timed_out => {
                 this.status = 504;
-                this.exchange.respond(Self::timeout_response(), true);
+                this.exchange.respond(Response::gateway_timeout(), true);
                 "ASGI callable did not finish within --timeout-request."
             }
             ResponseState::Pending | ResponseState::Started(_) => {
                 this.status = 500;
-                this.exchange.respond(Self::error_response(), true);
+                this.exchange.respond(Response::server_error(), true);
                 "ASGI callable returned without sending a response."
             }
             ResponseState::Streaming => {

@@ -12,7 +12,7 @@ pub mod tracking;
 pub mod websocket;
 
 pub use self::context::Context;
-pub use self::http::{AccessInfo, HttpCycle};
+pub use self::http::HttpCycle;
 pub use scope::ScopeBuilder;
 pub use tracking::TrackingConfig;
 pub use websocket::WebSocketCycle;

@@ -60,8 +60,8 @@ pub(super) fn engine_config(s: &EngineSettings) -> PyResult<EngineConfig> {
         header_read_timeout: seconds(s.timeout_header_read, "--timeout-header-read")?,
         max_header_bytes: s.max_head_bytes,
         admission: AdmissionConfig {
-            limit: s.limit_concurrency,
-            queue: s.limit_queue,
+            limit: s.admission_limit,
+            queue: s.admission_queue,
             queue_timeout: s
                 .timeout_queue
                 .map(|v| seconds(v, "--timeout-queue"))
@@ -143,7 +143,7 @@ fn tls_config(s: &EngineSettings) -> PyResult<Option<Arc<Tls>>> {
 
 /// WebSocket settings, or `None` with `--ws none`.
 fn websocket_config(s: &EngineSettings) -> PyResult<Option<WsConfig>> {
-    if s.ws == "none" {
+    if s.ws_mode == "none" {
         return Ok(None);
     }
     // Zero turns pings (or the wait for their answer) off.

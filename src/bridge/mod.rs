@@ -6,6 +6,9 @@
 //! keep arriving the loop polls the queue again with `call_soon` instead of sleeping, so a
 //! busy server rings the doorbell rarely and drains many events per GIL hold.
 //!
+//! WSGI mode: requests and wakes go to the WSGI threads' pool (`crate::wsgi::pool`) instead;
+//! the loop thread then only sees log lines.
+//!
 //! Loop -> engine: the ASGI adapter writes into the request's `Exchange` and wakes the
 //! engine task's waker; no GIL is involved on the engine side.
 //!
@@ -17,7 +20,7 @@ mod server;
 mod wake;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Waker;
 use std::time::Duration;
 
@@ -25,6 +28,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::handoff::{AppWaker, Dispatcher, IncomingRequest, IncomingWebSocket, LogLevel};
+use crate::wsgi::pool::WsgiPool;
 
 pub use processes::supervise;
 pub use server::Server;
@@ -56,6 +60,8 @@ pub struct EventQueue {
     /// Set by the loop thread just before it sleeps on the doorbell.
     sleeping: AtomicBool,
     doorbell: wake::Doorbell,
+    /// WSGI mode: requests and their wakes go to the WSGI threads, not the loop.
+    wsgi: OnceLock<Arc<WsgiPool>>,
 }
 
 impl EventQueue {
@@ -67,6 +73,7 @@ impl EventQueue {
             local: AtomicBool::new(false),
             sleeping: AtomicBool::new(true),
             doorbell: wake::Doorbell::new()?,
+            wsgi: OnceLock::new(),
         })
     }
 
@@ -86,6 +93,11 @@ impl EventQueue {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()),
         )
+    }
+
+    /// WSGI mode: set before the engine starts.
+    fn route_to_wsgi(&self, pool: Arc<WsgiPool>) {
+        let _ = self.wsgi.set(pool);
     }
 
     fn push(&self, event: Event) {
@@ -123,6 +135,9 @@ impl EventQueue {
 
 impl AppWaker for EventQueue {
     fn wake_app(&self, exchange_id: u64) {
+        if let Some(pool) = self.wsgi.get() {
+            return pool.wake(exchange_id);
+        }
         self.push(Event::Wake(exchange_id));
     }
 
@@ -143,6 +158,9 @@ impl AppWaker for EventQueue {
 
 impl Dispatcher for EventQueue {
     fn dispatch(&self, request: IncomingRequest) {
+        if let Some(pool) = self.wsgi.get() {
+            return pool.submit(request);
+        }
         self.push(Event::Request(Box::new(request)));
     }
 

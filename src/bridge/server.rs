@@ -15,13 +15,14 @@ use pyo3::types::PyDict;
 
 use super::engine_config::{engine_config, engine_error};
 use super::{seconds, Event, EventQueue};
-use crate::asgi::scope::version_text;
-use crate::asgi::{AccessInfo, Context, HttpCycle, ScopeBuilder, TrackingConfig, WebSocketCycle};
+use crate::access_log::AccessInfo;
+use crate::asgi::{Context, HttpCycle, ScopeBuilder, TrackingConfig, WebSocketCycle};
 use crate::engine::{Engine, Listener};
 use crate::handoff::ws_session::Decision;
 use crate::handoff::{IncomingRequest, IncomingWebSocket, LogLevel};
 use crate::metrics::MetricsBlock;
 use crate::settings::EngineSettings;
+use crate::wsgi::WsgiHost;
 
 #[pyclass(module = "ferricorn._ferricorn")]
 pub struct Server {
@@ -45,13 +46,17 @@ pub struct Server {
     metrics: &'static MetricsBlock,
     /// Local mode: the engine runs on this thread and `fileno` is its poll fd.
     local_fd: Option<i32>,
+    /// WSGI mode: the threads' host; requests never reach this thread.
+    wsgi: Option<Py<WsgiHost>>,
+    /// `--timeout-request`.
+    request_timeout: Option<Duration>,
 }
 
 #[pymethods]
 impl Server {
     /// Takes ownership of the listening socket `fd` (a Unix socket when `unix_path` is set).
     #[new]
-    #[pyo3(signature = (fd, unix_path, config, event_loop, app, runner, state, error_log, access_log))]
+    #[pyo3(signature = (fd, unix_path, config, event_loop, app, runner, state, error_log, access_log, wsgi=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -64,6 +69,7 @@ impl Server {
         state: Option<Py<PyDict>>,
         error_log: Py<PyAny>,
         access_log: Option<Py<PyAny>>,
+        wsgi: Option<Py<WsgiHost>>,
     ) -> PyResult<Self> {
         let settings = config;
         let config = engine_config(&settings)?;
@@ -85,7 +91,11 @@ impl Server {
                 .map(|v| seconds(v, "--timeout-request"))
                 .transpose()?,
         };
-        let tracked = tracking.enabled();
+        let request_timeout = tracking.timeout;
+        let tracked = tracking.enabled() && wsgi.is_none();
+        if let Some(host) = &wsgi {
+            queue.route_to_wsgi(host.get().pool());
+        }
         let ctx = Py::new(py, Context::new(py, event_loop, access_log, tracking)?)?;
         let scope = ScopeBuilder::new(py, &settings.root_path, state, unix_path.as_deref())?;
         let engine = py
@@ -113,6 +123,8 @@ impl Server {
             local_fd,
             tracking: tracked,
             metrics,
+            wsgi,
+            request_timeout,
         })
     }
 
@@ -162,6 +174,25 @@ impl Server {
 
     /// Cancels requests past `--timeout-request`; called a few times a second.
     fn check_deadlines(&self, py: Python<'_>) -> PyResult<()> {
+        if let (Some(host), Some(timeout)) = (&self.wsgi, self.request_timeout) {
+            for expired in host.get().pool().expire(timeout) {
+                self.metrics.rejected(crate::metrics::Rejected::Deadline);
+                let what = if expired.answered {
+                    "answered 504"
+                } else {
+                    "its response had started, so the connection was cut"
+                };
+                self.error_log.call_method1(
+                    py,
+                    intern!(py, "warning"),
+                    (format!(
+                        "Request timed out after {:.1} s (--timeout-request): {}; {what}. A WSGI thread cannot be stopped: it goes on, and what it sends is dropped",
+                        timeout.as_secs_f64(),
+                        expired.label
+                    ),),
+                )?;
+            }
+        }
         if let Some(tracker) = self.ctx.bind(py).borrow_mut().tracker.as_mut() {
             tracker.expire(py, &self.error_log, self.metrics)?;
         }
@@ -317,29 +348,13 @@ impl Server {
     fn start_request(&mut self, py: Python<'_>, req: IncomingRequest) -> PyResult<()> {
         let exchange = req.exchange.clone();
         self.start_request_task(py, req).inspect_err(|_| {
-            exchange.respond(HttpCycle::error_response(), true);
+            exchange.respond(crate::handoff::exchange::Response::server_error(), true);
         })
     }
 
     fn start_request_task(&mut self, py: Python<'_>, req: IncomingRequest) -> PyResult<()> {
         let scope = self.scope.build(py, &req)?;
-        let access = self.access_logging.then(|| {
-            let client = req.client.address().unwrap_or_default();
-            let path = match req.uri.query() {
-                Some(q) => format!(
-                    "{}?{}",
-                    crate::asgi::scope::percent_decode(req.uri.path()),
-                    q
-                ),
-                None => crate::asgi::scope::percent_decode(req.uri.path()).into_owned(),
-            };
-            Box::new(AccessInfo {
-                client,
-                method: req.method.as_str().to_string(),
-                path,
-                version: version_text(req.version),
-            })
-        });
+        let access = self.access_logging.then(|| AccessInfo::of(&req));
         let request = (req.method.clone(), req.uri.clone());
         let id = req.exchange.id;
         let label = self.tracking.then(|| format!("{} {}", req.method, req.uri));

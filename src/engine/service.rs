@@ -463,6 +463,12 @@ fn build(
 ) -> HttpResponse<ResponseBody> {
     let mut response = HttpResponse::new(body);
     *response.status_mut() = head.status;
+    if let Some(reason) = head
+        .reason
+        .and_then(|r| hyper::ext::ReasonPhrase::try_from(r).ok())
+    {
+        response.extensions_mut().insert(reason);
+    }
     let mut headers = head.headers;
     for (name, value) in defaults {
         if !headers.contains_key(name) {

@@ -39,6 +39,9 @@ pub trait AppWaker: Send + Sync + 'static {
 pub struct ResponseHead {
     pub status: StatusCode,
     pub headers: HeaderMap,
+    /// A reason phrase other than the status's usual one (a WSGI status line such as
+    /// "500 Oops"); HTTP/1.1 sends it, HTTP/2 has none.
+    pub reason: Option<Bytes>,
 }
 
 /// What the engine should send.
@@ -57,6 +60,55 @@ pub enum Response {
 }
 
 impl Response {
+    /// The 500 a request gets when the app fails before answering.
+    pub fn server_error() -> Response {
+        Self::plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error",
+            true,
+        )
+    }
+
+    /// The 504 of a request past `--timeout-request` that had not answered yet.
+    pub fn gateway_timeout() -> Response {
+        Self::plain(
+            StatusCode::GATEWAY_TIMEOUT,
+            "Gateway Timeout: the request took too long",
+            false,
+        )
+    }
+
+    /// The 503 of a request the server took but can no longer serve (shutting down).
+    pub fn service_unavailable() -> Response {
+        Self::plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable: the server is shutting down",
+            true,
+        )
+    }
+
+    fn plain(status: StatusCode, body: &'static str, close: bool) -> Response {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if close {
+            headers.insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
+        Response::Full(
+            ResponseHead {
+                status,
+                headers,
+                reason: None,
+            },
+            Bytes::from_static(body.as_bytes()),
+        )
+    }
+
     /// The same response with its head changed (the body, if any, is untouched).
     pub fn map_head(self, f: impl FnOnce(ResponseHead) -> ResponseHead) -> Response {
         match self {

@@ -353,7 +353,12 @@ def test_load_app(app_dir):
     with pytest.raises(AppLoadError, match="--factory"):
         load_app(Config("goodapp:make"))
     with pytest.raises(AppLoadError, match=r"\(scope, receive, send\)"):
-        load_app(Config("goodapp:two_args"))
+        load_app(Config("goodapp:two_args", interface="asgi3"))
+    # Under --interface auto, a plain callable of two arguments is a WSGI app.
+    config = Config("goodapp:two_args")
+    assert load_app(config) is goodapp.two_args and config.app_interface == "wsgi"
+    with pytest.raises(AppLoadError, match=r"\(environ, start_response\)"):
+        load_app(Config("goodapp:app", interface="wsgi"))
 
 
 def test_load_app_inserts_app_dir(tmp_path):

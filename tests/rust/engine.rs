@@ -36,6 +36,7 @@ fn head(status: u16) -> ResponseHead {
     ResponseHead {
         status: StatusCode::from_u16(status).unwrap(),
         headers,
+        reason: None,
     }
 }
 

@@ -1,0 +1,273 @@
+//! The WSGI adapter (PEP 3333): WSGI apps served on the same engine as ASGI ones.
+//!
+//! Requests reach a pool of Python threads ([`pool::WsgiPool`]) instead of the event loop;
+//! each thread runs [`WsgiHost::run`]: take a request (GIL released while waiting), build
+//! the environ, call the app, stream its iterable into the request's `Exchange`, call
+//! `close()`. Every blocking point (waiting for a request, for request body, for room in the
+//! response buffer) releases the GIL; engine threads never take it.
+//!
+//! Owns the environ, `wsgi.input`, `start_response`/`write` and the response's framing. Must
+//! not: import hyper or reach into `engine`, run on the event loop thread, or hold a lock
+//! across a call into Python.
+
+pub mod environ;
+pub mod input;
+pub mod pool;
+pub mod response;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use pyo3::exceptions::PyTypeError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+use crate::access_log::AccessInfo;
+use crate::handoff::IncomingRequest;
+use environ::{EnvironBuilder, EnvironTemplate};
+use input::WsgiInput;
+use pool::WsgiPool;
+use response::WsgiResponse;
+
+/// What the WSGI threads share: the app, the pool, the loggers.
+#[pyclass(frozen, module = "ferricorn._ferricorn")]
+pub struct WsgiHost {
+    pool: Arc<WsgiPool>,
+    app: Py<PyAny>,
+    template: EnvironTemplate,
+    error_log: Py<PyAny>,
+    access_log: Option<Py<PyAny>>,
+}
+
+impl WsgiHost {
+    pub fn pool(&self) -> Arc<WsgiPool> {
+        self.pool.clone()
+    }
+}
+
+#[pymethods]
+impl WsgiHost {
+    /// `errors` is `wsgi.errors`, `file_wrapper` is `wsgi.file_wrapper`; `access_log` is the
+    /// access logger's `info` or None when access logging is off.
+    #[new]
+    #[pyo3(signature = (app, root_path, multiprocess, errors, file_wrapper, error_log, access_log))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        app: Py<PyAny>,
+        root_path: String,
+        multiprocess: bool,
+        errors: Py<PyAny>,
+        file_wrapper: Py<PyAny>,
+        error_log: Py<PyAny>,
+        access_log: Option<Py<PyAny>>,
+    ) -> Self {
+        WsgiHost {
+            pool: Arc::new(WsgiPool::default()),
+            app,
+            template: EnvironTemplate {
+                root_path,
+                multiprocess,
+                errors,
+                file_wrapper,
+            },
+            error_log,
+            access_log,
+        }
+    }
+
+    /// A WSGI thread's whole life: serve requests until the pool closes.
+    fn run(&self, py: Python<'_>) -> PyResult<()> {
+        let mut builder = EnvironBuilder::new(py, &self.template)?;
+        loop {
+            // A thread that just finished takes queued work before it gives up the GIL.
+            let request = match self.pool.try_next() {
+                Some(r) => r,
+                None => match py.detach(|| self.pool.next()) {
+                    Some(r) => r,
+                    None => return Ok(()),
+                },
+            };
+            self.serve(py, &mut builder, request);
+        }
+    }
+
+    /// No more requests: the threads return once the queue is empty.
+    fn close(&self) {
+        self.pool.close();
+    }
+
+    /// Requests a WSGI thread is serving now.
+    fn running(&self) -> usize {
+        self.pool.running()
+    }
+}
+
+impl WsgiHost {
+    /// Serves one request to its end; errors are the app's and are logged, never raised.
+    fn serve(&self, py: Python<'_>, builder: &mut EnvironBuilder, req: IncomingRequest) {
+        let exchange = req.exchange.clone();
+        let label = format!("{} {}", req.method, req.uri);
+        let claim = self.pool.begin(&exchange, label.clone());
+        let access = self.access_log.is_some().then(|| AccessInfo::of(&req));
+        let is_head = req.method == http::Method::HEAD;
+        let response = WsgiResponse::new(exchange.clone(), claim.clone(), is_head, label);
+        let outcome = match Bound::new(py, response) {
+            Ok(response) => {
+                let failure = self.call_app(py, builder, &req, &response).err();
+                if let Some(error) = failure {
+                    response.borrow_mut().fail();
+                    self.report(
+                        py,
+                        error,
+                        exchange.is_client_gone() || claim.lost_to_deadline(),
+                    );
+                }
+                let r = response.borrow();
+                (r.complete() && !exchange.is_client_gone()).then_some(r.status)
+            }
+            Err(error) => {
+                self.report(py, error, false);
+                None
+            }
+        };
+        if let (Some(status), Some(info), Some(log)) = (outcome, access, &self.access_log) {
+            if let Err(e) = info.log(py, log, status) {
+                e.print(py);
+            }
+        }
+        self.pool.end(exchange.id);
+        exchange.release();
+    }
+
+    /// Calls the app and sends what it returns; `close()` is called on every path once the
+    /// iterable exists. The first error wins.
+    fn call_app(
+        &self,
+        py: Python<'_>,
+        builder: &mut EnvironBuilder,
+        req: &IncomingRequest,
+        response: &Bound<'_, WsgiResponse>,
+    ) -> PyResult<()> {
+        let environ = builder.build(py, req)?;
+        environ.set_item(
+            intern!(py, "wsgi.input"),
+            Py::new(py, WsgiInput::new(req.exchange.clone()))?,
+        )?;
+        let iterable = self.app.bind(py).call1((environ, response))?;
+        let sent =
+            send_iterable(py, &iterable, response).and_then(|()| response.borrow_mut().finish(py));
+        let closed = match iterable.getattr_opt(intern!(py, "close")) {
+            Ok(Some(close)) => close.call0().map(drop),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        sent.and(closed)
+    }
+
+    /// Logs an app failure: with its traceback, unless the client had left (or the request
+    /// had been answered 504) and the error only says so.
+    fn report(&self, py: Python<'_>, error: PyErr, abandoned: bool) {
+        let log = self.error_log.bind(py);
+        let result = if abandoned && caused_by_os_error(py, &error) {
+            log.call_method1(
+                intern!(py, "debug"),
+                (format!("WSGI request ended early: {error}"),),
+            )
+        } else {
+            let kwargs = PyDict::new(py);
+            kwargs
+                // `into_value` puts the traceback on the exception, where logging finds it.
+                .set_item(intern!(py, "exc_info"), error.into_value(py))
+                .and_then(|()| {
+                    log.call_method(
+                        intern!(py, "error"),
+                        ("Exception in WSGI application\n",),
+                        Some(&kwargs),
+                    )
+                })
+        };
+        if let Err(e) = result {
+            e.print(py);
+        }
+    }
+}
+
+/// Sends the app's iterable. A list or tuple is the whole body at once (one response with a
+/// Content-Length); anything else is streamed chunk by chunk as the app produces it.
+fn send_iterable(
+    py: Python<'_>,
+    iterable: &Bound<'_, PyAny>,
+    response: &Bound<'_, WsgiResponse>,
+) -> PyResult<()> {
+    let whole = if let Ok(list) = iterable.cast::<PyList>() {
+        Some(list.iter().collect::<Vec<_>>())
+    } else if let Ok(tuple) = iterable.cast::<PyTuple>() {
+        Some(tuple.iter().collect::<Vec<_>>())
+    } else {
+        None
+    };
+    if let Some(items) = whole {
+        if !response.borrow().head_sent() {
+            let body = join_chunks(&items)?;
+            return response.borrow_mut().emit(py, body, true);
+        }
+    }
+    for item in iterable.try_iter()? {
+        let chunk = body_chunk(&item?)?;
+        let mut r = response.borrow_mut();
+        r.emit(py, chunk, false)?;
+        if r.complete() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn join_chunks(items: &[Bound<'_, PyAny>]) -> PyResult<Bytes> {
+    if let [one] = items {
+        return body_chunk(one);
+    }
+    let mut body = Vec::new();
+    for item in items {
+        body.extend_from_slice(&body_chunk(item)?);
+    }
+    Ok(Bytes::from(body))
+}
+
+/// A body chunk from the app: `bytes`, or any bytes-like object (bytearray, memoryview).
+pub(crate) fn body_chunk(obj: &Bound<'_, PyAny>) -> PyResult<Bytes> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(Bytes::copy_from_slice(b.as_bytes()));
+    }
+    crate::asgi::messages::bytes_like(obj)
+        .map(Bytes::from)
+        .ok_or_else(|| {
+            PyTypeError::new_err(format!(
+                "a WSGI response body must be an iterable of bytes, got an item of type {}",
+                obj.get_type()
+                    .name()
+                    .map_or_else(|_| "?".into(), |n| n.to_string())
+            ))
+        })
+}
+
+/// Whether `error`, or an exception it was raised from, is an OSError (a client that left,
+/// as seen by `write()` or `wsgi.input`).
+fn caused_by_os_error(py: Python<'_>, error: &PyErr) -> bool {
+    let mut cause = Some(error.clone_ref(py));
+    for _ in 0..8 {
+        let Some(e) = cause else { return false };
+        if e.is_instance_of::<pyo3::exceptions::PyOSError>(py) {
+            return true;
+        }
+        cause = e.cause(py).or_else(|| {
+            e.value(py)
+                .getattr(intern!(py, "__context__"))
+                .ok()
+                .filter(|c| !c.is_none())
+                .map(PyErr::from_value)
+        });
+    }
+    false
+}
