@@ -197,7 +197,7 @@ class Option:
 _B, _A, _L, _H, _T = "Socket binding", "Application", "Logging", "HTTP", "Limits and timeouts"
 _P, _W, _S, _H2 = "Processes", "WebSockets", "TLS", "HTTP/2"
 OPTIONS: tuple[Option, ...] = (
-    Option("app", None, 'ASGI application as "<module>:<attribute>", e.g. main:app.', "",
+    Option("app", None, 'ASGI or WSGI application as "<module>:<attribute>", e.g. main:app.', "",
            metavar="APP",
            applies=WORKER),
     Option("host", "127.0.0.1", "Bind to this address (0.0.0.0 for all IPv4, :: for IPv6).", _B,

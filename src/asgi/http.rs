@@ -25,7 +25,9 @@ use super::messages::{
     body_bytes, declared_length, message_and_type, more_body, parse_headers, response_head,
 };
 use crate::access_log::AccessInfo;
-use crate::handoff::exchange::{BodyRead, Capacity, Exchange, PushResult, Response, ResponseHead};
+use crate::handoff::exchange::{
+    BodyRead, Capacity, Exchange, FileSource, PushResult, Response, ResponseHead,
+};
 
 enum ResponseState {
     Pending,
@@ -268,7 +270,10 @@ impl HttpCycle {
             }
         };
         let done = Context::done(this.ctx.bind(py));
-        if !this.exchange.respond(Response::File(head, path), true) {
+        if !this
+            .exchange
+            .respond(Response::File(head, FileSource::Path(path)), true)
+        {
             return Err(client_gone_error());
         }
         drop(this);

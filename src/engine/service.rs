@@ -21,7 +21,7 @@ use super::activity::{Activity, Busy};
 use super::body::{pump_request_body, ResponseBody, StreamRecord};
 use super::ws;
 use super::{Error, Shared};
-use crate::handoff::exchange::{Exchange, Response, ResponseHead};
+use crate::handoff::exchange::{Exchange, FileSource, Response, ResponseHead};
 use crate::handoff::{IncomingRequest, LogLevel, Peer, RequestHead, TlsInfo};
 use crate::metrics::Rejected;
 
@@ -266,7 +266,7 @@ impl RequestService {
                 );
                 bad_request()
             }
-            Response::File(head, path) => {
+            Response::File(head, source) => {
                 exchange.engine_done();
                 let record = StreamRecord {
                     metrics,
@@ -274,12 +274,20 @@ impl RequestService {
                     status: head.status.as_u16(),
                     started,
                 };
-                match open_for_sending(&path).await {
+                let described = source.to_string();
+                match open_for_sending(source).await {
                     Ok((file, len)) => {
                         let mut head = head;
-                        if !head.headers.contains_key(CONTENT_LENGTH) {
-                            head.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
-                        }
+                        // The app's own Content-Length is held to: a file shorter than it
+                        // ends the body early, which cuts the connection (as for an app
+                        // that sends fewer bytes than it declared).
+                        let len = match content_length(&head.headers) {
+                            Some(declared) => declared,
+                            None => {
+                                head.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+                                len
+                            }
+                        };
                         let body = if method == http::Method::HEAD {
                             ResponseBody::full(Bytes::new())
                         } else {
@@ -288,13 +296,9 @@ impl RequestService {
                         build(head, body, defaults, draining)
                     }
                     Err(e) => {
-                        shared.dispatcher.log(
-                            LogLevel::Error,
-                            format!(
-                                "http.response.pathsend: cannot send {}: {e}",
-                                path.display()
-                            ),
-                        );
+                        shared
+                            .dispatcher
+                            .log(LogLevel::Error, format!("{described}: {e}"));
                         simple_response(
                             StatusCode::INTERNAL_SERVER_ERROR,
                             "Internal Server Error\n",
@@ -404,16 +408,24 @@ fn drop_connection_headers(mut head: ResponseHead, shared: &Shared) -> ResponseH
     head
 }
 
-/// The file of an `http.response.pathsend` and its length: a regular file only.
-async fn open_for_sending(path: &std::path::Path) -> std::io::Result<(std::fs::File, u64)> {
-    let path = path.to_owned();
+/// The file of a file response and the bytes left in it: a regular file only.
+async fn open_for_sending(source: FileSource) -> std::io::Result<(std::fs::File, u64)> {
     let opened = tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(&path)?;
+        let (mut file, path_given) = match source {
+            FileSource::Path(path) => (std::fs::File::open(&path)?, true),
+            FileSource::Open(file) => (file, false),
+        };
         let meta = file.metadata()?;
         if !meta.is_file() {
             return Err(std::io::Error::other("not a regular file"));
         }
-        Ok((file, meta.len()))
+        // A file the app opened is sent from where the app left it.
+        let start = if path_given {
+            0
+        } else {
+            std::io::Seek::stream_position(&mut file)?
+        };
+        Ok((file, meta.len().saturating_sub(start)))
     });
     opened.await.map_err(std::io::Error::other)?
 }

@@ -55,8 +55,26 @@ pub enum Response {
     /// The request body stopped arriving (the header-read timeout passed with the app
     /// waiting for it): the engine answers 408 and closes.
     BodyTimedOut,
-    /// `http.response.pathsend`: the engine sends this file as the body.
-    File(ResponseHead, std::path::PathBuf),
+    /// The engine sends this file as the body (`http.response.pathsend`, `wsgi.file_wrapper`).
+    File(ResponseHead, FileSource),
+}
+
+/// Where a file body comes from.
+pub enum FileSource {
+    /// A path the engine opens (`http.response.pathsend`).
+    Path(std::path::PathBuf),
+    /// A file the app opened, sent from its current position (`wsgi.file_wrapper`).
+    Open(std::fs::File),
+}
+
+/// What the error line says when the file cannot be sent.
+impl std::fmt::Display for FileSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileSource::Path(p) => write!(f, "http.response.pathsend: cannot send {}", p.display()),
+            FileSource::Open(_) => f.write_str("wsgi.file_wrapper: cannot send the app's file"),
+        }
+    }
 }
 
 impl Response {
@@ -116,7 +134,7 @@ impl Response {
             Response::Streaming(head) => Response::Streaming(f(head)),
             Response::BadRequestBody => Response::BadRequestBody,
             Response::BodyTimedOut => Response::BodyTimedOut,
-            Response::File(head, path) => Response::File(f(head), path),
+            Response::File(head, source) => Response::File(f(head), source),
         }
     }
 }

@@ -155,8 +155,9 @@ impl WsgiHost {
             Py::new(py, WsgiInput::new(req.exchange.clone()))?,
         )?;
         let iterable = self.app.bind(py).call1((environ, response))?;
-        let sent =
-            send_iterable(py, &iterable, response).and_then(|()| response.borrow_mut().finish(py));
+        let file_wrapper = self.template.file_wrapper.bind(py);
+        let sent = send_iterable(py, &iterable, response, file_wrapper)
+            .and_then(|()| response.borrow_mut().finish(py));
         let closed = match iterable.getattr_opt(intern!(py, "close")) {
             Ok(Some(close)) => close.call0().map(drop),
             Ok(None) => Ok(()),
@@ -199,7 +200,15 @@ fn send_iterable(
     py: Python<'_>,
     iterable: &Bound<'_, PyAny>,
     response: &Bound<'_, WsgiResponse>,
+    file_wrapper: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
+    if iterable.is_instance(file_wrapper)? {
+        if let Some(file) = file_of(iterable) {
+            if response.borrow_mut().emit_file(file)? {
+                return Ok(());
+            }
+        }
+    }
     let whole = if let Ok(list) = iterable.cast::<PyList>() {
         Some(list.iter().collect::<Vec<_>>())
     } else if let Ok(tuple) = iterable.cast::<PyTuple>() {
@@ -222,6 +231,42 @@ fn send_iterable(
         }
     }
     Ok(())
+}
+
+/// The file behind a `wsgi.file_wrapper`, when it is a real one: a duplicate of its
+/// descriptor, at the position the app's file object reports (its buffer may have read
+/// ahead of it). `None` sends the wrapper by iterating it (a `BytesIO`, a socket...).
+fn file_of(wrapper: &Bound<'_, PyAny>) -> Option<std::fs::File> {
+    use std::io::{Seek, SeekFrom};
+    use std::os::fd::BorrowedFd;
+
+    let py = wrapper.py();
+    let filelike = wrapper.getattr(intern!(py, "filelike")).ok()?;
+    let fd: i32 = filelike
+        .call_method0(intern!(py, "fileno"))
+        .ok()?
+        .extract()
+        .ok()?;
+    let position: u64 = filelike
+        .call_method0(intern!(py, "tell"))
+        .ok()?
+        .extract()
+        .ok()?;
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` is open for the duration of this call (the app's file object owns it and
+    // is alive: we hold a reference to it); the borrow ends before we return, and what we
+    // keep is our own duplicate.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let owned = borrowed.try_clone_to_owned().ok()?;
+    let mut file = std::fs::File::from(owned);
+    // Checked again by the engine; a pipe or socket fails here and is iterated instead.
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    file.seek(SeekFrom::Start(position)).ok()?;
+    Some(file)
 }
 
 fn join_chunks(items: &[Bound<'_, PyAny>]) -> PyResult<Bytes> {

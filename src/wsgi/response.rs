@@ -16,7 +16,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 
 use super::pool::{Claim, WsgiPool};
-use crate::handoff::exchange::{Capacity, Exchange, PushResult, Response, ResponseHead};
+use crate::handoff::exchange::{
+    Capacity, Exchange, FileSource, PushResult, Response, ResponseHead,
+};
 
 /// Headers PEP 3333 forbids an app to send (hop-by-hop, RFC 9110 7.6.1): the server owns
 /// the connection and the framing.
@@ -151,10 +153,7 @@ impl WsgiResponse {
         }
         if !self.claim.take_for_app() {
             self.complete = true;
-            return Err(PyOSError::new_err(format!(
-                "{}: --timeout-request already answered this request with 504",
-                self.label
-            )));
+            return Err(deadline_error(&self.label));
         }
         let Some(mut head) = self.head.take() else {
             return Err(PyRuntimeError::new_err(
@@ -250,6 +249,30 @@ impl WsgiResponse {
         }
     }
 
+    /// `wsgi.file_wrapper` of a real file: the engine sends the file itself (read on its
+    /// blocking pool, not through Python). False when the response cannot go that way (the
+    /// head is out, HEAD, a bodyless status): the caller iterates the wrapper instead.
+    pub fn emit_file(&mut self, file: std::fs::File) -> PyResult<bool> {
+        let bodyless = self
+            .head
+            .as_ref()
+            .is_none_or(|h| matches!(h.status.as_u16(), 204 | 304));
+        if self.complete || self.head_sent || self.is_head || bodyless {
+            return Ok(false);
+        }
+        if !self.claim.take_for_app() {
+            self.complete = true;
+            return Err(deadline_error(&self.label));
+        }
+        let Some(head) = self.head.take() else {
+            return Ok(false);
+        };
+        self.head_sent = true;
+        self.complete = true;
+        self.respond(Response::File(head, FileSource::Open(file)))
+            .map(|()| true)
+    }
+
     /// The iterable is exhausted: the response ends here.
     pub fn finish(&mut self, py: Python<'_>) -> PyResult<()> {
         if !self.called && !self.complete {
@@ -265,6 +288,12 @@ impl WsgiResponse {
     pub fn complete(&self) -> bool {
         self.complete
     }
+}
+
+fn deadline_error(label: &str) -> PyErr {
+    PyOSError::new_err(format!(
+        "{label}: --timeout-request already answered this request with 504"
+    ))
 }
 
 fn gone_error() -> PyErr {

@@ -24,7 +24,8 @@ for the interface detection tests.
     /produce          generator of `n` (default 200) chunks of 1 MiB; PRODUCED[tag] counts them
     /produced         JSON: PRODUCED[tag]
     /file             wsgi.file_wrapper(open(path, "rb"), 8192), Content-Length when cl=1; the
-                      file object kept in OPEN_FILES[tag]
+                      file object kept in OPEN_FILES[tag]; skip=N reads N bytes first (the
+                      rest is sent); memory=1 wraps a BytesIO of the file instead
     /file-closed      JSON {"closed": OPEN_FILES[tag].closed}
     /sleep            prints "WSGI-SLEEP-STARTED <tag>", time.sleep(s), answers JSON with the
                       thread name and the most requests seen in /sleep at once
@@ -54,6 +55,7 @@ taking the scope, whose instance takes receive and send).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import sys
@@ -336,10 +338,17 @@ def app(environ, start_response):
     if path == "/file":
         file_path = q["path"]
         f = open(file_path, "rb")  # closed by the server, through the wrapper
+        skip = int(q.get("skip", "0"))
+        if skip:
+            f.read(skip)  # the buffered reader reads ahead: the fd is past `skip`
+        if q.get("memory") == "1":  # a file-like object with no descriptor
+            data = f.read()
+            f.close()
+            f = io.BytesIO(data)
         OPEN_FILES[tag] = f
         headers = [("Content-Type", "application/octet-stream")]
         if q.get("cl") == "1":
-            headers.append(("Content-Length", str(os.path.getsize(file_path))))
+            headers.append(("Content-Length", str(os.path.getsize(file_path) - skip)))
         start_response("200 OK", headers)
         return environ["wsgi.file_wrapper"](f, 8192)
     if path == "/file-closed":

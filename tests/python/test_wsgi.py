@@ -714,6 +714,25 @@ def test_file_wrapper_sends_the_file_and_closes_it(wsgi_server, big_file, with_l
     assert closed is True
 
 
+@pytest.mark.parametrize("skip, memory", [(10, "0"), (0, "1"), (100_000, "1")])
+def test_file_wrapper_sends_from_where_the_app_left_the_file(wsgi_server, big_file, skip,
+                                                            memory):
+    """The engine sends a real file from the position the app's file object reports (its
+    buffer has read ahead, so the descriptor is further on); a file-like object without a
+    descriptor is sent by iterating the wrapper."""
+    tag = f"file-skip-{skip}-{memory}"
+    with http_client(timeout=30) as c:
+        r = c.get(f"{wsgi_server.url}/file", params={"path": str(big_file), "cl": "1",
+                                                     "tag": tag, "skip": str(skip),
+                                                     "memory": memory})
+        assert r.status_code == 200
+        assert r.headers["content-length"] == str(big_file.stat().st_size - skip)
+        assert r.content == big_file.read_bytes()[skip:]
+        closed = wait_until(
+            lambda: c.get(f"{wsgi_server.url}/file-closed", params={"tag": tag}).json()["closed"])
+    assert closed is True
+
+
 def test_file_wrapper_over_http2(wsgi_server, big_file):
     with httpx.Client(http1=False, http2=True, trust_env=False, timeout=30) as c:
         r = c.get(f"{wsgi_server.url}/file", params={"path": str(big_file), "cl": "1",
