@@ -33,7 +33,8 @@ macro_rules! settings {
 settings! {
     /// What one worker's engine and ASGI adapter run with.
     pub struct EngineSettings {
-        engine_threads: usize,
+        /// Derived: `engine_threads`, or 0 (1 for a WSGI app).
+        engine_thread_count: usize,
         timeout_keep_alive: f64,
         timeout_header_read: f64,
         /// Derived: `h11_max_incomplete_event_size`, or its default.

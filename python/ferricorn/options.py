@@ -92,4 +92,4 @@ class Options(TypedDict, total=False):
     ssl_ca_certs: str | os.PathLike[str] | None
     ssl_ciphers: str
     # Engine
-    engine_threads: int
+    engine_threads: int | None

@@ -240,10 +240,11 @@ async def serve(config: Config, app: Any) -> int:
             repeating.cancel()
         if watchdog is not None:
             watchdog.stop()
+        if wsgi_threads is not None:
+            # First: with --engine-threads 0 they run the engine, which must outlive them.
+            await loop.run_in_executor(None, wsgi_threads.stop)
         # Polls already scheduled find nothing after this and go to sleep.
         server.shutdown(1.0)
-        if wsgi_threads is not None:
-            await loop.run_in_executor(None, wsgi_threads.stop)
     await lifespan.shutdown()
     logger.info("Finished server process")
     return exits.OK

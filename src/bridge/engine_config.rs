@@ -55,7 +55,7 @@ pub(super) fn engine_config(s: &EngineSettings) -> PyResult<EngineConfig> {
         default_headers.push((n, v));
     }
     Ok(EngineConfig {
-        threads: s.engine_threads,
+        threads: s.engine_thread_count,
         keep_alive: seconds(s.timeout_keep_alive, "--timeout-keep-alive")?,
         header_read_timeout: seconds(s.timeout_header_read, "--timeout-header-read")?,
         max_header_bytes: s.max_head_bytes,

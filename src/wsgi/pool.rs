@@ -66,6 +66,9 @@ struct Running {
 struct Queue {
     requests: VecDeque<IncomingRequest>,
     closed: bool,
+    /// Threads asleep in `next`: a submit wakes one only when there is one (a futex call
+    /// saved per request while every thread is busy).
+    sleepers: usize,
 }
 
 #[derive(Default)]
@@ -99,8 +102,11 @@ impl WsgiPool {
             return;
         }
         q.requests.push_back(request);
+        let sleeper = q.sleepers > 0;
         drop(q);
-        self.ready.notify_one();
+        if sleeper {
+            self.ready.notify_one();
+        }
     }
 
     /// The next request, waiting for one; `None` once the pool is closed (call without the
@@ -114,7 +120,9 @@ impl WsgiPool {
             if q.closed {
                 return None;
             }
+            q.sleepers += 1;
             q = self.ready.wait(q).unwrap_or_else(|e| e.into_inner());
+            q.sleepers -= 1;
         }
     }
 

@@ -237,7 +237,7 @@ def test_config_defaults_and_unknown_kwargs():
     config = Config("main:app")
     assert config.app_dir == "" and config.h11_max_incomplete_event_size is None
     assert config.max_head_bytes == 65536
-    assert config.timeout_header_read == 30.0 and config.engine_threads == 0
+    assert config.timeout_header_read == 30.0 and config.engine_thread_count == 0
     with pytest.raises(TypeError, match=r"'prot' \(did you mean 'port'\?\).*'zzz'"):
         Config("main:app", prot=1, zzz=2)
 

@@ -862,6 +862,19 @@ def test_keep_alive_several_requests_on_one_connection(wsgi_server):
         assert reader.read_response().body == b"hello"
 
 
+@pytest.mark.parametrize("engine_threads", ["0", "2"])
+def test_any_engine_mode_serves_wsgi(server, engine_threads):
+    """A WSGI app gets an engine thread by default; the engine on the loop thread (0) and
+    several engine threads serve it the same, body and stream included."""
+    srv = server.start(APP, *WSGI, "--engine-threads", engine_threads)
+    with raw_connection(srv.port) as sock:
+        reader = RawReader(sock)
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc")
+        assert reader.read_response().body == b"abc"
+        sock.sendall(b"GET /list?n=3&kind=gen HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert reader.read_response().body == b"part0;part1;part2;"
+
+
 def test_pipelined_requests_answered_in_order(wsgi_server):
     with raw_connection(wsgi_server.port) as sock:
         sock.sendall(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n"
