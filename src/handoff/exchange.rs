@@ -166,6 +166,11 @@ impl std::error::Error for Aborted {}
 pub struct BodyChunks(Vec<Bytes>);
 
 impl BodyChunks {
+    /// The chunks themselves, for a reader that copies each once where it needs it.
+    pub fn into_chunks(self) -> Vec<Bytes> {
+        self.0
+    }
+
     pub fn len(&self) -> usize {
         self.0.iter().map(Bytes::len).sum()
     }

@@ -4,9 +4,13 @@
 //! bound), and block, with the GIL released, only until more arrives or the body ends. The
 //! end of the body is an end of file: `b""`, never a block. A client that leaves mid-body
 //! makes the read raise `OSError` rather than hand the app a truncated body as if whole.
+//! The body's chunks are kept as the engine delivered them and copied once, straight into
+//! the `bytes` object a read returns.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
+use bytes::{Buf, Bytes};
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
@@ -17,9 +21,9 @@ use crate::handoff::exchange::{BodyRead, Exchange};
 #[pyclass(module = "ferricorn._ferricorn")]
 pub struct WsgiInput {
     exchange: Arc<Exchange>,
-    /// Bytes received and not yet read by the app: `buf[start..]`.
-    buf: Vec<u8>,
-    start: usize,
+    /// Body received and not yet read by the app.
+    chunks: VecDeque<Bytes>,
+    available: usize,
     eof: bool,
 }
 
@@ -27,14 +31,10 @@ impl WsgiInput {
     pub fn new(exchange: Arc<Exchange>) -> Self {
         WsgiInput {
             exchange,
-            buf: Vec::new(),
-            start: 0,
+            chunks: VecDeque::new(),
+            available: 0,
             eof: false,
         }
-    }
-
-    fn available(&self) -> usize {
-        self.buf.len() - self.start
     }
 
     /// Waits for more body; false at its end.
@@ -54,13 +54,12 @@ impl WsgiInput {
         };
         match read {
             BodyRead::Chunk(chunks, more) => {
-                if self.start > 0 && self.start == self.buf.len() {
-                    self.buf.clear();
-                    self.start = 0;
+                for chunk in chunks.into_chunks() {
+                    if !chunk.is_empty() {
+                        self.available += chunk.len();
+                        self.chunks.push_back(chunk);
+                    }
                 }
-                let at = self.buf.len();
-                self.buf.resize(at + chunks.len(), 0);
-                chunks.copy_into(&mut self.buf[at..]);
                 self.eof = !more;
                 Ok(true)
             }
@@ -71,27 +70,57 @@ impl WsgiInput {
         }
     }
 
-    /// Hands the app `n` buffered bytes.
-    fn take<'py>(&mut self, py: Python<'py>, n: usize) -> Bound<'py, PyBytes> {
-        let out = PyBytes::new(py, &self.buf[self.start..self.start + n]);
-        self.start += n;
-        if self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        } else if self.start > 64 * 1024 && self.start * 2 > self.buf.len() {
-            self.buf.drain(..self.start);
-            self.start = 0;
+    /// Hands the app the next `n` buffered bytes (at most `available`), copied once.
+    fn take<'py>(&mut self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyBytes>> {
+        let n = n.min(self.available);
+        if let Some(front) = self.chunks.front_mut() {
+            if front.len() >= n {
+                let out = PyBytes::new(py, &front[..n]);
+                front.advance(n);
+                if front.is_empty() {
+                    self.chunks.pop_front();
+                }
+                self.available -= n;
+                return Ok(out);
+            }
         }
-        out
+        let chunks = &mut self.chunks;
+        let out = PyBytes::new_with(py, n, |buf| {
+            let mut at = 0;
+            while at < n {
+                let Some(front) = chunks.front_mut() else {
+                    break;
+                };
+                let k = front.len().min(n - at);
+                buf[at..at + k].copy_from_slice(&front[..k]);
+                front.advance(k);
+                if front.is_empty() {
+                    chunks.pop_front();
+                }
+                at += k;
+            }
+            Ok(())
+        })?;
+        self.available -= n;
+        Ok(out)
     }
 
+    /// The length of the first line in the buffer, newline included, looking at most
+    /// `limit` bytes; `None` when no newline is there yet.
     fn line_end(&self, limit: Option<usize>) -> Option<usize> {
-        let window = &self.buf[self.start..];
-        let window = match limit {
-            Some(l) if l < window.len() => &window[..l],
-            _ => window,
-        };
-        window.iter().position(|&b| b == b'\n').map(|i| i + 1)
+        let limit = limit.unwrap_or(usize::MAX);
+        let mut seen = 0;
+        for chunk in &self.chunks {
+            let window = &chunk[..chunk.len().min(limit - seen)];
+            if let Some(i) = window.iter().position(|&b| b == b'\n') {
+                return Some(seen + i + 1);
+            }
+            seen += window.len();
+            if seen >= limit {
+                return None;
+            }
+        }
+        None
     }
 
     fn read_line<'py>(
@@ -101,16 +130,16 @@ impl WsgiInput {
     ) -> PyResult<Bound<'py, PyBytes>> {
         loop {
             if let Some(end) = self.line_end(limit) {
-                return Ok(self.take(py, end));
+                return self.take(py, end);
             }
             if let Some(l) = limit {
-                if self.available() >= l {
-                    return Ok(self.take(py, l));
+                if self.available >= l {
+                    return self.take(py, l);
                 }
             }
             if !self.fill(py)? {
-                let n = self.available();
-                return Ok(self.take(py, n));
+                let n = self.available;
+                return self.take(py, n);
             }
         }
     }
@@ -128,14 +157,13 @@ impl WsgiInput {
     fn read<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
         match limit(size) {
             Some(n) => {
-                while self.available() < n && self.fill(py)? {}
-                let n = n.min(self.available());
-                Ok(self.take(py, n))
+                while self.available < n && self.fill(py)? {}
+                self.take(py, n)
             }
             None => {
                 while self.fill(py)? {}
-                let n = self.available();
-                Ok(self.take(py, n))
+                let n = self.available;
+                self.take(py, n)
             }
         }
     }

@@ -103,3 +103,24 @@ def test_websocket_sessions_gauge(server):
     assert open_now[("ferricorn_websocket_sessions_open", ())] == 3
     assert open_now[("ferricorn_http_requests_in_flight", ())] == 0
     assert after[("ferricorn_websocket_sessions_open", ())] == 0
+
+
+def test_wsgi_requests_are_counted(server):
+    """A WSGI app's requests are the engine's like any other: counted by method and status,
+    streamed ones once their body ends, and a --timeout-request 504 as a deadline."""
+    mport = free_port()
+    srv = server.start("apps.wsgi_app:app", "--interface", "wsgi", "--metrics-port",
+                       str(mport), "--timeout-request", "0.5")
+    with httpx.Client(timeout=10) as c:
+        for _ in range(3):
+            assert c.get(srv.url + "/hello").status_code == 200
+        assert c.get(srv.url + "/list", params={"n": "3", "kind": "gen"}).status_code == 200
+        assert c.post(srv.url + "/echo", content=b"abc").status_code == 200
+        assert c.get(srv.url + "/raise-before", params={"tag": "m"}).status_code == 500
+        assert c.get(srv.url + "/sleep", params={"s": "2", "tag": "m"}).status_code == 504
+    samples = scrape(mport)
+    assert requests_total(samples, "GET", "200") == 4
+    assert requests_total(samples, "POST", "200") == 1
+    assert requests_total(samples, "GET", "500") == 1
+    assert requests_total(samples, "GET", "504") == 1
+    assert samples[("ferricorn_http_requests_rejected_total", (("reason", "deadline"),))] == 1
