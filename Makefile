@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.deps-installed
 
-.PHONY: run test test-rust test-python lint typecheck build clean bench conformance
+.PHONY: run test test-rust test-python lint typecheck build clean bench conformance fuzz
 
 $(STAMP): tests/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,14 @@ test-rust:
 test-python: build
 	$(PY) -m pytest -q -p no:cacheprovider tests/python
 	$(PY) -m pytest -q -p no:cacheprovider tests/bench
+
+# The property-based fuzz tests of the parsers we own (framing checks, proxy headers), far
+# longer than `make test` runs them and with a fresh seed each time; a failure prints the
+# seed that replays it (FERRICORN_FUZZ_SEED=<seed>). FUZZ_ITERATIONS sets the length.
+FUZZ_ITERATIONS ?= 2000000
+fuzz:
+	FERRICORN_FUZZ_ITERATIONS=$(FUZZ_ITERATIONS) FERRICORN_FUZZ_SEED=clock \
+		cargo test --release --quiet fuzz_ -- --nocapture
 
 # The Autobahn TestSuite WebSocket cases (1.* to 13.*), report in docs/autobahn/. `make test`
 # runs them too (tests/python/test_autobahn.py), into a temporary folder.

@@ -22,6 +22,8 @@ pub mod access_log;
 pub mod asgi;
 pub mod bridge;
 pub mod engine;
+#[cfg(test)]
+pub mod fuzzing;
 pub mod handoff;
 pub mod metrics;
 pub mod settings;

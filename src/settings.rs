@@ -47,6 +47,11 @@ settings! {
         retry_after: u64,
         cancel_on_disconnect: bool,
         timeout_request: Option<f64>,
+        limit_request_body: u64,
+        limit_request_line: usize,
+        limit_request_fields: usize,
+        limit_request_field_size: usize,
+        timeout_request_body: f64,
         date_header: bool,
         proxy_headers: bool,
         /// Derived: `forwarded_allow_ips`, else `$FORWARDED_ALLOW_IPS`, else 127.0.0.1.

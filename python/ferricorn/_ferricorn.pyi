@@ -76,6 +76,7 @@ class WebSocketCycle:
     def app_returned(self) -> str | None: ...
     def app_failed(self) -> bool: ...
 
+@final
 class WsgiHost:
     """What a worker's WSGI threads share: the app, the request pool, the loggers."""
 
@@ -93,6 +94,7 @@ class WsgiHost:
     def close(self) -> None: ...
     def running(self) -> int: ...
 
+@final
 class WsgiInput:
     """`wsgi.input`: the request body, streamed."""
 
@@ -102,6 +104,7 @@ class WsgiInput:
     def __iter__(self) -> Self: ...
     def __next__(self) -> bytes: ...
 
+@final
 class WsgiResponse:
     """`start_response`; its `write` method is PEP 3333's `write()`."""
 

@@ -323,6 +323,23 @@ OPTIONS: tuple[Option, ...] = (
     Option("timeout_graceful_shutdown", None, "Seconds to wait for open requests on shutdown.",
            _T, _int_in(0), metavar="SECONDS",
            applies=WORKER, shown_default="no limit"),
+    Option("limit_request_body", 1 << 30, "Largest request body, in bytes; a larger one gets "
+           "413 (at once when its Content-Length says so, else when it gets there, before "
+           "the app sees a byte past it); 0 for no limit.", _T, _int_in(0), metavar="BYTES",
+           applies=ENGINE),
+    Option("limit_request_line", 8190, "Longest request line (method, target, version), in "
+           "bytes; a longer one gets 414.", _T, _int_in(64), metavar="BYTES",
+           applies=ENGINE),
+    Option("limit_request_fields", 100, "Most header fields a request may have; more get "
+           "431.", _T, _int_in(1, 10000), metavar="N",
+           applies=ENGINE),
+    Option("limit_request_field_size", 8190, "Largest header field (name and value), in "
+           "bytes; a larger one gets 431.", _T, _int_in(64), metavar="BYTES",
+           applies=ENGINE),
+    Option("timeout_request_body", 30.0, "Seconds a request body may send nothing while the "
+           "app waits for it; then 408 and the connection closes.", _T,
+           _seconds(positive=True), metavar="SECONDS",
+           applies=ENGINE),
     Option("timeout_header_read", 30.0, "Seconds a client has to send a complete request "
            "head.", _T, _seconds(positive=True), metavar="SECONDS",
            applies=ENGINE),

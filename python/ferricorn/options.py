@@ -61,6 +61,11 @@ class Options(TypedDict, total=False):
     # Limits and timeouts
     limit_concurrency: int | None
     limit_queue: int
+    limit_request_body: int
+    limit_request_line: int
+    limit_request_fields: int
+    limit_request_field_size: int
+    timeout_request_body: float
     timeout_queue: float | None
     cancel_on_disconnect: bool
     timeout_request: float | None

@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 
 use super::seconds;
 use crate::engine::{
-    AdmissionConfig, EngineConfig, Error as EngineError, H2Limits, Tls, TlsSettings,
+    AdmissionConfig, EngineConfig, Error as EngineError, H2Limits, RequestLimits, Tls, TlsSettings,
     TrustedProxies, WsConfig,
 };
 use crate::metrics::MetricsBlock;
@@ -95,6 +95,13 @@ pub(super) fn engine_config(s: &EngineSettings) -> PyResult<EngineConfig> {
         tls: tls_config(s)?,
         http1: s.http != "h2",
         http2: matches!(s.http.as_str(), "auto" | "h2"),
+        limits: RequestLimits {
+            body: (s.limit_request_body > 0).then_some(s.limit_request_body),
+            line: s.limit_request_line,
+            fields: s.limit_request_fields,
+            field_size: s.limit_request_field_size,
+            body_timeout: seconds(s.timeout_request_body, "--timeout-request-body")?,
+        },
         h2: H2Limits {
             max_concurrent_streams: s.h2_max_concurrent_streams,
             max_header_list_size: s.h2_max_header_list_size,

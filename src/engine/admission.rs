@@ -6,11 +6,13 @@
 //! answered 503 with `Retry-After` at once, without calling the app. Rejections are logged
 //! at most once a second, with a count, so an overload does not become a log flood.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::refusals::Throttle;
 
 /// Why a request was turned away.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,9 +34,7 @@ pub(super) struct Admission {
     slots: Option<Arc<Semaphore>>,
     config: AdmissionConfig,
     queued: AtomicUsize,
-    epoch: Instant,
-    rejected_since_report: AtomicU64,
-    last_report_ms: AtomicU64,
+    reports: Throttle,
 }
 
 /// Leaves the queue when dropped, also when the client goes away while waiting.
@@ -52,9 +52,7 @@ impl Admission {
             slots: config.limit.map(|n| Arc::new(Semaphore::new(n))),
             config,
             queued: AtomicUsize::new(0),
-            epoch: Instant::now(),
-            rejected_since_report: AtomicU64::new(0),
-            last_report_ms: AtomicU64::new(0),
+            reports: Throttle::default(),
         }
     }
 
@@ -84,21 +82,7 @@ impl Admission {
 
     /// Counts a rejection; returns a log line at most once a second.
     pub(super) fn note_rejection(&self, why: Rejection) -> Option<String> {
-        let count = self.rejected_since_report.fetch_add(1, Ordering::Relaxed) + 1;
-        let now = self.epoch.elapsed().as_millis() as u64 + 1;
-        let last = self.last_report_ms.load(Ordering::Relaxed);
-        if last != 0 && now - last < 1000 {
-            return None;
-        }
-        if self
-            .last_report_ms
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
-        {
-            return None;
-        }
-        self.rejected_since_report
-            .fetch_sub(count, Ordering::Relaxed);
+        let count = self.reports.note()?;
         let cause = match why {
             Rejection::Limit => format!(
                 "{} requests in flight and {} queued",
@@ -162,15 +146,14 @@ mod tests {
 
     #[test]
     fn rejections_are_reported_once_a_second_with_a_count() {
-        let mut a = admission(1, 0, None);
-        a.epoch = Instant::now() - Duration::from_secs(10);
+        let a = admission(1, 0, None);
         assert!(a
             .note_rejection(Rejection::Limit)
             .unwrap()
             .contains("503 to 1 request"));
         assert!(a.note_rejection(Rejection::Limit).is_none());
         assert!(a.note_rejection(Rejection::Limit).is_none());
-        a.last_report_ms.store(1, Ordering::Relaxed);
+        a.reports.make_due();
         let line = a.note_rejection(Rejection::Limit).unwrap();
         assert!(line.contains("503 to 3 request"), "{line}");
     }

@@ -15,29 +15,39 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::activity::{Activity, Busy};
-use crate::handoff::exchange::{Aborted, Exchange};
+use crate::handoff::exchange::{Aborted, BodyFailure, Exchange};
 use crate::metrics::MetricsBlock;
 
 /// Reads the request body into the exchange, starting only when the app first calls
 /// `receive()` (that first read is what makes hyper send `100 Continue`). A client that
-/// sends nothing for `stall` while the app waits for its body gets 408 (RFC 9110 15.5.9).
+/// sends nothing for `stall` while the app waits for its body gets 408 (RFC 9110 15.5.9);
+/// a body past `limit` bytes gets 413 (RFC 9110 15.5.14) and none of its excess reaches
+/// the app.
 pub(super) async fn pump_request_body(
     mut body: Incoming,
     exchange: Arc<Exchange>,
     stall: std::time::Duration,
+    limit: Option<u64>,
 ) {
+    let mut received: u64 = 0;
     loop {
         let go = std::future::poll_fn(|cx| exchange.poll_pump_ready(cx)).await;
         if !go {
             return;
         }
         let Ok(frame) = tokio::time::timeout(stall, body.frame()).await else {
-            exchange.body_timed_out();
+            exchange.body_failed(BodyFailure::TimedOut);
             return;
         };
         match frame {
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
+                    received += data.len() as u64;
+                    if limit.is_some_and(|l| received > l) {
+                        // Nothing past the limit reaches the app.
+                        exchange.body_failed(BodyFailure::TooLarge);
+                        return;
+                    }
                     exchange.deliver_body(Some(data));
                 }
             }
@@ -48,7 +58,7 @@ pub(super) async fn pump_request_body(
             Some(Err(_)) => {
                 // A broken chunk or a client that vanished mid-body: to the app both mean
                 // the request is over; hyper closes the connection after our 400.
-                exchange.body_failed();
+                exchange.body_failed(BodyFailure::Malformed);
                 return;
             }
         }

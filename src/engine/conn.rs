@@ -81,7 +81,9 @@ where
         framing: if http2 {
             FramingWatch::off()
         } else {
-            FramingWatch::new(shared.config.max_header_bytes)
+            // The watch refuses a line whose bytes before its LF reach its figure: the
+            // longest line allowed, its CR, and one more.
+            FramingWatch::new((shared.config.limits.line + 2).min(shared.config.max_header_bytes))
         },
         shared: shared.clone(),
     });
@@ -116,6 +118,9 @@ where
             .header_read_timeout(None)
             .max_buf_size(cfg.max_header_bytes.max(8192))
             .max_header_size(cfg.max_header_bytes)
+            // One more than the limit: hyper parses that many, the service refuses them
+            // with 431 and a log line; hyper itself answers 431 to anything past.
+            .max_headers(cfg.limits.fields + 1)
             .auto_date_header(cfg.date_header)
             // A zero keep-alive timeout means one request per connection, said in the response.
             .keep_alive(!cfg.keep_alive.is_zero())
@@ -229,6 +234,7 @@ fn log_connection_error(shared: &Shared, e: &hyper::Error) {
     let what = if e.is_timeout() {
         "timed out reading the request head"
     } else if e.is_parse_too_large() {
+        shared.refused(super::refusals::Refusal::FieldTooLarge);
         "request head too large (431)"
     } else if e.is_parse() || e.is_parse_status() {
         "malformed request (400)"

@@ -379,4 +379,109 @@ mod tests {
         assert!(!spoiled);
         assert_eq!(out, input);
     }
+
+    /// A request stream for the fuzzer: heads with random fields (Content-Length and
+    /// Transfer-Encoding in every combination, odd spacing and case), fixed or chunked
+    /// bodies, and now and then raw garbage; returns it and whether some head carried both
+    /// framing headers before any garbage.
+    fn random_stream(rng: &mut crate::fuzzing::Rng) -> (Vec<u8>, bool) {
+        let mut out = Vec::new();
+        let mut both_seen = false;
+        for _ in 0..1 + rng.below(4) {
+            if rng.chance(8) {
+                let n = rng.below(64);
+                out.extend(rng.bytes(n));
+                return (out, both_seen);
+            }
+            const METHODS: [&[u8]; 3] = [b"GET", b"POST", b"PUT"];
+            let method = rng.pick(&METHODS[..]);
+            out.extend_from_slice(method);
+            out.extend_from_slice(b" /");
+            let n = rng.below(40);
+            out.extend(std::iter::repeat_n(b'p', n));
+            out.extend_from_slice(b" HTTP/1.1\r\nHost: h\r\n");
+            let length = rng.below(300) as u64;
+            let with_length = rng.chance(2);
+            let chunked = rng.chance(3);
+            let mut fields: Vec<Vec<u8>> = (0..rng.below(4))
+                .map(|i| format!("X-F{i}: {}\r\n", "v".repeat(rng.below(30))).into_bytes())
+                .collect();
+            if with_length {
+                let name = rng.pick(&["Content-Length", "content-length", "CONTENT-LENGTH"]);
+                let pad = rng.pick(&["", " ", "  "]);
+                fields.insert(
+                    rng.below(fields.len() + 1),
+                    format!("{name}:{pad}{length}{pad}\r\n").into_bytes(),
+                );
+            }
+            if chunked {
+                let name = rng.pick(&["Transfer-Encoding", "transfer-encoding"]);
+                fields.insert(
+                    rng.below(fields.len() + 1),
+                    format!("{name}: chunked\r\n").into_bytes(),
+                );
+            }
+            for f in fields {
+                out.extend(f);
+            }
+            out.extend_from_slice(b"\r\n");
+            if with_length && chunked {
+                // The watch spoils this head; nothing after it is followed.
+                both_seen = true;
+                return (out, both_seen);
+            }
+            if chunked {
+                for _ in 0..rng.below(3) {
+                    let n = 1 + rng.below(50);
+                    out.extend(format!("{n:x}\r\n").into_bytes());
+                    out.extend(rng.bytes(n));
+                    out.extend_from_slice(b"\r\n");
+                }
+                out.extend_from_slice(b"0\r\n\r\n");
+            } else if with_length {
+                out.extend(rng.bytes(length as usize));
+            }
+        }
+        (out, both_seen)
+    }
+
+    /// Split anywhere, the stream gets the same verdict and the same bytes as read whole;
+    /// a head with both framing headers is always spoiled; nothing panics.
+    #[test]
+    fn fuzz_the_watch_does_not_depend_on_how_reads_split_the_stream() {
+        crate::fuzzing::run("framing", |rng| {
+            let (stream, both) = random_stream(rng);
+            let whole = feed(&stream, stream.len().max(1));
+            let step = 1 + rng.below(stream.len().max(1));
+            assert_eq!(feed(&stream, step), whole, "step {step} of {stream:?}");
+            if both {
+                assert!(
+                    whole.1,
+                    "a head with both framing headers passed: {stream:?}"
+                );
+            }
+        });
+    }
+
+    /// Pure garbage, and garbage after a valid request: never a panic, never a spoiled byte
+    /// that is not the end of a head.
+    #[test]
+    fn fuzz_garbage_never_panics() {
+        crate::fuzzing::run("framing-garbage", |rng| {
+            let mut stream = if rng.chance(2) {
+                b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc".to_vec()
+            } else {
+                Vec::new()
+            };
+            let n = rng.below(400);
+            stream.extend(rng.bytes(n));
+            let mut watch = FramingWatch::new(1 + rng.below(300));
+            for piece in stream.chunks(1 + rng.below(64)) {
+                let mut piece = piece.to_vec();
+                if watch.observe(&mut piece) != Verdict::Pass {
+                    break;
+                }
+            }
+        });
+    }
 }

@@ -19,6 +19,7 @@ mod conn;
 mod error;
 mod framing;
 mod proxy;
+mod refusals;
 mod runtime;
 mod service;
 mod tls;
@@ -78,6 +79,23 @@ pub struct EngineConfig {
     pub http2: bool,
     /// HTTP/2 limits (`--h2-*`).
     pub h2: H2Limits,
+    /// What one request may be: body size, line length, fields, body stalls.
+    pub limits: RequestLimits,
+}
+
+/// The limits a request must keep (`--limit-request-*`, `--timeout-request-body`).
+#[derive(Clone, Debug)]
+pub struct RequestLimits {
+    /// Largest body, in bytes (413); `None`: no limit.
+    pub body: Option<u64>,
+    /// Longest request line, in bytes (414).
+    pub line: usize,
+    /// Most header fields (431).
+    pub fields: usize,
+    /// Largest header field, name and value, in bytes (431).
+    pub field_size: usize,
+    /// Longest a body may send nothing while the app waits for it (408).
+    pub body_timeout: Duration,
 }
 
 /// What one HTTP/2 connection may use: streams, header bytes, flow-control windows (the
@@ -120,9 +138,19 @@ enum Phase {
 struct Shared {
     config: EngineConfig,
     admission: admission::Admission,
+    refusals: refusals::Refusals,
     dispatcher: Arc<dyn Dispatcher>,
     stats: Arc<Stats>,
     phase: watch::Receiver<Phase>,
+}
+
+impl Shared {
+    /// Counts a refused request and logs it when a report is due (once a second per kind).
+    fn refused(&self, why: refusals::Refusal) {
+        if let Some((level, line)) = self.refusals.note(why, &self.config.limits) {
+            self.dispatcher.log(level, line);
+        }
+    }
 }
 
 pub struct Engine {
@@ -163,6 +191,7 @@ impl Engine {
         let tls = config.tls.clone();
         let shared = Arc::new(Shared {
             admission: admission::Admission::new(config.admission.clone()),
+            refusals: refusals::Refusals::default(),
             config,
             dispatcher,
             stats: stats.clone(),

@@ -132,4 +132,55 @@ mod tests {
         assert!(TrustedProxies::parse("127.0.0.1, nonsense").is_err());
         assert!(TrustedProxies::parse("*").unwrap().all);
     }
+
+    /// Random proxy lists and forwarding headers: parsing never panics, an untrusted peer is
+    /// never replaced, and a trusted one is replaced only by an entry of its header: the
+    /// nearest that is not itself a trusted proxy (or the first, when all are).
+    #[test]
+    fn fuzz_forwarding_headers() {
+        const HOSTS: [&str; 6] = ["10.0.0.1", "10.0.0.2", "1.2.3.4", "::1", "unknown", "x y"];
+        crate::fuzzing::run("proxy", |rng| {
+            let trusted: Vec<&str> = (0..rng.below(3)).map(|_| *rng.pick(&HOSTS[..4])).collect();
+            let list = if rng.chance(6) {
+                "*".to_string()
+            } else {
+                trusted.join(", ")
+            };
+            let junk_len = rng.below(12);
+            let junk = String::from_utf8_lossy(&rng.bytes(junk_len)).into_owned();
+            let _ = TrustedProxies::parse(&junk);
+            let t = TrustedProxies::parse(&list).unwrap();
+            let entries: Vec<&str> = (0..rng.below(5)).map(|_| *rng.pick(&HOSTS)).collect();
+            let mut h = HeaderMap::new();
+            if !entries.is_empty() {
+                h.append("x-forwarded-for", entries.join(" , ").parse().unwrap());
+            }
+            if rng.chance(2) {
+                let proto = *rng.pick(&["https", "HTTP", "wss", "gopher", " ws "]);
+                h.append("x-forwarded-proto", proto.parse().unwrap());
+            }
+            let peer_ip = *rng.pick(&["10.0.0.1", "10.0.0.9"]);
+            let peer = Peer::Socket(format!("{peer_ip}:1").parse().unwrap());
+            let (client, scheme) = t.resolve(&peer, "http", &h);
+            assert!(["http", "https", "ws", "wss"].contains(&scheme));
+            let trusts_peer = list == "*" || trusted.contains(&peer_ip);
+            match client {
+                Peer::Socket(a) => {
+                    assert_eq!(a.ip().to_string(), peer_ip);
+                    assert!(!trusts_peer || entries.is_empty());
+                }
+                Peer::Forwarded(host, _) => {
+                    assert!(trusts_peer, "an untrusted peer was replaced by {host}");
+                    let expected = entries
+                        .iter()
+                        .rev()
+                        .find(|e| list != "*" && !trusted.contains(e))
+                        .or(entries.first())
+                        .unwrap();
+                    assert_eq!(&host, expected, "list {list:?}, entries {entries:?}");
+                }
+                Peer::Unix => panic!("a TCP peer became a Unix one"),
+            }
+        });
+    }
 }

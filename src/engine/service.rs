@@ -19,7 +19,9 @@ use hyper::body::Incoming;
 
 use super::activity::{Activity, Busy};
 use super::body::{pump_request_body, ResponseBody, StreamRecord};
+use super::refusals::Refusal;
 use super::ws;
+use super::RequestLimits;
 use super::{Error, Shared};
 use crate::handoff::exchange::{Exchange, FileSource, Response, ResponseHead};
 use crate::handoff::{IncomingRequest, LogLevel, Peer, RequestHead, TlsInfo};
@@ -146,6 +148,12 @@ impl RequestService {
                 .log(LogLevel::Debug, format!("{problem}: answered 400"));
             return bad_request();
         }
+        if let Some((why, status)) = refuse_head(&req, &shared.config.limits) {
+            guard.answered = true;
+            metrics.record(&method, status.as_u16(), started.elapsed());
+            shared.refused(why);
+            return refusal(status);
+        }
         let permit = match shared.admission.admit().await {
             Ok(permit) => permit,
             Err(why) => {
@@ -201,7 +209,7 @@ impl RequestService {
         if body.is_end_stream() {
             exchange.set_full_body(Bytes::new());
         } else if prefetchable(&parts.headers, body.size_hint().exact()) {
-            match read_whole(body, shared.config.header_read_timeout).await {
+            match read_whole(body, shared.config.limits.body_timeout).await {
                 Ok(bytes) => exchange.set_full_body(bytes),
                 Err(e) => {
                     shared.dispatcher.log(LogLevel::Debug, e.to_string());
@@ -209,14 +217,22 @@ impl RequestService {
                     exchange.client_gone();
                     return match e {
                         // RFC 9110 15.5.9: the client did not send the whole request in time.
-                        Error::RequestBodyTimeout => request_timeout(),
+                        Error::RequestBodyTimeout => {
+                            shared.refused(Refusal::BodyStalled);
+                            request_timeout()
+                        }
                         _ => bad_request(),
                     };
                 }
             }
         } else {
-            let stall = shared.config.header_read_timeout;
-            tokio::spawn(pump_request_body(body, exchange.clone(), stall));
+            let limits = &shared.config.limits;
+            tokio::spawn(pump_request_body(
+                body,
+                exchange.clone(),
+                limits.body_timeout,
+                limits.body,
+            ));
         }
 
         let http2 = parts.version == Version::HTTP_2;
@@ -252,12 +268,12 @@ impl RequestService {
                 build(head, ResponseBody::full(body), defaults, draining)
             }
             Response::BodyTimedOut => {
-                shared.dispatcher.log(
-                    LogLevel::Debug,
-                    "request body stopped arriving for the header-read timeout: answered 408"
-                        .to_string(),
-                );
+                shared.refused(Refusal::BodyStalled);
                 request_timeout()
+            }
+            Response::BodyTooLarge => {
+                shared.refused(Refusal::BodyTooLarge);
+                refusal(StatusCode::PAYLOAD_TOO_LARGE)
             }
             Response::BadRequestBody => {
                 shared.dispatcher.log(
@@ -506,6 +522,49 @@ fn service_unavailable(retry_after: u64) -> HttpResponse<ResponseBody> {
 /// 408 and close: the rest of the body may still come, and could be read as a next request.
 fn request_timeout() -> HttpResponse<ResponseBody> {
     let mut r = simple_response(StatusCode::REQUEST_TIMEOUT, "Request Timeout\n");
+    r.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// Which limit the head of `req` breaks, and the status that says so; `None` if it keeps
+/// them all. The body's size is checked here when Content-Length declares it, and by the
+/// body pump as it arrives otherwise.
+fn refuse_head(req: &Request<Incoming>, limits: &RequestLimits) -> Option<(Refusal, StatusCode)> {
+    let headers = req.headers();
+    if headers.len() > limits.fields {
+        return Some((
+            Refusal::TooManyFields,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        ));
+    }
+    if headers
+        .iter()
+        .any(|(name, value)| name.as_str().len() + value.len() > limits.field_size)
+    {
+        return Some((
+            Refusal::FieldTooLarge,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        ));
+    }
+    let declared = content_length(headers).or(req.body().size_hint().exact());
+    if let (Some(limit), Some(declared)) = (limits.body, declared) {
+        if declared > limit {
+            return Some((Refusal::BodyTooLarge, StatusCode::PAYLOAD_TOO_LARGE));
+        }
+    }
+    None
+}
+
+/// A refusal for breaking a limit, and close: the rest of the request (its body, or the
+/// head hyper has not finished) must not be read as a next one.
+fn refusal(status: StatusCode) -> HttpResponse<ResponseBody> {
+    let text = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "Content Too Large\n",
+        StatusCode::URI_TOO_LONG => "URI Too Long\n",
+        _ => "Request Header Fields Too Large\n",
+    };
+    let mut r = simple_response(status, text);
     r.headers_mut()
         .insert(CONNECTION, HeaderValue::from_static("close"));
     r

@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::activity::Activity;
 use super::framing::{FramingWatch, Verdict};
+use super::refusals::Refusal;
 use super::Shared;
 use crate::handoff::LogLevel;
 
@@ -57,10 +58,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WatchedIo<S> {
                         .to_string(),
                 ),
                 Verdict::TargetTooLong => {
-                    this.shared.dispatcher.log(
-                        LogLevel::Debug,
-                        "request line longer than the head limit: answered 414".to_string(),
-                    );
+                    this.shared.refused(Refusal::LineTooLong);
                     // As for 408: the socket answers, and the end of input ends hyper's turn.
                     buf.set_filled(before);
                     let _ = Pin::new(&mut this.inner).poll_write(cx, URI_TOO_LONG);

@@ -52,9 +52,11 @@ pub enum Response {
     Streaming(ResponseHead),
     /// The request body was malformed (a bad chunk): the engine answers 400 and closes.
     BadRequestBody,
-    /// The request body stopped arriving (the header-read timeout passed with the app
+    /// The request body stopped arriving (`--timeout-request-body` passed with the app
     /// waiting for it): the engine answers 408 and closes.
     BodyTimedOut,
+    /// The request body went past `--limit-request-body`: the engine answers 413 and closes.
+    BodyTooLarge,
     /// The engine sends this file as the body (`http.response.pathsend`, `wsgi.file_wrapper`).
     File(ResponseHead, FileSource),
 }
@@ -134,9 +136,21 @@ impl Response {
             Response::Streaming(head) => Response::Streaming(f(head)),
             Response::BadRequestBody => Response::BadRequestBody,
             Response::BodyTimedOut => Response::BodyTimedOut,
+            Response::BodyTooLarge => Response::BodyTooLarge,
             Response::File(head, source) => Response::File(f(head), source),
         }
     }
+}
+
+/// Why a request body could not be read to its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFailure {
+    /// A broken chunk, or the client vanished mid-body: 400.
+    Malformed,
+    /// It stopped arriving for `--timeout-request-body`: 408.
+    TimedOut,
+    /// It went past `--limit-request-body`: 413.
+    TooLarge,
 }
 
 /// Room in the response buffer, as the app sees it.
@@ -239,8 +253,8 @@ struct State {
     client_gone: bool,
     /// Tell the app side about a disconnect even when it is not waiting (it may cancel).
     announce_gone: bool,
-    body_failed: bool,
-    body_timed_out: bool,
+    /// Why the request body could not be read to its end, if it could not.
+    body_failed: Option<BodyFailure>,
     aborted: bool,
     abort_flushed: bool,
     engine_done: bool,
@@ -359,11 +373,11 @@ impl Exchange {
         if let Some(r) = s.response.take() {
             return Poll::Ready(r);
         }
-        if s.body_failed {
-            return Poll::Ready(if s.body_timed_out {
-                Response::BodyTimedOut
-            } else {
-                Response::BadRequestBody
+        if let Some(failure) = s.body_failed {
+            return Poll::Ready(match failure {
+                BodyFailure::Malformed => Response::BadRequestBody,
+                BodyFailure::TimedOut => Response::BodyTimedOut,
+                BodyFailure::TooLarge => Response::BodyTooLarge,
             });
         }
         s.engine_waker = Some(cx.waker().clone());
@@ -426,22 +440,13 @@ impl Exchange {
         self.lock().announce_gone = true;
     }
 
-    /// The request body could not be decoded. To the app the request is over (it sees
-    /// `http.disconnect`); the engine answers 400 unless a response already went out.
-    pub fn body_failed(&self) {
-        self.fail_body(false);
-    }
-
-    /// The request body stopped arriving: as `body_failed`, answered 408 instead.
-    pub fn body_timed_out(&self) {
-        self.fail_body(true);
-    }
-
-    fn fail_body(&self, timed_out: bool) {
+    /// The request body cannot be read to its end (see [`BodyFailure`]). To the app the
+    /// request is over (it sees `http.disconnect`); the engine answers 400, 408 or 413
+    /// unless a response already went out.
+    pub fn body_failed(&self, why: BodyFailure) {
         let (waiting, engine) = {
             let mut s = self.lock();
-            s.body_failed = true;
-            s.body_timed_out = timed_out;
+            s.body_failed = Some(why);
             s.client_gone = true;
             (std::mem::take(&mut s.app_waiting), s.engine_waker.take())
         };

@@ -320,10 +320,10 @@ def test_header_list_over_the_limit_gets_431_and_the_connection_goes_on(server, 
 
 def test_stalled_small_body_times_out_with_408_and_spares_the_other_streams(server):
     """HEADERS with content-length: 10 and no END_STREAM, then nothing. A body this small is
-    read before the app runs, within --timeout-header-read (1 s here); when it does not come
+    read before the app runs, within --timeout-request-body (1 s here); when it does not come
     the stream is answered 408 Request Timeout (RFC 9110 15.5.9) and reset with NO_ERROR,
     while another stream on the same connection and other clients are served meanwhile."""
-    srv = server.start(BASIC, "--timeout-header-read", "1", "--log-level", "debug")
+    srv = server.start(BASIC, "--timeout-request-body", "1", "--log-level", "debug")
     sock, conn = h2_connection(srv.port)
     stalled = h2_get(conn, "/echo", method="POST", end_stream=False,
                      extra=[("content-length", "10")])

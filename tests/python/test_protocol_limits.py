@@ -202,10 +202,10 @@ def test_incomplete_head_dropped_after_header_read_timeout(server):
     assert_serves(srv)
 
 
-def test_stalled_body_gets_408_after_header_read_timeout(server):
+def test_stalled_body_gets_408_after_the_body_timeout(server):
     """A body that stops arriving (3 of 10 declared bytes) gets 408 and the close: the rest
     may still come and must not be read as a next request."""
-    srv = server.start(BASIC, "--timeout-header-read", "1", "--timeout-keep-alive", "30")
+    srv = server.start(BASIC, "--timeout-request-body", "1", "--timeout-keep-alive", "30")
     with raw_connection(srv.port) as sock:
         sock.sendall(b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\nabc")
         start = time.monotonic()
@@ -218,11 +218,11 @@ def test_stalled_body_gets_408_after_header_read_timeout(server):
     assert_serves(srv)
 
 
-def test_body_that_stops_midway_gets_408_after_header_read_timeout(server):
+def test_body_that_stops_midway_gets_408_after_the_body_timeout(server):
     """A large body (read as the app asks, past the 64 KiB read in one go) that stops
-    arriving: 408 once the header-read timeout passes with the app waiting, then the close;
+    arriving: 408 once --timeout-request-body passes with the app waiting, then the close;
     the app hears http.disconnect."""
-    srv = server.start(BASIC, "--timeout-header-read", "1", "--timeout-keep-alive", "30")
+    srv = server.start(BASIC, "--timeout-request-body", "1", "--timeout-keep-alive", "30")
     with raw_connection(srv.port) as sock:
         sock.sendall(b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 200000\r\n\r\n"
                      + b"x" * 1000)

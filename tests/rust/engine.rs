@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use _ferricorn::engine::{
-    AdmissionConfig, Engine, EngineConfig, H2Limits, Listener, TrustedProxies, WsConfig,
+    AdmissionConfig, Engine, EngineConfig, H2Limits, Listener, RequestLimits, TrustedProxies,
+    WsConfig,
 };
 use _ferricorn::handoff::exchange::{BodyRead, Response, ResponseHead};
 use _ferricorn::handoff::ws_session::Decision;
@@ -118,6 +119,13 @@ fn config() -> EngineConfig {
             initial_connection_window_size: 2 << 20,
             keep_alive_interval: None,
             max_pending_reset_streams: 20,
+        },
+        limits: RequestLimits {
+            body: Some(1 << 30),
+            line: 8190,
+            fields: 100,
+            field_size: 8190,
+            body_timeout: Duration::from_secs(5),
         },
     }
 }

@@ -10,6 +10,7 @@
 
 mod handshake;
 mod pump;
+mod reassembly;
 
 use std::time::Duration;
 

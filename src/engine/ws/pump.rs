@@ -16,6 +16,7 @@ use yawc::frame::{Frame, OpCode};
 use yawc::streaming::Streaming;
 use yawc::{HttpStream, UpgradeFut};
 
+use super::reassembly::{Reassembly, Violation};
 use super::{WsConfig, CLOSE_TIMEOUT};
 use crate::engine::{Phase, Shared};
 use crate::handoff::ws_session::{Outgoing, Session};
@@ -44,8 +45,7 @@ pub(super) async fn run(
     };
     let mut pump = Pump {
         ws: ws.into_streaming(),
-        message: None,
-        max_size: config.max_size,
+        reassembly: Reassembly::new(config.max_size),
         session: session.clone(),
         ping_interval: config.ping_interval,
         ping_timeout: config.ping_timeout,
@@ -85,9 +85,8 @@ pub(super) async fn run(
 struct Pump {
     /// The frame layer: control frames, masking, inflate/deflate. Messages are ours.
     ws: Streaming<HttpStream>,
-    /// A fragmented message being reassembled.
-    message: Option<Partial>,
-    max_size: usize,
+    /// Messages from frames: the fragmented one in progress, the size limit.
+    reassembly: Reassembly,
     session: Arc<Session>,
     ping_interval: Option<Duration>,
     ping_timeout: Option<Duration>,
@@ -101,17 +100,6 @@ struct Pump {
     /// The session is over: what the app will hear, and how far the last flush got.
     ending: Option<Ending>,
 }
-
-struct Partial {
-    text: bool,
-    data: bytes::BytesMut,
-    /// Bytes of `data` known to be valid UTF-8 so far (text only): invalid text fails fast,
-    /// at the fragment that breaks it.
-    checked: usize,
-}
-
-/// How a message broke the protocol: the close code and the reason for the peer.
-type Violation = (u16, &'static str);
 
 struct Ending {
     ended: Ended,
@@ -304,47 +292,13 @@ impl Pump {
         Poll::Ready(())
     }
 
-    /// Reassembles messages from frames (RFC 6455 5.4) and checks text as it arrives.
+    /// Reassembles messages from frames; a whole one goes to the app (while closing, what
+    /// the peer still sends is dropped).
     fn assemble(&mut self, opcode: OpCode, fin: bool, payload: Bytes) -> Result<(), Violation> {
-        let mut partial = match (opcode, self.message.take()) {
-            (OpCode::Continuation, Some(p)) => p,
-            (OpCode::Continuation, None) => return Err((1002, "continuation without a message")),
-            (_, Some(_)) => return Err((1002, "new message inside a fragmented one")),
-            (_, None) if fin => {
-                let text = opcode == OpCode::Text;
-                if text && std::str::from_utf8(&payload).is_err() {
-                    return Err((1007, "invalid UTF-8 in a text message"));
-                }
-                // While closing, what the peer still sends is dropped.
-                if self.closing_since.is_none() {
-                    self.session.deliver(text, payload);
-                }
-                return Ok(());
-            }
-            (_, None) => Partial {
-                text: opcode == OpCode::Text,
-                data: bytes::BytesMut::new(),
-                checked: 0,
-            },
-        };
-        if partial.data.len() + payload.len() > self.max_size {
-            return Err((1009, "message too big"));
-        }
-        partial.data.extend_from_slice(&payload);
-        if partial.text {
-            match std::str::from_utf8(&partial.data[partial.checked..]) {
-                Ok(_) => partial.checked = partial.data.len(),
-                // A sequence cut at the end of this fragment may go on in the next one.
-                Err(e) if e.error_len().is_none() && !fin => partial.checked += e.valid_up_to(),
-                Err(_) => return Err((1007, "invalid UTF-8 in a text message")),
-            }
-        }
-        if fin {
+        if let Some((text, data)) = self.reassembly.push(opcode, fin, payload)? {
             if self.closing_since.is_none() {
-                self.session.deliver(partial.text, partial.data.freeze());
+                self.session.deliver(text, data);
             }
-        } else {
-            self.message = Some(partial);
         }
         Ok(())
     }
