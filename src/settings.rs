@@ -52,6 +52,8 @@ settings! {
         limit_request_fields: usize,
         limit_request_field_size: usize,
         timeout_request_body: f64,
+        limit_min_send_rate: u64,
+        timeout_slow_send: f64,
         date_header: bool,
         proxy_headers: bool,
         /// Derived: `forwarded_allow_ips`, else `$FORWARDED_ALLOW_IPS`, else 127.0.0.1.

@@ -340,6 +340,14 @@ OPTIONS: tuple[Option, ...] = (
            "app waits for it; then 408 and the connection closes.", _T,
            _seconds(positive=True), metavar="SECONDS",
            applies=ENGINE),
+    Option("limit_min_send_rate", 1024, "Slowest a client may take response bytes while it "
+           "is behind, in bytes a second over --timeout-slow-send; a slower one is "
+           "disconnected (it would hold its response and the app's task forever); 0 for no "
+           "floor.", _T, _int_in(0), metavar="BYTES",
+           applies=ENGINE),
+    Option("timeout_slow_send", 30.0, "Seconds over which --limit-min-send-rate is measured.",
+           _T, _seconds(positive=True), metavar="SECONDS",
+           applies=ENGINE),
     Option("timeout_header_read", 30.0, "Seconds a client has to send a complete request "
            "head.", _T, _seconds(positive=True), metavar="SECONDS",
            applies=ENGINE),
@@ -618,7 +626,11 @@ class Config:
 
     @property
     def tls_versions(self) -> list[str]:
-        """TLS versions from --ssl-version and --ssl-protocol-min, newest first."""
+        """TLS versions from --ssl-version and --ssl-protocol-min, newest first; none
+        without TLS (the two flags then mean nothing, and are not checked against each
+        other)."""
+        if not self.tls:
+            return []
         allowed = SSL_VERSIONS[self.ssl_version]
         if self.ssl_protocol_min == "tls1.3":
             allowed = tuple(v for v in allowed if v == "1.3")

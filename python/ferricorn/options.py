@@ -66,6 +66,8 @@ class Options(TypedDict, total=False):
     limit_request_fields: int
     limit_request_field_size: int
     timeout_request_body: float
+    limit_min_send_rate: int
+    timeout_slow_send: float
     timeout_queue: float | None
     cancel_on_disconnect: bool
     timeout_request: float | None

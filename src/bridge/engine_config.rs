@@ -101,6 +101,8 @@ pub(super) fn engine_config(s: &EngineSettings) -> PyResult<EngineConfig> {
             fields: s.limit_request_fields,
             field_size: s.limit_request_field_size,
             body_timeout: seconds(s.timeout_request_body, "--timeout-request-body")?,
+            min_send_rate: (s.limit_min_send_rate > 0).then_some(s.limit_min_send_rate),
+            slow_send_grace: seconds(s.timeout_slow_send, "--timeout-slow-send")?,
         },
         h2: H2Limits {
             max_concurrent_streams: s.h2_max_concurrent_streams,

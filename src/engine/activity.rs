@@ -44,6 +44,10 @@ pub(super) struct Activity {
     /// HTTP/2: bytes read between requests are frames (PING, SETTINGS, WINDOW_UPDATE), not
     /// the start of a head, so they do not turn idle time into header-read time.
     frames: bool,
+    /// Response bytes the client has taken, and how many writes found its socket full: what
+    /// the slow-reader rule (`SendWindow`) measures.
+    written: AtomicU64,
+    write_blocks: AtomicU64,
 }
 
 /// A connection as its watchdog sees it.
@@ -77,6 +81,8 @@ impl Activity {
             idle_since_ms: AtomicU64::new(0),
             head_started_ms: AtomicU64::new(0),
             write_stalled_ms: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            write_blocks: AtomicU64::new(0),
             busy: AtomicUsize::new(0),
             close_requested: tokio::sync::Notify::new(),
             closing: AtomicBool::new(false),
@@ -152,8 +158,14 @@ impl Activity {
 
     pub(super) fn note_write(&self, result: &Poll<io::Result<usize>>) {
         match result {
-            Poll::Pending => self.write_stalled(),
-            Poll::Ready(Ok(_)) => self.write_progressed(),
+            Poll::Pending => {
+                self.write_blocks.fetch_add(1, Ordering::Relaxed);
+                self.write_stalled();
+            }
+            Poll::Ready(Ok(n)) => {
+                self.written.fetch_add(*n as u64, Ordering::Relaxed);
+                self.write_progressed();
+            }
             Poll::Ready(Err(_)) => {}
         }
     }
@@ -188,6 +200,57 @@ impl Activity {
         } else {
             Watch::Idle(at(idle))
         }
+    }
+}
+
+/// The slow-reader rule (`--limit-min-send-rate` over `--timeout-slow-send`): a client whose
+/// socket stays full, and that takes fewer than `floor` bytes a second over `grace`, is
+/// dropped. It holds the response's buffer and the app's task (or thread) for as long as it
+/// likes otherwise. Measured only while the client is behind (a write found its socket
+/// full since the last check): a client that keeps up, however little it is sent, is never
+/// measured.
+#[derive(Default)]
+pub(super) struct SendWindow {
+    /// When the client fell behind, with the bytes written and blocked writes then.
+    since: Option<(Instant, u64)>,
+    blocks_seen: u64,
+}
+
+impl SendWindow {
+    /// Called at each watchdog check: true when the client is to be dropped.
+    pub(super) fn too_slow(
+        &mut self,
+        now: Instant,
+        activity: &Activity,
+        floor: u64,
+        grace: Duration,
+    ) -> bool {
+        let written = activity.written.load(Ordering::Relaxed);
+        let blocks = activity.write_blocks.load(Ordering::Relaxed);
+        let blocked_now = activity.write_stalled_ms.load(Ordering::Relaxed) != 0;
+        let behind = blocked_now || blocks != self.blocks_seen;
+        self.blocks_seen = blocks;
+        let Some((start, written_then)) = self.since else {
+            if behind {
+                self.since = Some((now, written));
+            }
+            return false;
+        };
+        if !behind {
+            self.since = None; // it caught up
+            return false;
+        }
+        let elapsed = now.duration_since(start);
+        if elapsed < grace {
+            return false;
+        }
+        let taken = written - written_then;
+        if (taken as f64) < floor as f64 * elapsed.as_secs_f64() {
+            return true;
+        }
+        // Fast enough over this window: measure the next one.
+        self.since = Some((now, written));
+        false
     }
 }
 
@@ -233,6 +296,47 @@ pub(super) fn close_at(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_behind_and_slower_than_the_floor_is_dropped_after_the_grace() {
+        let a = Activity::new();
+        let mut w = SendWindow::default();
+        let t0 = Instant::now();
+        let grace = Duration::from_secs(10);
+        let s = |secs| t0 + Duration::from_secs(secs);
+        // Keeping up: never measured.
+        a.note_write(&Poll::Ready(Ok(1000)));
+        assert!(!w.too_slow(s(0), &a, 100, grace));
+        assert!(!w.too_slow(s(20), &a, 100, grace));
+        // Behind: 500 bytes in 10 s against a floor of 100 a second.
+        a.note_write(&Poll::Pending);
+        assert!(!w.too_slow(s(21), &a, 100, grace));
+        a.note_write(&Poll::Ready(Ok(500)));
+        a.note_write(&Poll::Pending);
+        assert!(!w.too_slow(s(25), &a, 100, grace));
+        a.note_write(&Poll::Pending);
+        assert!(w.too_slow(s(31), &a, 100, grace));
+    }
+
+    #[test]
+    fn a_client_that_catches_up_starts_over_and_a_fast_one_is_kept() {
+        let a = Activity::new();
+        let mut w = SendWindow::default();
+        let t0 = Instant::now();
+        let grace = Duration::from_secs(10);
+        let s = |secs| t0 + Duration::from_secs(secs);
+        a.note_write(&Poll::Pending);
+        assert!(!w.too_slow(s(0), &a, 100, grace));
+        // It took everything: not behind at the next check.
+        a.note_write(&Poll::Ready(Ok(10)));
+        assert!(!w.too_slow(s(5), &a, 100, grace));
+        a.note_write(&Poll::Pending);
+        assert!(!w.too_slow(s(6), &a, 100, grace));
+        // Behind for 11 s but at 2,000 bytes a second: kept.
+        a.note_write(&Poll::Ready(Ok(22_000)));
+        a.note_write(&Poll::Pending);
+        assert!(!w.too_slow(s(17), &a, 100, grace));
+    }
 
     const KA: Duration = Duration::from_secs(5);
     const HR: Duration = Duration::from_secs(30);

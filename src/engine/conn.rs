@@ -15,7 +15,7 @@ use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::activity::{close_at, Activity, Watch, MIN_CHECK};
+use super::activity::{close_at, Activity, SendWindow, Watch, MIN_CHECK};
 use super::framing::FramingWatch;
 use super::service::{Link, RequestService};
 use super::watched_io::WatchedIo;
@@ -143,7 +143,13 @@ where
     let drain_grace = drain_grace(&shared);
     let mut drain = (*phase.borrow() == Phase::Draining).then(|| (Instant::now(), drain_grace));
     // Re-checked at least this often; between checks the deadline is exact.
-    let check = keep_alive.min(header_read).max(MIN_CHECK);
+    let limits = &cfg.limits;
+    let mut check = keep_alive.min(header_read);
+    if limits.min_send_rate.is_some() {
+        check = check.min(limits.slow_send_grace / 2);
+    }
+    let check = check.max(MIN_CHECK);
+    let mut send_window = SendWindow::default();
     let watchdog = tokio::time::sleep(if drain.is_some() {
         Duration::ZERO
     } else {
@@ -178,6 +184,12 @@ where
             }
             _ = watchdog.as_mut() => {
                 let now = Instant::now();
+                if let Some(floor) = limits.min_send_rate {
+                    if send_window.too_slow(now, &activity, floor, limits.slow_send_grace) {
+                        shared.refused(super::refusals::Refusal::SlowReader);
+                        break;
+                    }
+                }
                 let watch = activity.watch();
                 let stalled = matches!(watch, Watch::Stalled(_));
                 match close_at(watch, keep_alive, header_read, drain) {

@@ -96,6 +96,10 @@ pub struct RequestLimits {
     pub field_size: usize,
     /// Longest a body may send nothing while the app waits for it (408).
     pub body_timeout: Duration,
+    /// The slowest a client may take response bytes, in bytes a second, while it is behind,
+    /// measured over `slow_send_grace`; slower ones are dropped. `None`: no floor.
+    pub min_send_rate: Option<u64>,
+    pub slow_send_grace: Duration,
 }
 
 /// What one HTTP/2 connection may use: streams, header bytes, flow-control windows (the

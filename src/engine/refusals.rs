@@ -1,5 +1,5 @@
-//! Requests refused for breaking a limit (413, 414, 431, 408), and the log lines that say
-//! so: at most one a second per kind, with the count since the last one, so that a flood of
+//! Requests refused for breaking a limit (413, 414, 431, 408) and connections dropped for
+//! reading too slowly, and the log lines that say so: at most one a second per kind, with the count since the last one, so that a flood of
 //! bad requests costs a line a second, not a line a request.
 //!
 //! Owns [`Throttle`] (also used by admission for its 503s) and the wording of each refusal.
@@ -66,9 +66,11 @@ pub(super) enum Refusal {
     FieldTooLarge,
     /// 408: the body stopped arriving for `--timeout-request-body`.
     BodyStalled,
+    /// No status: the client took response bytes slower than `--limit-min-send-rate`.
+    SlowReader,
 }
 
-const KINDS: usize = 5;
+const KINDS: usize = 6;
 
 impl Refusal {
     fn index(self) -> usize {
@@ -85,6 +87,18 @@ impl Refusals {
     /// Counts a refusal; returns the warning to log when one is due.
     pub(super) fn note(&self, why: Refusal, limits: &RequestLimits) -> Option<(LogLevel, String)> {
         let count = self.throttles[why.index()].note()?;
+        if why == Refusal::SlowReader {
+            return Some((
+                LogLevel::Warning,
+                format!(
+                    "Dropped {count} connection(s) since the last report: the client took \
+                     response bytes slower than --limit-min-send-rate ({} bytes/s) for \
+                     --timeout-slow-send ({:.0} s)",
+                    limits.min_send_rate.unwrap_or(0),
+                    limits.slow_send_grace.as_secs_f64()
+                ),
+            ));
+        }
         let (status, cause) = match why {
             Refusal::BodyTooLarge => (
                 413,
@@ -115,6 +129,7 @@ impl Refusals {
                     limits.field_size
                 ),
             ),
+            Refusal::SlowReader => unreachable!("worded above"),
             Refusal::BodyStalled => (
                 408,
                 format!(
@@ -143,6 +158,8 @@ mod tests {
             fields: 5,
             field_size: 50,
             body_timeout: Duration::from_secs(3),
+            min_send_rate: Some(1024),
+            slow_send_grace: Duration::from_secs(30),
         };
         let r = Refusals::default();
         let (_, line) = r.note(Refusal::BodyTooLarge, &limits).unwrap();

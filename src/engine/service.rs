@@ -305,6 +305,7 @@ impl RequestService {
                             }
                         };
                         let body = if method == http::Method::HEAD {
+                            metrics.record(&method, record.status, started.elapsed());
                             ResponseBody::full(Bytes::new())
                         } else {
                             ResponseBody::file(file, len, self.activity.clone(), record)
@@ -312,6 +313,7 @@ impl RequestService {
                         build(head, body, defaults, draining)
                     }
                     Err(e) => {
+                        metrics.record(&method, 500, started.elapsed());
                         shared
                             .dispatcher
                             .log(LogLevel::Error, format!("{described}: {e}"));

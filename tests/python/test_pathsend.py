@@ -92,3 +92,21 @@ def test_a_relative_path_is_refused_in_the_app(server):
     with http_client() as c:
         assert c.get(f"{srv.url}/send", params={"path": "big.bin"}).status_code == 500
     srv.wait_for_log("needs an absolute path")
+
+
+def test_every_file_response_is_counted_in_the_metrics(server, files, tmp_path):
+    """A GET, a HEAD (no body goes out) and a missing file (500) are each one request in
+    ferricorn_http_requests_total, with the status the client saw."""
+    from test_metrics import free_port, requests_total, scrape
+
+    mport = free_port()
+    srv = server.start(APP, "--metrics-port", str(mport))
+    with http_client() as c:
+        assert c.get(f"{srv.url}/send", params={"path": str(files["empty"])}).status_code == 200
+        assert c.head(f"{srv.url}/send", params={"path": str(files["big"])}).status_code == 200
+        missing = str(tmp_path / "missing.bin")
+        assert c.get(f"{srv.url}/send", params={"path": missing}).status_code == 500
+    samples = scrape(mport)
+    assert requests_total(samples, "GET", "200") == 1
+    assert requests_total(samples, "HEAD", "200") == 1
+    assert requests_total(samples, "GET", "500") == 1

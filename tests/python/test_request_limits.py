@@ -215,3 +215,35 @@ def test_a_stalled_body_is_logged_as_a_408_refusal(server):
     assert data.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), data[:200]
     srv.wait_for_log("Refused 1 request(s) with 408 since the last report: request body "
                      "stopped arriving for --timeout-request-body (1 s)")
+
+
+# --- --limit-min-send-rate --------------------------------------------------------------------
+
+
+def test_a_client_slower_than_the_floor_is_dropped(server):
+    """A client that asks for 16 MiB and takes nothing: once its socket is full it is behind,
+    and after --timeout-slow-send (1 s here) at under the floor it is disconnected, with the
+    warning; the response is cut, the server goes on."""
+    import socket as socket_module
+
+    srv = server.start(BASIC, "--limit-min-send-rate", "100000", "--timeout-slow-send", "1",
+                       "--timeout-keep-alive", "30")
+    sock = socket_module.socket()
+    sock.setsockopt(socket_module.SOL_SOCKET, socket_module.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", srv.port))
+    with sock:
+        sock.sendall(b"GET /big?mib=16 HTTP/1.1\r\nHost: t\r\n\r\n")
+        srv.wait_for_log("Dropped 1 connection(s) since the last report: the client took "
+                         "response bytes slower than --limit-min-send-rate (100000 bytes/s) "
+                         "for --timeout-slow-send (1 s)", timeout=15)
+        received = len(recv_until_closed(sock, timeout=10.0))
+    assert received < 16 * 1024 * 1024, "the whole answer arrived: nobody was dropped"
+    assert_serves(srv)
+
+
+def test_a_client_that_keeps_up_is_not_dropped(server):
+    srv = server.start(BASIC, "--limit-min-send-rate", "100000", "--timeout-slow-send", "1")
+    with http_client(timeout=30) as c:
+        r = c.get(srv.url + "/big", params={"mib": "16"})
+    assert r.status_code == 200 and len(r.content) == 16 * 1024 * 1024
+    assert "Dropped" not in srv.logs()

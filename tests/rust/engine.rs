@@ -126,6 +126,8 @@ fn config() -> EngineConfig {
             fields: 100,
             field_size: 8190,
             body_timeout: Duration::from_secs(5),
+            min_send_rate: None,
+            slow_send_grace: Duration::from_secs(30),
         },
     }
 }
