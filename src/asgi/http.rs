@@ -25,6 +25,7 @@ use super::messages::{
     body_bytes, declared_length, message_and_type, more_body, parse_headers, response_head,
 };
 use crate::access_log::AccessInfo;
+use crate::handoff::body_length::{BodyLength, Length};
 use crate::handoff::exchange::{
     BodyRead, Capacity, Exchange, FileSource, PushResult, Response, ResponseHead,
 };
@@ -53,8 +54,7 @@ pub struct HttpCycle {
     timed_out: bool,
     /// The response's Content-Length, when it has one the body must match (not for HEAD,
     /// 204 or 304), and the body bytes counted against it so far.
-    declared_length: Option<u64>,
-    sent: u64,
+    length: BodyLength,
     /// The request, for error messages: method and target.
     method: http::Method,
     target: http::Uri,
@@ -72,15 +72,6 @@ enum Trailers {
     Announced,
     /// The last body message went out; trailer messages follow, gathered here.
     Collecting(HeaderMap),
-}
-
-/// How a body message measures against the declared Content-Length.
-enum Length {
-    Fits,
-    /// More than declared: the body was cut to the declared length.
-    Over,
-    /// The response ends short of the declared length.
-    Short,
 }
 
 impl HttpCycle {
@@ -112,36 +103,17 @@ impl HttpCycle {
             is_head: method == http::Method::HEAD,
             access,
             timed_out: false,
-            declared_length: None,
+            length: BodyLength::default(),
             trailers: Trailers::None,
-            sent: 0,
             method,
             target,
         }
     }
 
-    /// Counts `body` against the declared Content-Length, cutting what goes past it.
-    fn measure(&mut self, body: &mut Bytes, more: bool) -> Length {
-        let Some(declared) = self.declared_length else {
-            return Length::Fits;
-        };
-        let room = declared - self.sent;
-        if body.len() as u64 > room {
-            body.truncate(room as usize);
-            self.sent = declared;
-            return Length::Over;
-        }
-        self.sent += body.len() as u64;
-        if !more && self.sent < declared {
-            return Length::Short;
-        }
-        Length::Fits
-    }
-
     /// The `RuntimeError` for a body that broke its declared length; `send()` raises it (as
     /// uvicorn does) so the failure is logged with the request it belongs to.
     fn length_error(&self, length: Length) -> PyErr {
-        let declared = self.declared_length.unwrap_or_default();
+        let declared = self.length.declared.unwrap_or_default();
         let (method, target) = (&self.method, &self.target);
         PyRuntimeError::new_err(match length {
             Length::Over => format!(
@@ -149,7 +121,7 @@ impl HttpCycle {
             ),
             _ => format!(
                 "Response content shorter than Content-Length: {method} {target} declared {declared} bytes and ended after {}. The connection was closed so the client sees an incomplete response; send exactly the declared length, or leave Content-Length out.",
-                self.sent
+                self.length.sent
             ),
         })
     }
@@ -169,7 +141,7 @@ impl HttpCycle {
         let (code, head) = response_head(msg, "http.response.start")?;
         // A HEAD answer, 204 and 304 have no body: their Content-Length describes another
         // response (RFC 9110 8.6).
-        self.declared_length = if self.is_head || matches!(code, 204 | 304) {
+        self.length.declared = if self.is_head || matches!(code, 204 | 304) {
             None
         } else {
             declared_length(&head.headers)?
@@ -328,7 +300,7 @@ impl HttpCycle {
                     }
                     return Ok(done);
                 }
-                match this.measure(&mut body, more) {
+                match this.length.measure(&mut body, !more) {
                     Length::Fits if !more => {
                         if !this.exchange.respond(Response::Full(head, body), true) {
                             return Err(client_gone_error());
@@ -369,7 +341,7 @@ impl HttpCycle {
                     }
                 }
             }
-            ResponseState::Streaming => match this.measure(&mut body, more) {
+            ResponseState::Streaming => match this.length.measure(&mut body, !more) {
                 Length::Fits => {
                     this.response = ResponseState::Streaming;
                     let r = this.push(slf, body, !more, done);

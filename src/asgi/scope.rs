@@ -13,7 +13,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
-use crate::handoff::{Peer, RequestHead, TlsInfo};
+use crate::handoff::{percent_decode_bytes, Peer, RequestHead, TlsInfo};
 
 /// Header names kept as shared `bytes` objects; past this many distinct names, new ones
 /// are created per request so a hostile client cannot grow the cache.
@@ -314,33 +314,7 @@ pub fn percent_decode(raw: &str) -> Cow<'_, str> {
     if !raw.contains('%') {
         return Cow::Borrowed(raw);
     }
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    match String::from_utf8_lossy(&out) {
-        Cow::Borrowed(s) => Cow::Owned(s.to_owned()),
-        Cow::Owned(s) => Cow::Owned(s),
-    }
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+    Cow::Owned(String::from_utf8_lossy(&percent_decode_bytes(raw.as_bytes())).into_owned())
 }
 
 /// Whether trailers would reach this client: always over HTTP/2; over HTTP/1.1 only when

@@ -7,6 +7,7 @@
 //! log lines. Must not: import pyo3 or hyper's connection types, or block either side (every
 //! lock here is short and never held across an await or a Python call).
 
+pub mod body_length;
 pub mod exchange;
 pub mod in_flight;
 pub mod ws_session;
@@ -101,4 +102,41 @@ pub trait Dispatcher: AppWaker {
     fn dispatch(&self, request: IncomingRequest);
     fn dispatch_websocket(&self, websocket: IncomingWebSocket);
     fn log(&self, level: LogLevel, message: String);
+}
+
+/// `/a%2Fb` -> `/a/b` as bytes; an escape that is not two hex digits stays as it is.
+pub fn percent_decode_bytes(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%' && i + 2 < raw.len() {
+            if let (Some(h), Some(l)) = (hex(raw[i + 1]), hex(raw[i + 2])) {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(raw[i]);
+        i += 1;
+    }
+    out
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode_bytes;
+
+    #[test]
+    fn decodes_to_bytes_and_keeps_broken_escapes() {
+        assert_eq!(percent_decode_bytes(b"/a%2Fb"), b"/a/b");
+        assert_eq!(percent_decode_bytes(b"/caf%C3%A9"), b"/caf\xc3\xa9");
+        assert_eq!(percent_decode_bytes(b"/%ff"), b"/\xff");
+        assert_eq!(percent_decode_bytes(b"/bad%zz%4"), b"/bad%zz%4");
+        assert_eq!(percent_decode_bytes(b"/end%41"), b"/endA");
+        assert_eq!(percent_decode_bytes(b"%"), b"%");
+    }
 }

@@ -12,7 +12,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
-use crate::handoff::{Peer, RequestHead};
+use crate::handoff::{percent_decode_bytes, Peer, RequestHead};
 
 /// `HTTP_*` key names cached per thread; past this many distinct header names, new ones are
 /// made per request so a hostile client cannot grow the cache.
@@ -181,28 +181,6 @@ pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
     PyString::new(py, &text)
 }
 
-/// `/a%2Fb` -> `/a/b` as bytes; an escape that is not two hex digits stays as it is.
-pub fn percent_decode_bytes(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'%' && i + 2 < raw.len() {
-            if let (Some(h), Some(l)) = (hex(raw[i + 1]), hex(raw[i + 2])) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(raw[i]);
-        i += 1;
-    }
-    out
-}
-
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
-}
-
 fn method_str<'py>(py: Python<'py>, m: &Method) -> Bound<'py, PyString> {
     match *m {
         Method::GET => intern!(py, "GET").clone(),
@@ -219,20 +197,5 @@ fn protocol_str(py: Python<'_>, v: Version) -> &Bound<'_, PyString> {
         Version::HTTP_10 => intern!(py, "HTTP/1.0"),
         Version::HTTP_2 => intern!(py, "HTTP/2"),
         _ => intern!(py, "HTTP/1.1"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::percent_decode_bytes;
-
-    #[test]
-    fn decodes_to_bytes_and_keeps_broken_escapes() {
-        assert_eq!(percent_decode_bytes(b"/a%2Fb"), b"/a/b");
-        assert_eq!(percent_decode_bytes(b"/caf%C3%A9"), b"/caf\xc3\xa9");
-        assert_eq!(percent_decode_bytes(b"/%ff"), b"/\xff");
-        assert_eq!(percent_decode_bytes(b"/bad%zz%4"), b"/bad%zz%4");
-        assert_eq!(percent_decode_bytes(b"/end%41"), b"/endA");
-        assert_eq!(percent_decode_bytes(b"%"), b"%");
     }
 }

@@ -16,6 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 
 use super::pool::{Claim, WsgiPool};
+use crate::handoff::body_length::{BodyLength, Length};
 use crate::handoff::exchange::{
     Capacity, Exchange, FileSource, PushResult, Response, ResponseHead,
 };
@@ -47,17 +48,10 @@ pub struct WsgiResponse {
     /// dropped.
     complete: bool,
     is_head: bool,
-    declared: Option<u64>,
-    sent: u64,
+    /// The Content-Length the body must match, and the bytes counted against it.
+    length: BodyLength,
     /// The request, for error messages.
     label: String,
-}
-
-/// How a chunk measures against the declared Content-Length.
-enum Length {
-    Fits,
-    Over,
-    Short,
 }
 
 impl WsgiResponse {
@@ -71,8 +65,7 @@ impl WsgiResponse {
             head_sent: false,
             complete: false,
             is_head,
-            declared: None,
-            sent: 0,
+            length: BodyLength::default(),
             label,
         }
     }
@@ -81,25 +74,8 @@ impl WsgiResponse {
         self.head_sent
     }
 
-    fn measure(&mut self, body: &mut Bytes, last: bool) -> Length {
-        let Some(declared) = self.declared else {
-            return Length::Fits;
-        };
-        let room = declared - self.sent;
-        if body.len() as u64 > room {
-            body.truncate(room as usize);
-            self.sent = declared;
-            return Length::Over;
-        }
-        self.sent += body.len() as u64;
-        if last && self.sent < declared {
-            return Length::Short;
-        }
-        Length::Fits
-    }
-
     fn length_error(&self, length: Length) -> PyErr {
-        let declared = self.declared.unwrap_or_default();
+        let declared = self.length.declared.unwrap_or_default();
         let label = &self.label;
         PyRuntimeError::new_err(match length {
             Length::Over => format!(
@@ -107,7 +83,7 @@ impl WsgiResponse {
             ),
             _ => format!(
                 "Response content shorter than Content-Length: {label} declared {declared} bytes and ended after {}. The connection was closed so the client sees an incomplete response; produce exactly the declared length, or leave Content-Length out.",
-                self.sent
+                self.length.sent
             ),
         })
     }
@@ -132,7 +108,7 @@ impl WsgiResponse {
                 self.complete = last;
                 return Ok(());
             }
-            return match self.measure(&mut data, last) {
+            return match self.length.measure(&mut data, last) {
                 Length::Fits => {
                     self.complete = last;
                     self.push(py, data, last)
@@ -169,7 +145,7 @@ impl WsgiResponse {
             self.complete = last;
             return self.respond(Response::Full(head, Bytes::new()));
         }
-        match self.measure(&mut data, last) {
+        match self.length.measure(&mut data, last) {
             Length::Fits if last => {
                 self.complete = true;
                 self.respond(Response::Full(head, data))
@@ -443,7 +419,7 @@ impl WsgiResponse {
         let headers = parse_headers(response_headers)?;
         let mut this = slf.borrow_mut();
         let bodyless = this.is_head || matches!(code.as_u16(), 204 | 304);
-        this.declared = if bodyless {
+        this.length.declared = if bodyless {
             None
         } else {
             declared_length(&headers)?
