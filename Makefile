@@ -1,11 +1,11 @@
 # One entry point for people and CI. Everything installs into .venv; nothing global but wrk
-# (for `make bench`, from Debian's packages).
+# (for `make bench`) and nginx (for the tests, `make test-deps`), from Debian's packages.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.deps-installed
 
-.PHONY: run test test-rust test-python lint typecheck build clean bench conformance fuzz
+.PHONY: run test test-rust test-python test-deps lint typecheck build clean bench conformance fuzz
 
 $(STAMP): tests/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,14 @@ $(STAMP): tests/requirements.txt
 build: $(STAMP)
 	$(VENV)/bin/maturin develop --release -q
 
+# The abi3 manylinux wheel (CPython 3.10 and later) and the sdist, into $(DIST). Built like
+# `make build` (release, same features), so after it cargo has nothing left to compile.
+DIST ?= dist
+MATURIN ?= $(VENV)/bin/maturin
+wheel:
+	$(MATURIN) build --release -q -o $(DIST)
+	$(MATURIN) sdist -o $(DIST)
+
 run: build
 	$(VENV)/bin/ferricorn examples.hello:app --host 127.0.0.1 --port 8000
 
@@ -25,7 +33,13 @@ test: test-rust test-python
 test-rust:
 	cargo test --release --quiet
 
-test-python: build
+# System packages the Python tests need besides .venv: nginx (Debian's package) for
+# tests/python/test_nginx.py. Installs it only when missing (which needs root).
+test-deps:
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] \
+		|| (apt-get update -qq && apt-get install -y -qq nginx)
+
+test-python: build test-deps
 	$(PY) -m pytest -q -p no:cacheprovider tests/python
 	$(PY) -m pytest -q -p no:cacheprovider tests/bench
 

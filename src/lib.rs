@@ -9,7 +9,7 @@
 //! - [`asgi`]: scopes, `receive`/`send` and their awaitables, run on the loop thread.
 //! - [`wsgi`]: PEP 3333 environ, `wsgi.input`, `start_response`, run on a pool of Python
 //!   threads instead of the loop.
-//! - [`access_log`]: the access log line both adapters write.
+//! - [`access_log`]: the access log: line formats and the writer thread.
 //!
 //! - [`supervisor`]: worker processes, restarts, signals, reload; no tokio, no Python.
 //! - [`metrics`]: request counters and histograms, per process or in the workers' shared
@@ -42,6 +42,7 @@ fn _ferricorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add_class::<bridge::Server>()?;
     m.add_function(wrap_pyfunction!(bridge::processes::supervise, m)?)?;
+    m.add_function(wrap_pyfunction!(access_log::check_access_log_format, m)?)?;
     m.add_class::<asgi::HttpCycle>()?;
     m.add_class::<asgi::WebSocketCycle>()?;
     m.add_class::<asgi::Context>()?;

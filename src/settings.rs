@@ -55,6 +55,8 @@ settings! {
         limit_min_send_rate: u64,
         timeout_slow_send: f64,
         date_header: bool,
+        access_log_format: Option<String>,
+        request_id_header: Option<String>,
         proxy_headers: bool,
         /// Derived: `forwarded_allow_ips`, else `$FORWARDED_ALLOW_IPS`, else 127.0.0.1.
         forwarded_allow_ips_list: Vec<String>,

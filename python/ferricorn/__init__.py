@@ -1,8 +1,8 @@
 """ferricorn: an ASGI server with a Rust engine, usable as a drop-in for uvicorn.
 
-Owns the public API: `run()`, `Config` and `__version__`. Importing the package
-is cheap: the engine (`ferricorn.server`) loads only when `run()` is called, and
-`__version__` is looked up on first access.
+Owns the public API: `run()`, `Config`, `Server` (serving inside the caller's event loop)
+and `__version__`. Importing the package is cheap: the engine (`ferricorn.server`) loads
+only when something is served, and `__version__` is looked up on first access.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ferricorn.config import Config
+from ferricorn.embedded import Server
 from ferricorn.options import Options
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["Config", "Options", "run", "__version__"]
+__all__ = ["Config", "Options", "Server", "run", "__version__"]
 
 
 def run(app: Any, **kwargs: Unpack[Options]) -> None:
@@ -42,12 +43,15 @@ def run(app: Any, **kwargs: Unpack[Options]) -> None:
 
 def __getattr__(name: str) -> Any:
     if name == "__version__":
+        # One source, Cargo.toml's version: maturin writes it into the package metadata and
+        # compiles it into the extension (read only when the metadata is missing, since
+        # loading the engine is what `--version` must not cost).
         from importlib.metadata import PackageNotFoundError, version
 
         try:
             value = version("ferricorn")
         except PackageNotFoundError:
-            value = "0.1.0"
+            from ferricorn._ferricorn import __version__ as value
         globals()["__version__"] = value
         return value
     raise AttributeError(f"module 'ferricorn' has no attribute {name!r}")

@@ -35,7 +35,7 @@ class Server:
         ],
         state: dict[str, Any] | None,
         error_log: Logger,
-        access_log: Callable[..., None] | None,
+        access_log: dict[str, Any] | None,
         wsgi: WsgiHost | None = None,
     ) -> Self: ...
     def fileno(self) -> int: ...
@@ -52,6 +52,9 @@ class Server:
     @property
     def local(self) -> bool: ...
     def shutdown(self, timeout: float) -> None: ...
+
+def check_access_log_format(text: str) -> None:
+    """Raises ValueError naming what is wrong with an --access-log-format."""
 
 def supervise(command: list[str], env: list[tuple[str, str]], config: Config) -> int:
     """Runs and supervises worker processes until SIGINT/SIGTERM; returns the exit code."""
@@ -88,7 +91,6 @@ class WsgiHost:
         errors: Any,
         file_wrapper: Callable[..., Any],
         error_log: Logger,
-        access_log: Callable[..., None] | None,
     ) -> Self: ...
     def run(self) -> None: ...
     def close(self) -> None: ...

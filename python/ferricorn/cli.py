@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ferricorn import exits
-from ferricorn.config import OPTIONS, Option
+from ferricorn.config import _SAME, OPTIONS, Option
 
 __all__ = ["build_parser", "parse_cli", "version_line"]
 
@@ -73,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         if opt.group not in groups:
             groups[opt.group] = parser.add_argument_group(opt.group)
-        kwargs: dict[str, Any] = {"dest": opt.name, "default": argparse.SUPPRESS,
-                                  "help": opt.help + _describe_default(opt)}
+        # argparse %-formats help texts: the access log atoms' signs must be doubled.
+        text = (opt.help + _describe_default(opt)).replace("%", "%%")
+        kwargs: dict[str, Any] = {"dest": opt.name, "default": argparse.SUPPRESS, "help": text}
         if opt.flag:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
@@ -83,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                 kwargs.update(choices=opt.choices, metavar="{" + "|".join(opt.choices) + "}")
             if opt.multiple:
                 kwargs["action"] = "append"
+            if opt.const is not _SAME:
+                kwargs.update(nargs="?", const=opt.const)
         groups[opt.group].add_argument(opt.flag_name, **kwargs)
     info = parser.add_argument_group("Information")
     info.add_argument("--version", action=_Version, help="Show the version and exit.")

@@ -134,6 +134,23 @@ def _bool(text: str) -> bool:
     raise ValueError(f"expected true or false, got {text!r}")
 
 
+def _access_log_format(text: str) -> str:
+    from ferricorn._ferricorn import check_access_log_format
+
+    try:
+        check_access_log_format(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _request_id_header(text: str) -> str:
+    text = text.strip()
+    if not _TOKEN.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"not a valid header name: {text!r}")
+    return text
+
+
 @dataclass(frozen=True)
 class Option:
     """One setting: Config keyword `name`, CLI flag, env var FERRICORN_<NAME>."""
@@ -147,6 +164,8 @@ class Option:
     choices: tuple[str, ...] | None = None
     flag: bool = False  # boolean: --x / --no-x
     multiple: bool = False  # repeatable; value is a list
+    #: The value of the flag given without one (`--request-id-header` alone).
+    const: Any = _SAME
     cli_default: Any = _SAME
     cli_name: str | None = None
     #: SUPERVISOR, WORKER, ENGINE, or a tuple of them.
@@ -250,12 +269,29 @@ OPTIONS: tuple[Option, ...] = (
     Option("use_colors", None, "Colored log output.",
            _L, flag=True,
            applies=SUPERVISOR_AND_WORKER, shown_default="when writing to a terminal"),
+    Option("log_format", "text", "Format of the built-in logging config's records: text "
+           "(uvicorn's lines) or json (one object per line, with the request's fields: "
+           "ferricorn.logging.JsonFormatter). A --log-config names its own formatters.", _L,
+           choices=("text", "json"), applies=SUPERVISOR_AND_WORKER),
+    Option("access_log_format", None, "The access line in gunicorn's atoms instead of "
+           "uvicorn's line, e.g. '%(h)s %(l)s %(u)s %(t)s \"%(r)s\" %(s)s %(b)s \"%(f)s\" "
+           "\"%(a)s\" %(M)s'. Atoms: h client address, l '-', u Basic-auth user, t time, "
+           "r request line, m method, U path, q query, H protocol, s status, b body bytes "
+           "('-' for none), B body bytes, f Referer, a User-Agent, T/M/D/L duration in "
+           "seconds/milliseconds/microseconds/decimal seconds, p pid, {name}i request "
+           "header, {name}o response header.", _L, _access_log_format, metavar="FORMAT",
+           applies=ENGINE, shown_default="uvicorn's line"),
     Option("proxy_headers", True, "Trust X-Forwarded-Proto and X-Forwarded-For from the "
            "addresses in --forwarded-allow-ips.", _H, flag=True,
            applies=ENGINE),
     Option("forwarded_allow_ips", None, "Comma-separated proxy IPs to trust, or '*' for all.",
            _H, metavar="IPS", applies=ENGINE, engine_name="forwarded_allow_ips_list",
            shown_default="$FORWARDED_ALLOW_IPS or 127.0.0.1"),
+    Option("request_id_header", None, "Give each request an id in this header (the "
+           "client's when well-formed, else a new UUID), sent back in the response and "
+           "shown in the log records and scope['extensions']['ferricorn.request_id']; the "
+           "flag alone means X-Request-ID.", _H, _request_id_header, metavar="NAME",
+           const="X-Request-ID", applies=ENGINE, shown_default="off"),
     Option("server_header", True, "Send a Server header.", _H, flag=True,
            applies=ENGINE, engine_name="response_headers"),
     Option("date_header", True, "Send a Date header.", _H, flag=True,

@@ -1,12 +1,14 @@
 """Log formatting and the default logging configuration.
 
 Owns the TRACE level, the uvicorn-look formatters (`DefaultFormatter`,
-`AccessFormatter`), the default `LOGGING_CONFIG` dictConfig,
-`adapt_uvicorn_config`, which lets log configs written for uvicorn run unchanged, and
-`configure(config)`, which applies `--log-config`, `--log-level` and `--access-log`.
+`AccessFormatter`) and `JsonFormatter`, the default `LOGGING_CONFIG` dictConfig,
+`adapt_uvicorn_config`, which lets log configs written for uvicorn run unchanged,
+`configure(config)`, which applies `--log-config`, `--log-format`, `--log-level` and
+`--access-log`, and `access_target(config)`, what the engine's access log writer needs.
 
 Loggers: "ferricorn" (stderr), "ferricorn.error" (server messages, propagates
-to "ferricorn") and "ferricorn.access" (one line per request, stdout).
+to "ferricorn") and "ferricorn.access" (one line per request, stdout). Records about a
+request carry its fields as extras (`REQUEST_FIELDS`), for formatters that want them.
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ if TYPE_CHECKING:
 __all__ = [
     "TRACE",
     "LOGGING_CONFIG",
+    "REQUEST_FIELDS",
     "DefaultFormatter",
     "AccessFormatter",
+    "JsonFormatter",
     "adapt_uvicorn_config",
     "configure",
+    "request_extra",
 ]
 
 TRACE = 5
@@ -144,6 +149,82 @@ class AccessFormatter(DefaultFormatter):
         return super().formatMessage(record)
 
 
+#: The `LogRecord` extras of access records (all of them) and of error records about a
+#: request (those known before it ends: not status, size or duration).
+REQUEST_FIELDS = (
+    "client_addr",
+    "method",
+    "path",
+    "query",
+    "http_version",
+    "status_code",
+    "response_bytes",
+    "duration_ms",
+    "request_id",
+    "worker_pid",
+)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: `time` (ISO 8601, UTC), `level`, `logger`, `message`,
+    the request's fields when the record is about one (`REQUEST_FIELDS`), and `exc_info`
+    (the traceback text) when it carries an exception.
+
+    Accepts and ignores uvicorn's formatter arguments (`fmt`, `use_colors`), so that it can
+    replace `DefaultFormatter` or `AccessFormatter` in a dictConfig.
+    """
+
+    def __init__(
+        self,
+        fmt: str | None = None,
+        datefmt: str | None = None,
+        style: Literal["%", "{", "$"] = "%",
+        use_colors: bool | None = None,
+    ) -> None:
+        super().__init__(None, datefmt, style)
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": _iso_time(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = record.__dict__
+        for key in REQUEST_FIELDS:
+            if key in fields:
+                out[key] = fields[key]
+        if record.exc_info:
+            out["exc_info"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            out["stack_info"] = self.formatStack(record.stack_info)
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+def _iso_time(created: float) -> str:
+    import datetime
+
+    moment = datetime.datetime.fromtimestamp(created, datetime.timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def request_extra(scope: dict[str, Any]) -> dict[str, Any]:
+    """The extras of an error record about the request of `scope` (ASGI): the same keys
+    the engine gives the access records, less those only known at the end."""
+    client = scope.get("client")
+    extensions = scope.get("extensions") or {}
+    query = scope.get("query_string", b"")
+    return {
+        "client_addr": f"{client[0]}:{client[1]}" if client else None,
+        "method": scope.get("method", "GET"),
+        "path": scope.get("path"),
+        "query": query.decode("latin-1") if isinstance(query, bytes) else str(query),
+        "http_version": scope.get("http_version"),
+        "request_id": extensions.get("ferricorn.request_id"),
+        "worker_pid": os.getpid(),
+    }
+
+
 LOGGING_CONFIG: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -209,7 +290,7 @@ def configure(config: Config) -> None:
     load_env_file(config)
     source = config.log_config
     if source is None:
-        _apply_dict(LOGGING_CONFIG, config.use_colors)
+        _apply_dict(builtin_config(config), config.use_colors)
     elif isinstance(source, dict):
         if source:
             _apply_dict(source, config.use_colors)
@@ -237,6 +318,76 @@ def configure(config: Config) -> None:
         access.handlers.clear()
         access.propagate = False
         access.disabled = True
+
+
+def builtin_config(config: Config) -> dict[str, Any]:
+    """`LOGGING_CONFIG` as `--log-format` and `--access-log-format` shape it."""
+    built = copy.deepcopy(LOGGING_CONFIG)
+    formatters = built["formatters"]
+    if config.log_format == "json":
+        for name in ("default", "access"):
+            formatters[name] = {"()": "ferricorn.logging.JsonFormatter"}
+    elif config.access_log_format:
+        # The line is the format's, whole: no level prefix, as gunicorn writes it.
+        formatters["access"]["fmt"] = ACCESS_ATOMS_FMT
+    return built
+
+
+#: The access formatter's format with `--access-log-format` (the engine renders the line).
+ACCESS_ATOMS_FMT = "%(message)s"
+
+
+def access_target(config: Config) -> dict[str, Any] | None:
+    """What the engine's access log writer needs (`src/access_log/mod.rs` `AccessTarget`),
+    or None when no access line would be printed.
+
+    When the "ferricorn.access" logger is configured as shipped (one StreamHandler, its
+    AccessFormatter in the default format, no colors, no filters), the writer writes the
+    lines to a duplicate of the stream's descriptor itself, without a `LogRecord` each;
+    otherwise it calls the logger, with the request's fields as extras.
+    """
+    logger = logging.getLogger("ferricorn.access")
+    if not config.access_log or logger.disabled or not logger.isEnabledFor(logging.INFO):
+        return None
+    target: dict[str, Any] = {
+        "info": logger.info,
+        "fd": None,
+        "prefix": "",
+        "phrases": [(status.value, status.phrase) for status in http.HTTPStatus],
+    }
+    direct = _direct_stream(logger, config)
+    if direct is not None:
+        stream, formatter = direct
+        stream.flush()
+        target["fd"] = os.dup(stream.fileno())
+        if config.access_log_format is None:
+            target["prefix"] = formatter.level_prefix(logging.INFO, "INFO") + " "
+    return target
+
+
+def _direct_stream(
+    logger: logging.Logger, config: Config
+) -> tuple[TextIO, AccessFormatter] | None:
+    if logger.filters or logger.propagate or len(logger.handlers) != 1:
+        return None
+    handler = logger.handlers[0]
+    if type(handler) is not logging.StreamHandler or handler.filters:
+        return None
+    if handler.level > logging.INFO:
+        return None
+    formatter = handler.formatter
+    if type(formatter) is not AccessFormatter or formatter.use_colors:
+        return None
+    wanted = AccessFormatter.default_fmt if config.access_log_format is None \
+        else ACCESS_ATOMS_FMT
+    if formatter._fmt != wanted:
+        return None
+    stream = handler.stream
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None  # not a real file (captured output): through logging
+    return stream, formatter
 
 
 def _apply_dict(config: dict, use_colors: bool | None) -> None:

@@ -37,9 +37,12 @@ class Options(TypedDict, total=False):
     log_level: str | int | None
     access_log: bool
     use_colors: bool | None
+    log_format: Literal["text", "json"]
+    access_log_format: str | None
     # HTTP
     proxy_headers: bool
     forwarded_allow_ips: str | list[str] | None
+    request_id_header: str | None
     server_header: bool
     date_header: bool
     headers: list[tuple[str, str]]

@@ -15,9 +15,10 @@ import os
 import random
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from ferricorn import exits, sockets
 from ferricorn import logging as ferricorn_logging
@@ -39,6 +40,8 @@ _DEADLINE_CHECK = 0.05
 _HEARTBEAT = 1.0
 #: How often shutdown checks whether in-flight work has finished.
 _DRAIN_POLL = 0.02
+#: How often an embedded server (`ferricorn.Server`) looks at `should_exit`.
+_EXIT_POLL = 0.1
 
 
 async def _run_app(app: Any, scope: dict, cycle: Any) -> None:
@@ -53,7 +56,8 @@ async def _run_app(app: Any, scope: dict, cycle: Any) -> None:
         if task is not None and not task.cancelling():
             # Nobody cancelled this task: the app raised CancelledError itself (awaited a
             # future someone else cancelled); that is an app failure like any other.
-            logger.error("Exception in ASGI application\n", exc_info=exc)
+            logger.error("Exception in ASGI application\n", exc_info=exc,
+                         extra=ferricorn_logging.request_extra(scope))
         else:
             logger.debug("Request task cancelled: %s %s", scope.get("method", "WebSocket"),
                          scope["path"])
@@ -62,11 +66,12 @@ async def _run_app(app: Any, scope: dict, cycle: Any) -> None:
         if client_gone and _caused_by_os_error(exc):
             logger.debug("Request ended: the client disconnected (%s)", exc)
         else:
-            logger.error("Exception in ASGI application\n", exc_info=exc)
+            logger.error("Exception in ASGI application\n", exc_info=exc,
+                         extra=ferricorn_logging.request_extra(scope))
     else:
         problem = cycle.app_returned()
         if problem:
-            logger.error(problem)
+            logger.error(problem, extra=ferricorn_logging.request_extra(scope))
 
 
 def _caused_by_os_error(exc: BaseException) -> bool:
@@ -82,18 +87,27 @@ def _caused_by_os_error(exc: BaseException) -> bool:
     return False
 
 
-def run_config(config: Config) -> int:
-    """Serve until stopped; returns the process exit code (`exits`)."""
-    ferricorn_logging.configure(config)
+def load_for_serving(config: Config) -> Any | None:
+    """The app, ready for `serve()` (an ASGI 2 app wrapped as ASGI 3); None when it cannot
+    be loaded, which is logged."""
     try:
         app = load_app(config)
     except AppLoadError as exc:
         logger.error("%s", exc)
-        return exits.FAILED
+        return None
     chosen = " (detected by --interface auto)" if config.interface == "auto" else ""
     logger.info("Application interface: %s%s", config.app_interface, chosen)
     if config.app_interface == "asgi2":
         app = asgi2_to_asgi3(app)
+    return app
+
+
+def run_config(config: Config) -> int:
+    """Serve until stopped; returns the process exit code (`exits`)."""
+    ferricorn_logging.configure(config)
+    app = load_for_serving(config)
+    if app is None:
+        return exits.FAILED
     loop = new_event_loop(config.loop)
     asyncio.set_event_loop(loop)
     supervised = "FERRICORN_SUPERVISOR_FD" in os.environ
@@ -120,7 +134,20 @@ def _remove_quietly(path: str) -> None:
         pass
 
 
-async def serve(config: Config, app: Any) -> int:
+class Control(Protocol):
+    """What a caller that runs `serve()` in its own loop sees and sets (`ferricorn.Server`)."""
+
+    started: bool
+    should_exit: bool
+    force_exit: bool
+
+
+async def serve(config: Config, app: Any, control: Control | None = None) -> int:
+    """Serves `app` until SIGINT/SIGTERM (or `control.should_exit`); returns the exit code.
+
+    With a `control`, the caller owns the loop and the process: signals are taken only on
+    the main thread, and `control.should_exit` is looked at every `_EXIT_POLL` seconds.
+    """
     loop = asyncio.get_running_loop()
     logger.info("Started server process [%d]", os.getpid())
     # WSGI has no lifespan protocol: the app is set up when imported.
@@ -138,12 +165,11 @@ async def serve(config: Config, app: Any) -> int:
     # From the socket itself: a worker gets it as --fd, without --uds.
     unix_path = (sock.getsockname() or "") if sock.family == socket.AF_UNIX else None
     listen_message = sockets.listen_message(sock, config.tls)
-    access = logging.getLogger("ferricorn.access")
-    access_log = access.info if config.access_log and access.isEnabledFor(logging.INFO) else None
+    access_log = ferricorn_logging.access_target(config)
     wsgi_host = None
     if config.wsgi:
         wsgi_host = WsgiHost(app, config.root_path, config.multiprocess, ErrorStream(logger),
-                             FileWrapper, logger, access_log)
+                             FileWrapper, logger)
     try:
         server = Server(
             sock.detach(),
@@ -187,10 +213,11 @@ async def serve(config: Config, app: Any) -> int:
     # always takes it, TLS or not), and SIGHUP in a single process (under a supervisor SIGHUP
     # replaces the workers instead). Set before the supervisor hears this worker is ready.
     supervised = "FERRICORN_SUPERVISOR_FD" in os.environ
+    may_take_signals = control is None or threading.current_thread() is threading.main_thread()
     reload_signals: tuple[int, ...] = ()
     if supervised:
         reload_signals = (signal.SIGUSR1,)
-    elif config.ssl_certfile:
+    elif config.ssl_certfile and may_take_signals:
         reload_signals = (signal.SIGUSR1, signal.SIGHUP)
     for sig in reload_signals:
         loop.add_signal_handler(sig, _reload_tls, server, signal.Signals(sig).name)
@@ -221,19 +248,30 @@ async def serve(config: Config, app: Any) -> int:
         signals_seen += 1
         stop.set()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    stop_signals: tuple[int, ...] = ()
+    if may_take_signals:
+        stop_signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in stop_signals:
         loop.add_signal_handler(sig, on_signal)
+    forced = lambda: signals_seen > 1  # noqa: E731
+    if control is not None:
+        control.started = True
+
+        def check_should_exit() -> None:
+            if control.should_exit:
+                stop.set()
+
+        periodic.append(_Every(loop, _EXIT_POLL, check_should_exit))
+        forced = lambda: signals_seen > 1 or control.force_exit  # noqa: E731
     try:
         await stop.wait()
         logger.info("Shutting down")
         server.drain()
-        drained = await _wait_for_drain(
-            server, config.timeout_graceful_shutdown, lambda: signals_seen > 1
-        )
+        drained = await _wait_for_drain(server, config.timeout_graceful_shutdown, forced)
         if not drained:
             await _cancel_request_tasks()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM, *reload_signals):
+        for sig in (*stop_signals, *reload_signals):
             loop.remove_signal_handler(sig)
         loop.remove_reader(doorbell)
         for repeating in periodic:

@@ -1,6 +1,6 @@
 //! What every cycle of one server shares on the loop thread: the loop's `create_future`, the
-//! futures app tasks wait on (resolved when the engine posts a wake), the access logger and
-//! the request tracker.
+//! futures app tasks wait on (resolved when the engine posts a wake) and the request
+//! tracker.
 //!
 //! Owns the one waiting mechanism of the adapter: an awaitable that cannot complete yet
 //! registers a loop future under its exchange or session id ([`Context::register_waiter`]),
@@ -24,8 +24,6 @@ pub struct Context {
     /// Loop futures of app tasks waiting on an exchange, resolved by the bridge's wake.
     waiters: HashMap<u64, Vec<Py<PyAny>>>,
     done: Py<Done>,
-    /// `logger.info` of `ferricorn.access` when access logging is on.
-    access_log: Option<Py<PyAny>>,
     /// Running requests, when cancellation or deadlines need them.
     pub(crate) tracker: Option<Tracker>,
 }
@@ -34,14 +32,12 @@ impl Context {
     pub fn new(
         py: Python<'_>,
         event_loop: &Bound<'_, PyAny>,
-        access_log: Option<Py<PyAny>>,
         tracking: TrackingConfig,
     ) -> PyResult<Self> {
         Ok(Context {
             create_future: event_loop.getattr("create_future")?.unbind(),
             waiters: HashMap::new(),
             done: Py::new(py, Done)?,
-            access_log,
             tracker: tracking.enabled().then(|| Tracker::new(tracking)),
         })
     }
@@ -76,15 +72,6 @@ impl Context {
     /// The shared awaitable that completes at once with `None`.
     pub fn done(ctx: &Bound<'_, Context>) -> Py<PyAny> {
         ctx.borrow().done.clone_ref(ctx.py()).into_any()
-    }
-
-    pub fn access_logging(&self) -> bool {
-        self.access_log.is_some()
-    }
-
-    /// `logger.info` of `ferricorn.access`, when access logging is on.
-    pub fn access_log(&self) -> Option<&Py<PyAny>> {
-        self.access_log.as_ref()
     }
 
     /// Whether an app task waits on exchange or session `id`.

@@ -24,7 +24,6 @@ use super::context::{receive, Context, Cycle, WaitFor};
 use super::messages::{
     body_bytes, declared_length, message_and_type, more_body, parse_headers, response_head,
 };
-use crate::access_log::AccessInfo;
 use crate::handoff::body_length::{BodyLength, Length};
 use crate::handoff::exchange::{
     BodyRead, Capacity, Exchange, FileSource, PushResult, Response, ResponseHead,
@@ -49,7 +48,6 @@ pub struct HttpCycle {
     status: u16,
     request_done: bool,
     is_head: bool,
-    access: Option<Box<AccessInfo>>,
     /// `--timeout-request` cancelled the task: answer 504 rather than 500.
     timed_out: bool,
     /// The response's Content-Length, when it has one the body must match (not for HEAD,
@@ -92,7 +90,6 @@ impl HttpCycle {
         exchange: Arc<Exchange>,
         ctx: Py<Context>,
         (method, target): (http::Method, http::Uri),
-        access: Option<Box<AccessInfo>>,
     ) -> Self {
         HttpCycle {
             exchange,
@@ -101,7 +98,6 @@ impl HttpCycle {
             status: 0,
             request_done: false,
             is_head: method == http::Method::HEAD,
-            access,
             timed_out: false,
             length: BodyLength::default(),
             trailers: Trailers::None,
@@ -401,15 +397,12 @@ impl HttpCycle {
         }
     }
 
-    /// The response is complete: wake a `receive()` waiting for disconnect, log the access.
+    /// The response is complete: wake a `receive()` waiting for disconnect.
     fn finished(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.borrow();
         let ctx = this.ctx.bind(py).clone();
         let id = this.exchange.id;
-        if let (Some(info), Some(log)) = (&this.access, ctx.borrow().access_log()) {
-            info.log(py, log, this.status)?;
-        }
         drop(this);
         if ctx.borrow().has_waiters(id) {
             Context::wake(&ctx, id)?;

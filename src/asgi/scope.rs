@@ -184,6 +184,13 @@ impl ScopeBuilder {
         if let Some(tls) = &req.tls {
             extensions.set_item(intern!(py, "tls"), tls_extension(py, tls)?)?;
         }
+        if let Some(id) = &req.request_id {
+            // `--request-id-header`; ours, so under our name (the key is documented).
+            extensions.set_item(
+                intern!(py, "ferricorn.request_id"),
+                String::from_utf8_lossy(id.as_bytes()),
+            )?;
+        }
         scope.set_item(intern!(py, "extensions"), extensions)?;
         Ok(scope)
     }

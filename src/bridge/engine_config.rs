@@ -115,6 +115,19 @@ pub(super) fn engine_config(s: &EngineSettings) -> PyResult<EngineConfig> {
                 .transpose()?,
             max_pending_reset_streams: s.h2_max_pending_reset_streams,
         },
+        // The bridge starts it, with the logger Python hands over.
+        access_log: None,
+        request_id_header: s
+            .request_id_header
+            .as_deref()
+            .map(|name| {
+                http::HeaderName::try_from(name).map_err(|_| {
+                    PyValueError::new_err(format!(
+                        "--request-id-header {name:?} is not a header name"
+                    ))
+                })
+            })
+            .transpose()?,
     })
 }
 

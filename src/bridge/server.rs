@@ -15,7 +15,7 @@ use pyo3::types::PyDict;
 
 use super::engine_config::{engine_config, engine_error};
 use super::{seconds, Event, EventQueue};
-use crate::access_log::AccessInfo;
+use crate::access_log::{AccessLog, AccessTarget};
 use crate::asgi::{Context, HttpCycle, ScopeBuilder, TrackingConfig, WebSocketCycle};
 use crate::engine::{Engine, Listener};
 use crate::handoff::ws_session::Decision;
@@ -39,7 +39,8 @@ pub struct Server {
     poll_again: Option<Py<PyAny>>,
     poll_scheduled: bool,
     error_log: Py<PyAny>,
-    access_logging: bool,
+    /// The worker's access log, closed (its queue written out) at shutdown.
+    access_log: Option<Arc<AccessLog>>,
     batch: Vec<Event>,
     /// Requests are tracked for cancellation or deadlines.
     tracking: bool,
@@ -68,11 +69,24 @@ impl Server {
         runner: Py<PyAny>,
         state: Option<Py<PyDict>>,
         error_log: Py<PyAny>,
-        access_log: Option<Py<PyAny>>,
+        access_log: Option<AccessTarget>,
         wsgi: Option<Py<WsgiHost>>,
     ) -> PyResult<Self> {
         let settings = config;
-        let config = engine_config(&settings)?;
+        let mut config = engine_config(&settings)?;
+        let access_log = access_log
+            .map(|target| {
+                AccessLog::from_target(
+                    target,
+                    settings.access_log_format.as_deref(),
+                    error_log.clone_ref(py),
+                )
+                .map(Arc::new)
+            })
+            .transpose()?;
+        if let Some(log) = &access_log {
+            config.access_log = Some(log.clone());
+        }
         let metrics = config.metrics;
         // SAFETY: the caller hands over a listening socket it no longer uses (it detached
         // it), so this is the only owner of the fd.
@@ -83,7 +97,6 @@ impl Server {
             }
         };
         let queue = Arc::new(EventQueue::new()?);
-        let access_logging = access_log.is_some();
         let tracking = TrackingConfig {
             cancel_on_disconnect: settings.cancel_on_disconnect,
             timeout: settings
@@ -96,7 +109,7 @@ impl Server {
         if let Some(host) = &wsgi {
             queue.route_to_wsgi(host.get().pool());
         }
-        let ctx = Py::new(py, Context::new(py, event_loop, access_log, tracking)?)?;
+        let ctx = Py::new(py, Context::new(py, event_loop, tracking)?)?;
         let scope = ScopeBuilder::new(py, &settings.root_path, state, unix_path.as_deref())?;
         let engine = py
             .detach(|| Engine::start(listener, config, queue.clone()))
@@ -118,7 +131,7 @@ impl Server {
             poll_again: None,
             poll_scheduled: false,
             error_log,
-            access_logging,
+            access_log,
             batch: Vec::with_capacity(256),
             local_fd,
             tracking: tracked,
@@ -278,6 +291,10 @@ impl Server {
         if let Some(mut engine) = self.engine.take() {
             py.detach(|| engine.shutdown(Duration::from_secs_f64(timeout.max(0.0))));
         }
+        if let Some(log) = &self.access_log {
+            // The last lines may go through Python's logging: the writer needs the GIL.
+            py.detach(|| log.close());
+        }
         // Events left behind hold exchanges only; dropping them here is safe.
         let mut rest = Vec::new();
         self.queue.take(&mut rest);
@@ -354,13 +371,12 @@ impl Server {
 
     fn start_request_task(&mut self, py: Python<'_>, req: IncomingRequest) -> PyResult<()> {
         let scope = self.scope.build(py, &req)?;
-        let access = self.access_logging.then(|| AccessInfo::of(&req));
         let request = (req.method.clone(), req.uri.clone());
         let id = req.exchange.id;
         let label = self.tracking.then(|| format!("{} {}", req.method, req.uri));
         let cycle = Py::new(
             py,
-            HttpCycle::new(req.exchange, self.ctx.clone_ref(py), request, access),
+            HttpCycle::new(req.exchange, self.ctx.clone_ref(py), request),
         )?;
         let coro = self
             .runner

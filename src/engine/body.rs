@@ -15,6 +15,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::activity::{Activity, Busy};
+use crate::handoff::access_record::{AccessSink, Pending};
 use crate::handoff::exchange::{Aborted, BodyFailure, Exchange};
 use crate::metrics::MetricsBlock;
 
@@ -65,8 +66,16 @@ pub(super) async fn pump_request_body(
     }
 }
 
-/// The body of a response, as hyper polls it.
-pub enum ResponseBody {
+/// The body of a response, as hyper polls it, and the access record it completes when it
+/// ends (its `Drop`: hyper drops a body once written, or when the client left).
+pub struct ResponseBody {
+    kind: BodyKind,
+    /// Body bytes handed to hyper so far.
+    sent: u64,
+    access: Option<(Box<Pending>, Arc<dyn AccessSink>)>,
+}
+
+enum BodyKind {
     Full(Option<Bytes>),
     Streaming(StreamingBody),
     File(FileBody),
@@ -114,8 +123,21 @@ pub(super) struct StreamRecord {
 }
 
 impl ResponseBody {
+    fn of(kind: BodyKind) -> Self {
+        ResponseBody {
+            kind,
+            sent: 0,
+            access: None,
+        }
+    }
+
     pub(super) fn full(bytes: Bytes) -> Self {
-        ResponseBody::Full(Some(bytes))
+        Self::of(BodyKind::Full(Some(bytes)))
+    }
+
+    /// Completes `pending` with this body's length and duration when it ends.
+    pub(super) fn log_when_done(&mut self, pending: Box<Pending>, sink: Arc<dyn AccessSink>) {
+        self.access = Some((pending, sink));
     }
 
     pub(super) fn file(
@@ -124,14 +146,14 @@ impl ResponseBody {
         activity: Arc<Activity>,
         record: StreamRecord,
     ) -> Self {
-        ResponseBody::File(FileBody {
+        Self::of(BodyKind::File(FileBody {
             file: Some(file),
             reading: None,
             unread: len,
             remaining: len,
             _busy: Busy::new(activity),
             record,
-        })
+        }))
     }
 
     pub(super) fn streaming(
@@ -140,14 +162,14 @@ impl ResponseBody {
         owed: Option<u64>,
         record: StreamRecord,
     ) -> Self {
-        ResponseBody::Streaming(StreamingBody {
+        Self::of(BodyKind::Streaming(StreamingBody {
             exchange,
             activity,
             finished: false,
             owed,
             close_requested: false,
             record,
-        })
+        }))
     }
 }
 
@@ -217,10 +239,47 @@ impl Body for ResponseBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match self.get_mut() {
-            ResponseBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            ResponseBody::File(f) => f.poll_chunk(cx),
-            ResponseBody::Streaming(s) => match s.exchange.poll_chunk(cx) {
+        let this = self.get_mut();
+        let frame = this.kind.poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &frame {
+            if let Some(data) = frame.data_ref() {
+                this.sent += data.len() as u64;
+            }
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            BodyKind::Full(b) => b.as_ref().is_none_or(|b| b.is_empty()),
+            BodyKind::Streaming(s) => s.finished,
+            BodyKind::File(f) => f.remaining == 0,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            BodyKind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            BodyKind::Streaming(_) => SizeHint::default(),
+            BodyKind::File(f) => SizeHint::with_exact(f.remaining),
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if let Some((pending, sink)) = self.access.take() {
+            sink.submit(pending.finish(self.sent));
+        }
+    }
+}
+
+impl BodyKind {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Aborted>>> {
+        match self {
+            BodyKind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            BodyKind::File(f) => f.poll_chunk(cx),
+            BodyKind::Streaming(s) => match s.exchange.poll_chunk(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
                     if let Some(owed) = &mut s.owed {
                         *owed = owed.saturating_sub(chunk.len() as u64);
@@ -243,22 +302,6 @@ impl Body for ResponseBody {
                 },
                 Poll::Pending => Poll::Pending,
             },
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            ResponseBody::Full(b) => b.as_ref().is_none_or(|b| b.is_empty()),
-            ResponseBody::Streaming(s) => s.finished,
-            ResponseBody::File(f) => f.remaining == 0,
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            ResponseBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            ResponseBody::Streaming(_) => SizeHint::default(),
-            ResponseBody::File(f) => SizeHint::with_exact(f.remaining),
         }
     }
 }

@@ -20,6 +20,7 @@ mod error;
 mod framing;
 mod proxy;
 mod refusals;
+mod request_id;
 mod runtime;
 mod service;
 mod tls;
@@ -40,6 +41,7 @@ pub use proxy::TrustedProxies;
 pub use tls::{Tls, TlsSettings};
 pub use ws::WsConfig;
 
+use crate::handoff::access_record::AccessSink;
 use crate::handoff::{Dispatcher, LogLevel};
 use crate::metrics;
 
@@ -81,6 +83,10 @@ pub struct EngineConfig {
     pub h2: H2Limits,
     /// What one request may be: body size, line length, fields, body stalls.
     pub limits: RequestLimits,
+    /// Where finished access records go; `None` with the access log off.
+    pub access_log: Option<Arc<dyn AccessSink>>,
+    /// `--request-id-header`.
+    pub request_id_header: Option<HeaderName>,
 }
 
 /// The limits a request must keep (`--limit-request-*`, `--timeout-request-body`).

@@ -20,9 +20,11 @@ use hyper::body::Incoming;
 use super::activity::{Activity, Busy};
 use super::body::{pump_request_body, ResponseBody, StreamRecord};
 use super::refusals::Refusal;
+use super::request_id;
 use super::ws;
 use super::RequestLimits;
 use super::{Error, Shared};
+use crate::handoff::access_record::Pending;
 use crate::handoff::exchange::{Exchange, FileSource, Response, ResponseHead};
 use crate::handoff::{IncomingRequest, LogLevel, Peer, RequestHead, TlsInfo};
 use crate::metrics::Rejected;
@@ -91,7 +93,37 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
             if this.activity.closing() {
                 return Err(ConnectionClosing);
             }
-            Ok(this.handle(req).await)
+            let shared = this.shared.clone();
+            let config = &shared.config;
+            let (client, scheme) = this.resolve_client(req.headers());
+            let request_id = config
+                .request_id_header
+                .as_ref()
+                .map(|name| request_id::take_or_make(name, req.headers()));
+            let access = config.access_log.as_ref().map(|sink| {
+                Pending::begin(
+                    req.method(),
+                    req.uri(),
+                    req.version(),
+                    req.headers(),
+                    &client,
+                    sink.request_headers(),
+                    request_id.clone(),
+                )
+            });
+            let mut response = this.handle(req, client, scheme, request_id.clone()).await;
+            if let (Some(name), Some(id)) = (&config.request_id_header, request_id) {
+                response.headers_mut().entry(name).or_insert(id);
+            }
+            // A WebSocket session is logged by the adapter ("WebSocket /path" [accepted]).
+            if let (Some(mut pending), Some(sink)) = (access, &config.access_log) {
+                if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+                    let status = response.status().as_u16();
+                    pending.responded(status, response.headers(), sink.response_headers());
+                    response.body_mut().log_when_done(pending, sink.clone());
+                }
+            }
+            Ok(response)
         })
     }
 }
@@ -128,7 +160,13 @@ impl RequestService {
         }
     }
 
-    async fn handle(self, req: Request<Incoming>) -> HttpResponse<ResponseBody> {
+    async fn handle(
+        self,
+        req: Request<Incoming>,
+        client: Peer,
+        scheme: &'static str,
+        request_id: Option<HeaderValue>,
+    ) -> HttpResponse<ResponseBody> {
         let shared = &self.shared;
         self.activity.request_started();
         let started = std::time::Instant::now();
@@ -179,9 +217,9 @@ impl RequestService {
         if let Some(ws_config) = &shared.config.websocket {
             if ws::is_upgrade(&req) {
                 guard.answered = true;
-                let (client, scheme) = self.resolve_client(req.headers());
                 let mut head = ws::request_head(&req, client, self.server.clone(), scheme);
                 head.tls = self.link.tls.clone();
+                head.request_id = request_id;
                 // Over HTTP/2 the session is a stream of a connection that goes on serving:
                 // it stays busy while the session lives (over HTTP/1.1 hyper hands the
                 // socket over and the connection's watchdog is done).
@@ -236,7 +274,6 @@ impl RequestService {
         }
 
         let http2 = parts.version == Version::HTTP_2;
-        let (client, scheme) = self.resolve_client(&parts.headers);
         shared.dispatcher.dispatch(IncomingRequest {
             exchange: exchange.clone(),
             head: RequestHead {
@@ -248,6 +285,7 @@ impl RequestService {
                 server: self.server.clone(),
                 scheme,
                 tls: self.link.tls.clone(),
+                request_id,
             },
         });
 

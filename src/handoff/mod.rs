@@ -3,10 +3,11 @@
 //! Owns what crosses that boundary and nothing else: a parsed request head and who sent it
 //! ([`RequestHead`], [`Peer`]), the per-request [`Exchange`] and per-socket
 //! [`ws_session::Session`] both sides read and write, how each side wakes the other
-//! ([`AppWaker`]), and the [`Dispatcher`] through which the engine hands over requests and
-//! log lines. Must not: import pyo3 or hyper's connection types, or block either side (every
+//! ([`AppWaker`]), the [`Dispatcher`] through which the engine hands over requests and
+//! log lines, and the [`access_record::AccessSink`] it hands finished access records to. Must not: import pyo3 or hyper's connection types, or block either side (every
 //! lock here is short and never held across an await or a Python call).
 
+pub mod access_record;
 pub mod body_length;
 pub mod exchange;
 pub mod in_flight;
@@ -51,6 +52,8 @@ pub struct RequestHead {
     pub scheme: &'static str,
     /// The connection's TLS details; `None` on a plain-text connection.
     pub tls: Option<Arc<TlsInfo>>,
+    /// `--request-id-header`: the request's id, taken or made by the engine.
+    pub request_id: Option<http::HeaderValue>,
 }
 
 /// What the ASGI `tls` scope extension reports about a TLS connection (asgiref

@@ -66,6 +66,12 @@ impl EnvironBuilder {
         let raw_uri = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
         env.set_item(intern!(py, "RAW_URI"), latin1(py, raw_uri.as_bytes()))?;
         env.set_item(intern!(py, "REQUEST_URI"), latin1(py, raw_uri.as_bytes()))?;
+        if let Some(id) = &req.request_id {
+            env.set_item(
+                intern!(py, "ferricorn.request_id"),
+                latin1(py, id.as_bytes()),
+            )?;
+        }
         env.set_item(
             intern!(py, "SERVER_PROTOCOL"),
             protocol_str(py, req.version),

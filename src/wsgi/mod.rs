@@ -23,8 +23,8 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
-use crate::access_log::AccessInfo;
-use crate::handoff::IncomingRequest;
+use crate::access_log::request_extra;
+use crate::handoff::{IncomingRequest, RequestHead};
 use environ::{EnvironBuilder, EnvironTemplate};
 use input::WsgiInput;
 use pool::WsgiPool;
@@ -37,7 +37,6 @@ pub struct WsgiHost {
     app: Py<PyAny>,
     template: EnvironTemplate,
     error_log: Py<PyAny>,
-    access_log: Option<Py<PyAny>>,
 }
 
 impl WsgiHost {
@@ -48,11 +47,9 @@ impl WsgiHost {
 
 #[pymethods]
 impl WsgiHost {
-    /// `errors` is `wsgi.errors`, `file_wrapper` is `wsgi.file_wrapper`; `access_log` is the
-    /// access logger's `info` or None when access logging is off.
+    /// `errors` is `wsgi.errors`, `file_wrapper` is `wsgi.file_wrapper`.
     #[new]
-    #[pyo3(signature = (app, root_path, multiprocess, errors, file_wrapper, error_log, access_log))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (app, root_path, multiprocess, errors, file_wrapper, error_log))]
     fn new(
         app: Py<PyAny>,
         root_path: String,
@@ -60,7 +57,6 @@ impl WsgiHost {
         errors: Py<PyAny>,
         file_wrapper: Py<PyAny>,
         error_log: Py<PyAny>,
-        access_log: Option<Py<PyAny>>,
     ) -> Self {
         WsgiHost {
             pool: Arc::new(WsgiPool::default()),
@@ -72,7 +68,6 @@ impl WsgiHost {
                 file_wrapper,
             },
             error_log,
-            access_log,
         }
     }
 
@@ -109,32 +104,18 @@ impl WsgiHost {
         let exchange = req.exchange.clone();
         let label = format!("{} {}", req.method, req.uri);
         let claim = self.pool.begin(&exchange, label.clone());
-        let access = self.access_log.is_some().then(|| AccessInfo::of(&req));
         let is_head = req.method == http::Method::HEAD;
         let response = WsgiResponse::new(exchange.clone(), claim.clone(), is_head, label);
-        let outcome = match Bound::new(py, response) {
+        match Bound::new(py, response) {
             Ok(response) => {
                 let failure = self.call_app(py, builder, &req, &response).err();
                 if let Some(error) = failure {
                     response.borrow_mut().fail();
-                    self.report(
-                        py,
-                        error,
-                        exchange.is_client_gone() || claim.lost_to_deadline(),
-                    );
+                    let abandoned = exchange.is_client_gone() || claim.lost_to_deadline();
+                    self.report(py, error, abandoned, &req);
                 }
-                let r = response.borrow();
-                (r.complete() && !exchange.is_client_gone()).then_some(r.status)
             }
-            Err(error) => {
-                self.report(py, error, false);
-                None
-            }
-        };
-        if let (Some(status), Some(info), Some(log)) = (outcome, access, &self.access_log) {
-            if let Err(e) = info.log(py, log, status) {
-                e.print(py);
-            }
+            Err(error) => self.report(py, error, false, &req),
         }
         self.pool.end(exchange.id);
         exchange.release();
@@ -168,26 +149,27 @@ impl WsgiHost {
 
     /// Logs an app failure: with its traceback, unless the client had left (or the request
     /// had been answered 504) and the error only says so.
-    fn report(&self, py: Python<'_>, error: PyErr, abandoned: bool) {
+    fn report(&self, py: Python<'_>, error: PyErr, abandoned: bool, req: &RequestHead) {
         let log = self.error_log.bind(py);
-        let result = if abandoned && caused_by_os_error(py, &error) {
-            log.call_method1(
-                intern!(py, "debug"),
-                (format!("WSGI request ended early: {error}"),),
-            )
-        } else {
+        let result = request_extra(py, req).and_then(|extra| {
             let kwargs = PyDict::new(py);
-            kwargs
+            kwargs.set_item(intern!(py, "extra"), extra)?;
+            if abandoned && caused_by_os_error(py, &error) {
+                log.call_method(
+                    intern!(py, "debug"),
+                    (format!("WSGI request ended early: {error}"),),
+                    Some(&kwargs),
+                )
+            } else {
                 // `into_value` puts the traceback on the exception, where logging finds it.
-                .set_item(intern!(py, "exc_info"), error.into_value(py))
-                .and_then(|()| {
-                    log.call_method(
-                        intern!(py, "error"),
-                        ("Exception in WSGI application\n",),
-                        Some(&kwargs),
-                    )
-                })
-        };
+                kwargs.set_item(intern!(py, "exc_info"), error.into_value(py))?;
+                log.call_method(
+                    intern!(py, "error"),
+                    ("Exception in WSGI application\n",),
+                    Some(&kwargs),
+                )
+            }
+        });
         if let Err(e) = result {
             e.print(py);
         }

@@ -846,7 +846,15 @@ def test_limit_concurrency_answers_503(server):
         assert held.status == 200
     finally:
         holder.close()
-    assert get(srv.port, "/hello").status == 200
+    # The slot frees when the app's thread is done with the request (close() called), which
+    # can be a moment after the client has the last byte: the next request may still be
+    # refused for that moment, never for long.
+    deadline = time.monotonic() + 2.0
+    statuses = [get(srv.port, "/hello").status]
+    while statuses[-1] == 503 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        statuses.append(get(srv.port, "/hello").status)
+    assert statuses[-1] == 200, statuses
 
 
 def test_keep_alive_several_requests_on_one_connection(wsgi_server):

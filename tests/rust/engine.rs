@@ -129,6 +129,8 @@ fn config() -> EngineConfig {
             min_send_rate: None,
             slow_send_grace: Duration::from_secs(30),
         },
+        access_log: None,
+        request_id_header: None,
     }
 }
 

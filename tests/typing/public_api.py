@@ -30,3 +30,14 @@ def serve() -> None:
     ferricorn.run("example:app", host="0.0.0.0", port=8000, workers=2, reload=False)
     ferricorn.run(app, **options)
     ferricorn.run(app, loop="uvloop", lifespan="on", ws="none", timeout_request=30.0)
+
+
+async def serve_in_my_loop() -> None:
+    config = Config(app, port=0, log_format="json", access_log_format="%(h)s %(s)s",
+                    request_id_header="X-Request-ID")
+    server = ferricorn.Server(config)
+    server.should_exit = False
+    await server.serve()
+    started: bool = server.started
+    code: int | None = server.exit_code
+    print(started, code, ferricorn.__version__)

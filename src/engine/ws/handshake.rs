@@ -237,6 +237,7 @@ pub(in crate::engine) fn request_head(
         server,
         scheme,
         tls: None,
+        request_id: None,
     }
 }
 
