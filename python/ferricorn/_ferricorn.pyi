@@ -56,7 +56,13 @@ class Server:
 def check_access_log_format(text: str) -> None:
     """Raises ValueError naming what is wrong with an --access-log-format."""
 
-def supervise(command: list[str], env: list[tuple[str, str]], config: Config) -> int:
+def supervise(
+    command: list[str],
+    env: list[tuple[str, str]],
+    config: Config,
+    listen_fd: int | None = None,
+    listen_path: str | None = None,
+) -> int:
     """Runs and supervises worker processes until SIGINT/SIGTERM; returns the exit code."""
 
 @final

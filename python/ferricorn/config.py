@@ -134,6 +134,27 @@ def _bool(text: str) -> bool:
     raise ValueError(f"expected true or false, got {text!r}")
 
 
+def _trusted_proxies(text: str) -> str:
+    """Checks a --forwarded-allow-ips list here, before any worker starts; the engine
+    parses it again (`src/engine/proxy.rs`)."""
+    import ipaddress
+
+    for item in (part.strip() for part in text.split(",")):
+        if item in ("", "*", "unix:"):
+            continue
+        address, _, prefix = item.partition("/")
+        try:
+            if "/" in item and not prefix.isdigit():
+                raise ValueError(item)  # a prefix length, not a netmask
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{item!r} is not an IP address or network; give addresses or networks "
+                "(10.0.0.0/8) separated by commas, '*' for all or 'unix:' for Unix-socket "
+                "peers") from None
+    return text
+
+
 def _access_log_format(text: str) -> str:
     from ferricorn._ferricorn import check_access_log_format
 
@@ -284,8 +305,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("proxy_headers", True, "Trust X-Forwarded-Proto and X-Forwarded-For from the "
            "addresses in --forwarded-allow-ips.", _H, flag=True,
            applies=ENGINE),
-    Option("forwarded_allow_ips", None, "Comma-separated proxy IPs to trust, or '*' for all.",
-           _H, metavar="IPS", applies=ENGINE, engine_name="forwarded_allow_ips_list",
+    Option("forwarded_allow_ips", None, "Comma-separated proxy addresses or networks to "
+           "trust (e.g. 127.0.0.1,10.0.0.0/8), 'unix:' for peers on a Unix socket, or '*' "
+           "for all.", _H, _trusted_proxies, metavar="IPS", applies=ENGINE, engine_name="forwarded_allow_ips_list",
            shown_default="$FORWARDED_ALLOW_IPS or 127.0.0.1"),
     Option("request_id_header", None, "Give each request an id in this header (the "
            "client's when well-formed, else a new UUID), sent back in the response and "

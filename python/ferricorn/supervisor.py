@@ -56,7 +56,12 @@ def run_supervisor(config: Config) -> int:
     # A WSGI app's environ says whether other processes serve it (wsgi.multiprocess).
     env["FERRICORN_WORKER_PROCESSES"] = str(workers)
     try:
-        return supervise(command, sorted(env.items()), config)
+        # A socket we bound is taken out of service at SIGTERM (new connections fail at once
+        # while the workers drain); one handed over with --fd belongs to its owner.
+        own_socket = config.fd is None
+        listen_path = config.uds if own_socket and config.uds else None
+        listen_fd = fd if own_socket and not config.uds else None
+        return supervise(command, sorted(env.items()), config, listen_fd, listen_path)
     finally:
         sock.close()
         for path in (config.pid_file, config.uds):

@@ -8,15 +8,20 @@ use pyo3::prelude::*;
 
 use super::seconds;
 use crate::settings::SupervisorSettings;
-use crate::supervisor::{self, ReloadConfig, SupervisorConfig};
+use crate::supervisor::{self, ReloadConfig, SharedListener, SupervisorConfig};
 
 /// Runs and supervises worker processes until SIGINT/SIGTERM; returns the exit code.
 #[pyfunction]
+/// `listen_fd` (TCP) or `listen_path` (Unix) name the listening socket the server bound
+/// itself, which is taken out of service at SIGTERM.
+#[pyo3(signature = (command, env, config, listen_fd=None, listen_path=None))]
 pub fn supervise(
     py: Python<'_>,
     command: Vec<String>,
     env: Vec<(String, String)>,
     config: SupervisorSettings,
+    listen_fd: Option<i32>,
+    listen_path: Option<PathBuf>,
 ) -> PyResult<i32> {
     if command.is_empty() {
         return Err(PyValueError::new_err("supervise() needs a worker command"));
@@ -42,7 +47,13 @@ pub fn supervise(
         )?),
         None => None,
     };
+    let listener = match (listen_path, listen_fd) {
+        (Some(path), _) => Some(SharedListener::Unix(path)),
+        (None, Some(fd)) => Some(SharedListener::Tcp(fd)),
+        (None, None) => None,
+    };
     let config = SupervisorConfig {
+        listener,
         metrics,
         command,
         env,

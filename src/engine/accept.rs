@@ -30,6 +30,7 @@ pub(super) async fn accept_tcp(listener: TcpListener, shared: Arc<Shared>) {
                     let server = stream.local_addr().map(Peer::Socket).unwrap_or(Peer::Unix);
                     spawn_connection(stream, Peer::Socket(peer), server, &shared);
                 }
+                Err(e) if listener_shut_down(&e) => break,
                 Err(e) => accept_error(&shared, e).await,
             },
             _ = phase.changed() => break,
@@ -44,6 +45,7 @@ pub(super) async fn accept_unix(listener: UnixListener, shared: Arc<Shared>) {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => spawn_connection(stream, Peer::Unix, Peer::Unix, &shared),
+                Err(e) if listener_shut_down(&e) => break,
                 Err(e) => accept_error(&shared, e).await,
             },
             _ = phase.changed() => break,
@@ -261,6 +263,12 @@ pub(super) async fn serve_metrics(listener: TcpListener, shared: Arc<Shared>) {
                 .await;
         });
     }
+}
+
+/// The supervisor shut the shared listening socket down (SIGTERM): this worker is about to
+/// drain, and there is nothing more to accept.
+fn listener_shut_down(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::InvalidInput
 }
 
 /// Out of file descriptors or a similar transient failure: say so, back off, keep going.

@@ -36,7 +36,7 @@ impl fmt::Display for Error {
             ),
             Error::TrustedProxy(entry) => write!(
                 f,
-                "--forwarded-allow-ips: {entry:?} is not an IP address; give addresses separated by commas, '*' for all or 'unix:' for Unix-socket peers"
+                "--forwarded-allow-ips: {entry:?} is not an IP address or network; give addresses or networks (10.0.0.0/8) separated by commas, '*' for all or 'unix:' for Unix-socket peers"
             ),
             Error::RequestBody(why) | Error::Tls(why) => write!(f, "{why}"),
             Error::RequestBodyTimeout => write!(f, "timed out reading the request body"),

@@ -13,14 +13,16 @@ use crate::handoff::Peer;
 #[derive(Clone, Debug, Default)]
 pub struct TrustedProxies {
     all: bool,
-    ips: Vec<IpAddr>,
+    /// Addresses and networks (`10.0.0.0/8`, `fd00::/8`); an address is a full-length one.
+    nets: Vec<Network>,
     /// Unix-socket peers have no address; trusted when the list allows everything or names
     /// "unix:" as uvicorn does.
     unix: bool,
 }
 
 impl TrustedProxies {
-    /// Parses a comma-separated list such as `"127.0.0.1, ::1"` or `"*"`.
+    /// Parses a comma-separated list such as `"127.0.0.1, ::1, 10.0.0.0/8"`, `"unix:"` or
+    /// `"*"`.
     pub fn parse(list: &str) -> Result<Self, Error> {
         let mut t = TrustedProxies::default();
         for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -29,10 +31,8 @@ impl TrustedProxies {
             } else if item == "unix:" {
                 t.unix = true;
             } else {
-                let ip = item
-                    .parse::<IpAddr>()
-                    .map_err(|_| Error::TrustedProxy(item.to_string()))?;
-                t.ips.push(ip);
+                let net = Network::parse(item).ok_or_else(|| Error::TrustedProxy(item.to_string()))?;
+                t.nets.push(net);
             }
         }
         Ok(t)
@@ -41,10 +41,16 @@ impl TrustedProxies {
     fn trusts(&self, peer: &Peer) -> bool {
         match peer {
             _ if self.all => true,
-            Peer::Socket(addr) => self.ips.contains(&addr.ip()),
+            Peer::Socket(addr) => self.trusts_ip(addr.ip()),
             Peer::Unix => self.unix,
             Peer::Forwarded(..) => false,
         }
+    }
+
+    fn trusts_ip(&self, ip: IpAddr) -> bool {
+        // A dual-stack socket shows IPv4 clients as ::ffff:a.b.c.d.
+        let ip = ip.to_canonical();
+        self.nets.iter().any(|net| net.contains(ip))
     }
 
     /// The client and scheme the scope should show.
@@ -80,14 +86,58 @@ impl TrustedProxies {
             .iter()
             .rev()
             .find(|h| {
-                !self.all
-                    && h.parse::<IpAddr>()
-                        .map_or(true, |ip| !self.ips.contains(&ip))
+                !self.all && h.parse::<IpAddr>().map_or(true, |ip| !self.trusts_ip(ip))
             })
             .or_else(|| client.first());
         match chosen {
             Some(host) => (Peer::Forwarded(host.to_string(), 0), scheme),
             None => (peer.clone(), scheme),
+        }
+    }
+}
+
+/// An address with a prefix length: `10.0.0.0/8`, or `10.0.0.1` (all 32 bits).
+#[derive(Clone, Copy, Debug)]
+struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    fn parse(text: &str) -> Option<Network> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr.trim().parse::<IpAddr>().ok()?, Some(prefix.trim())),
+            None => (text.parse::<IpAddr>().ok()?, None),
+        };
+        let addr = addr.to_canonical();
+        let width = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p.parse().ok()?,
+            Some(_) => return None,
+            None => width,
+        };
+        (prefix <= width).then_some(Network { addr, prefix })
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        fn masked(bits: u128, prefix: u8, width: u8) -> u128 {
+            let keep = u32::from(prefix);
+            let shift = u32::from(width) - keep;
+            if keep == 0 {
+                0
+            } else {
+                (bits >> shift) << shift
+            }
+        }
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                masked(u32::from(net).into(), self.prefix, 32)
+                    == masked(u32::from(ip).into(), self.prefix, 32)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                masked(u128::from(net), self.prefix, 128) == masked(u128::from(ip), self.prefix, 128)
+            }
+            _ => false,
         }
     }
 }
@@ -125,6 +175,23 @@ mod tests {
         let (client, scheme) = t.resolve(&peer, "http", &h);
         assert!(matches!(client, Peer::Forwarded(ref h, 0) if h == "1.2.3.4"));
         assert_eq!(scheme, "https");
+    }
+
+    #[test]
+    fn networks_and_mapped_addresses_are_trusted() {
+        let t = TrustedProxies::parse("10.0.0.0/8, fd00::/16, 192.168.1.7").unwrap();
+        for ip in ["10.1.2.3", "::ffff:10.9.9.9", "fd00:1::5", "192.168.1.7"] {
+            assert!(t.trusts_ip(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["11.0.0.1", "fd01::1", "192.168.1.8", "::1"] {
+            assert!(!t.trusts_ip(ip.parse().unwrap()), "{ip}");
+        }
+        let any = TrustedProxies::parse("0.0.0.0/0").unwrap();
+        assert!(any.trusts_ip("8.8.8.8".parse().unwrap()));
+        assert!(!any.trusts_ip("::2".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0.0/x", "10.0.0.0/-1"] {
+            assert!(TrustedProxies::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -45,6 +45,45 @@ pub struct SupervisorConfig {
     pub healthcheck: Option<Duration>,
     /// Serve the workers' summed metrics on this listener.
     pub metrics: Option<std::net::TcpListener>,
+    /// The listening socket the workers share, when the server bound it itself (Python
+    /// keeps it open and closes it): taken out of service at SIGTERM/SIGINT, so that new
+    /// connections are refused at once while the workers drain (a proxy in front fails
+    /// over) instead of waiting in the backlog to be reset. Not one handed over with
+    /// `--fd`: its owner (systemd) keeps it listening across restarts.
+    pub listener: Option<SharedListener>,
+}
+
+/// See [`SupervisorConfig::listener`].
+pub enum SharedListener {
+    /// A TCP socket: `shutdown()` ends its listening state in every process that holds it.
+    Tcp(std::os::fd::RawFd),
+    /// A Unix socket: its path is removed (a shut-down Unix listener would still look
+    /// readable to the workers' pollers until they drain).
+    Unix(std::path::PathBuf),
+}
+
+/// Takes the shared listening socket out of service for every process that holds it: a
+/// connection attempt fails from now on. Connections queued that no worker accepted yet
+/// are reset, as they would be when the last worker exits.
+fn stop_listening(listener: &SharedListener) {
+    let done = match listener {
+        SharedListener::Tcp(fd) => {
+            // SAFETY: `fd` is the listening socket Python bound and keeps open until `run`
+            // returns; shutdown() only changes the socket's state and touches no memory.
+            if unsafe { libc::shutdown(*fd, libc::SHUT_RD) } == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        }
+        SharedListener::Unix(path) => std::fs::remove_file(path),
+    };
+    if let Err(e) = done {
+        log(
+            "WARNING",
+            &format!("could not stop listening ({e}); new connections wait for the drain"),
+        );
+    }
 }
 
 fn log(level: &str, message: &str) {
@@ -256,6 +295,9 @@ impl Supervisor {
                     for w in &mut self.workers {
                         w.signal(libc::SIGTERM);
                         w.state = State::Stopping;
+                    }
+                    if let Some(listener) = &self.config.listener {
+                        stop_listening(listener);
                     }
                 }
             }

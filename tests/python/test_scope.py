@@ -147,3 +147,26 @@ def test_no_proxy_headers(server):
                                                    "X-Forwarded-For": "203.0.113.7"}).json()
     assert scope["scheme"] == "http"
     assert scope["client"]["tuple"][0] == "127.0.0.1"
+
+
+@pytest.mark.parametrize(("allowed", "trusted"), [
+    ("127.0.0.0/8", True),
+    ("10.0.0.0/8, 127.0.0.1/32", True),
+    ("10.0.0.0/8", False),
+    ("::1/128", False),
+])
+def test_forwarded_allow_ips_takes_networks(server, allowed, trusted):
+    srv = server.start(APP, "--forwarded-allow-ips", allowed)
+    with http_client() as client:
+        scope = client.get(srv.url + "/", headers={"X-Forwarded-Proto": "https",
+                                                   "X-Forwarded-For": "203.0.113.7"}).json()
+    expected = ("https", "203.0.113.7") if trusted else ("http", "127.0.0.1")
+    assert (scope["scheme"], scope["client"]["tuple"][0]) == expected
+
+
+@pytest.mark.parametrize("bad", ["10.0.0.0/33", "10.0.0.0/255.0.0.0", "proxy.local"])
+def test_bad_forwarded_allow_ips_is_a_usage_error(server, bad):
+    finished = server.run(APP, "--forwarded-allow-ips", f"127.0.0.1,{bad}", "--workers", "2")
+    assert finished.returncode == 2
+    assert f"{bad!r} is not an IP address or network" in finished.output
+    assert "running on" not in finished.output

@@ -564,6 +564,50 @@ def test_sigterm_drains_in_flight_requests_of_every_worker(server):
     assert children(srv.proc.pid) == set()
 
 
+@pytest.mark.parametrize("where", ["tcp", "uds"])
+def test_sigterm_refuses_new_connections_at_once_while_workers_drain(server, tmp_path, where):
+    """A proxy in front fails over at once instead of waiting out the drain: the shared
+    socket stops listening when the supervisor gets SIGTERM."""
+    import socket
+
+    if where == "uds":
+        path = str(tmp_path / "drain.sock")
+        srv = server.start(APP, "--uds", path, "--workers", "2",
+                           "--timeout-graceful-shutdown", "5")
+        url, transport = "http://localhost", httpx.HTTPTransport(uds=path)
+
+        def connect() -> socket.socket:
+            sock = socket.socket(socket.AF_UNIX)
+            sock.settimeout(2)
+            sock.connect(path)
+            return sock
+    else:
+        srv = server.start(APP, "--workers", "2", "--timeout-graceful-shutdown", "5")
+        url, transport = srv.url, httpx.HTTPTransport()
+
+        def connect() -> socket.socket:
+            return socket.create_connection(("127.0.0.1", srv.port), timeout=2)
+    wait_workers(srv, 2)
+    result: list[object] = []
+
+    def slow() -> None:
+        with http_client(transport=transport, timeout=15) as client:
+            result.append(client.get(url + "/sleep?s=2").text)
+
+    thread = threading.Thread(target=slow, daemon=True)
+    thread.start()
+    wait_for(lambda: "SLEEP-STARTED" in srv.logs(), 5, "the slow request started", srv.logs)
+    srv.send_signal(signal.SIGTERM)
+    srv.wait_for_log("Shutting down: waiting for the workers to drain")
+    started = time.monotonic()
+    with pytest.raises((ConnectionRefusedError, FileNotFoundError)):
+        connect().close()
+    assert time.monotonic() - started < 1.0
+    thread.join(10)
+    assert result == ["slept"]
+    assert srv.wait(10) == 0
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_pid_file_holds_the_server_pid_while_it_runs(server, tmp_path, workers):
     pid_file = tmp_path / "ferricorn.pid"
