@@ -307,7 +307,8 @@ OPTIONS: tuple[Option, ...] = (
            applies=ENGINE),
     Option("forwarded_allow_ips", None, "Comma-separated proxy addresses or networks to "
            "trust (e.g. 127.0.0.1,10.0.0.0/8), 'unix:' for peers on a Unix socket, or '*' "
-           "for all.", _H, _trusted_proxies, metavar="IPS", applies=ENGINE, engine_name="forwarded_allow_ips_list",
+           "for all.", _H, _trusted_proxies, metavar="IPS", applies=ENGINE,
+           engine_name="forwarded_allow_ips_list",
            shown_default="$FORWARDED_ALLOW_IPS or 127.0.0.1"),
     Option("request_id_header", None, "Give each request an id in this header (the "
            "client's when well-formed, else a new UUID), sent back in the response and "

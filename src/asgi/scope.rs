@@ -328,17 +328,7 @@ pub fn percent_decode(raw: &str) -> Cow<'_, str> {
 /// the request said `TE: trailers` (RFC 9110 10.1.4), since hyper drops them otherwise.
 fn trailers_reach_client(req: &RequestHead) -> bool {
     req.version == http::Version::HTTP_2
-        || req.headers.get_all(http::header::TE).iter().any(|v| {
-            v.to_str().is_ok_and(|v| {
-                v.split(',').any(|t| {
-                    t.split(';')
-                        .next()
-                        .unwrap_or("")
-                        .trim()
-                        .eq_ignore_ascii_case("trailers")
-                })
-            })
-        })
+        || crate::handoff::header_has_token(&req.headers, http::header::TE, "trailers")
 }
 
 #[cfg(test)]

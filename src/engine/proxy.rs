@@ -31,7 +31,8 @@ impl TrustedProxies {
             } else if item == "unix:" {
                 t.unix = true;
             } else {
-                let net = Network::parse(item).ok_or_else(|| Error::TrustedProxy(item.to_string()))?;
+                let net =
+                    Network::parse(item).ok_or_else(|| Error::TrustedProxy(item.to_string()))?;
                 t.nets.push(net);
             }
         }
@@ -85,9 +86,7 @@ impl TrustedProxies {
         let chosen = client
             .iter()
             .rev()
-            .find(|h| {
-                !self.all && h.parse::<IpAddr>().map_or(true, |ip| !self.trusts_ip(ip))
-            })
+            .find(|h| !self.all && h.parse::<IpAddr>().map_or(true, |ip| !self.trusts_ip(ip)))
             .or_else(|| client.first());
         match chosen {
             Some(host) => (Peer::Forwarded(host.to_string(), 0), scheme),
@@ -135,7 +134,8 @@ impl Network {
                     == masked(u32::from(ip).into(), self.prefix, 32)
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                masked(u128::from(net), self.prefix, 128) == masked(u128::from(ip), self.prefix, 128)
+                masked(u128::from(net), self.prefix, 128)
+                    == masked(u128::from(ip), self.prefix, 128)
             }
             _ => false,
         }
@@ -189,7 +189,13 @@ mod tests {
         let any = TrustedProxies::parse("0.0.0.0/0").unwrap();
         assert!(any.trusts_ip("8.8.8.8".parse().unwrap()));
         assert!(!any.trusts_ip("::2".parse().unwrap()));
-        for bad in ["10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0.0/x", "10.0.0.0/-1"] {
+        for bad in [
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0.0/",
+            "10.0.0.0/x",
+            "10.0.0.0/-1",
+        ] {
             assert!(TrustedProxies::parse(bad).is_err(), "{bad}");
         }
     }

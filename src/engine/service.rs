@@ -112,8 +112,15 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
                 )
             });
             let mut response = this.handle(req, client, scheme, request_id.clone()).await;
+            // On every response, the app's and the engine's own (400, 408, 413, 503...).
+            let headers = response.headers_mut();
+            for (name, value) in &config.default_headers {
+                if !headers.contains_key(name) {
+                    headers.insert(name.clone(), value.clone());
+                }
+            }
             if let (Some(name), Some(id)) = (&config.request_id_header, request_id) {
-                response.headers_mut().entry(name).or_insert(id);
+                headers.entry(name).or_insert(id);
             }
             // A WebSocket session is logged by the adapter ("WebSocket /path" [accepted]).
             if let (Some(mut pending), Some(sink)) = (access, &config.access_log) {
@@ -291,7 +298,6 @@ impl RequestService {
 
         let response = poll_fn(|cx| exchange.poll_response(cx)).await;
         guard.answered = true;
-        let defaults = &shared.config.default_headers;
         // HTTP/2 ends connections with GOAWAY, never with a header.
         let draining = stats.draining.load(Ordering::Relaxed) && !http2;
         let response = if http2 {
@@ -303,7 +309,7 @@ impl RequestService {
             Response::Full(head, body) => {
                 exchange.engine_done();
                 metrics.record(&method, head.status.as_u16(), started.elapsed());
-                build(head, ResponseBody::full(body), defaults, draining)
+                build(head, ResponseBody::full(body), draining)
             }
             Response::BodyTimedOut => {
                 shared.refused(Refusal::BodyStalled);
@@ -348,7 +354,7 @@ impl RequestService {
                         } else {
                             ResponseBody::file(file, len, self.activity.clone(), record)
                         };
-                        build(head, body, defaults, draining)
+                        build(head, body, draining)
                     }
                     Err(e) => {
                         metrics.record(&method, 500, started.elapsed());
@@ -378,7 +384,7 @@ impl RequestService {
                 };
                 let body =
                     ResponseBody::streaming(exchange.clone(), self.activity.clone(), owed, finish);
-                build(head, body, defaults, draining)
+                build(head, body, draining)
             }
         }
     }
@@ -523,12 +529,7 @@ async fn read_whole(mut body: Incoming, timeout: std::time::Duration) -> Result<
         .map_err(|_| Error::RequestBodyTimeout)?
 }
 
-fn build(
-    head: ResponseHead,
-    body: ResponseBody,
-    defaults: &[(http::HeaderName, HeaderValue)],
-    draining: bool,
-) -> HttpResponse<ResponseBody> {
+fn build(head: ResponseHead, body: ResponseBody, draining: bool) -> HttpResponse<ResponseBody> {
     let mut response = HttpResponse::new(body);
     *response.status_mut() = head.status;
     if let Some(reason) = head
@@ -538,11 +539,6 @@ fn build(
         response.extensions_mut().insert(reason);
     }
     let mut headers = head.headers;
-    for (name, value) in defaults {
-        if !headers.contains_key(name) {
-            headers.insert(name.clone(), value.clone());
-        }
-    }
     if draining {
         // The last response on this connection: the client reconnects elsewhere.
         headers.insert(CONNECTION, HeaderValue::from_static("close"));

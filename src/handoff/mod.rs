@@ -41,6 +41,22 @@ impl Peer {
     }
 }
 
+/// Whether a comma-separated token header (`Connection`, `Upgrade`, `TE`) lists `token`,
+/// in any case, parameters after `;` aside (RFC 9110 5.6.1).
+pub fn header_has_token(headers: &HeaderMap, name: http::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',').any(|item| {
+                item.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case(token)
+            })
+        })
+    })
+}
+
 /// What the app's scope is built from: a parsed request head and who sent it.
 pub struct RequestHead {
     pub method: Method,

@@ -215,6 +215,18 @@ def test_http2_by_prior_knowledge_and_http11_on_the_same_port(server):
     assert (response.http_version, response.text) == ("HTTP/1.1", "Hello, world!")
 
 
+def test_http2_by_prior_knowledge_and_http11_on_a_unix_socket(server, tmp_path):
+    path = str(tmp_path / "h2c.sock")
+    server.start("apps.basic:app", "--uds", path)
+    transport = httpx.HTTPTransport(uds=path, http1=False, http2=True)
+    with httpx.Client(transport=transport, timeout=10) as http:
+        response = http.post("http://localhost/echo", content=b"y" * 70_000)
+        assert (response.http_version, response.content) == ("HTTP/2", b"y" * 70_000)
+    with httpx.Client(transport=httpx.HTTPTransport(uds=path), timeout=10) as http:
+        response = http.get("http://localhost/")
+    assert (response.http_version, response.text) == ("HTTP/1.1", "Hello, world!")
+
+
 def test_http2_streams_run_concurrently_on_one_connection(server):
     srv = server.start("apps.basic:app")
 

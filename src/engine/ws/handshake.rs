@@ -19,7 +19,7 @@ use crate::engine::body::ResponseBody;
 use crate::engine::service::simple_response;
 use crate::engine::Shared;
 use crate::handoff::ws_session::{Decision, Session};
-use crate::handoff::{IncomingWebSocket, LogLevel, Peer, RequestHead};
+use crate::handoff::{header_has_token, IncomingWebSocket, LogLevel, Peer, RequestHead};
 
 /// An HTTP/1.1 `GET` asking to become a WebSocket (RFC 6455 4.2.1), or an HTTP/2 extended
 /// `CONNECT` with `:protocol` websocket (RFC 8441 4), which the builder enables.
@@ -31,16 +31,10 @@ pub(in crate::engine) fn is_upgrade(req: &Request<Incoming>) -> bool {
                 .get::<hyper::ext::Protocol>()
                 .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
     }
-    fn has_token(req: &Request<Incoming>, name: http::HeaderName, token: &str) -> bool {
-        req.headers().get_all(name).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-        })
-    }
     req.method() == http::Method::GET
         && req.version() == http::Version::HTTP_11
-        && has_token(req, UPGRADE, "websocket")
-        && has_token(req, CONNECTION, "upgrade")
+        && header_has_token(req.headers(), UPGRADE, "websocket")
+        && header_has_token(req.headers(), CONNECTION, "upgrade")
 }
 
 /// Hands the upgrade request to the app and answers with its decision. The returned
@@ -120,11 +114,6 @@ pub(in crate::engine) async fn handshake(
             }
             for (name, value) in &headers {
                 out.append(name.clone(), value.clone());
-            }
-            for (name, value) in &shared.config.default_headers {
-                if !out.contains_key(name) {
-                    out.insert(name.clone(), value.clone());
-                }
             }
             shared
                 .stats
