@@ -58,6 +58,8 @@ def test_a_declared_body_over_the_limit_gets_413_before_the_app(server):
                                     b"\r\n\r\n" + b"x" * 1001)
     assert status_line(head) == b"HTTP/1.1 413 Payload Too Large", head
     assert b"connection: close" in header_lines(head)
+    # The engine's own answers carry the headers the app's do.
+    assert b"server: ferricorn" in header_lines(head)
     assert body == b"Content Too Large\n"
     # Refused by the engine, which logs its own answer: the one line for the request is
     # the 413 (the app, had it run, would have answered 200).
