@@ -303,13 +303,16 @@ fn listener_shut_down(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::InvalidInput
 }
 
-/// Out of file descriptors or a similar transient failure: say so, back off, keep going.
+/// Out of file descriptors or a similar transient failure: back off, keep going, and say so
+/// at most once a second (a server at its descriptor limit fails every accept it tries).
 async fn accept_error(shared: &Shared, e: io::Error) {
-    shared.dispatcher.log(
-        LogLevel::Error,
-        format!(
-            "accept() failed: {e}; retrying in 50 ms (raise the open-file limit if this is EMFILE)"
-        ),
-    );
+    if let Some(count) = shared.accept_failures.note() {
+        shared.dispatcher.log(
+            LogLevel::Error,
+            format!(
+                "accept() failed {count} time(s) since the last report: {e}; each time the server waits 50 ms before accepting again (raise the open-file limit, `ulimit -n`, if this is EMFILE)"
+            ),
+        );
+    }
     tokio::time::sleep(Duration::from_millis(50)).await;
 }

@@ -149,6 +149,8 @@ struct Shared {
     config: EngineConfig,
     admission: admission::Admission,
     refusals: refusals::Refusals,
+    /// Failed `accept()`s (out of descriptors): reported at most once a second.
+    accept_failures: refusals::Throttle,
     dispatcher: Arc<dyn Dispatcher>,
     stats: Arc<Stats>,
     phase: watch::Receiver<Phase>,
@@ -202,6 +204,7 @@ impl Engine {
         let shared = Arc::new(Shared {
             admission: admission::Admission::new(config.admission.clone()),
             refusals: refusals::Refusals::default(),
+            accept_failures: refusals::Throttle::default(),
             config,
             dispatcher,
             stats: stats.clone(),
