@@ -258,6 +258,17 @@ impl LineFormat {
         }
     }
 
+    /// Whether a line shows when its request started (`%(t)s`).
+    pub fn shows_start_time(&self) -> bool {
+        match self {
+            LineFormat::Uvicorn => false,
+            LineFormat::Atoms(f) => f
+                .pieces
+                .iter()
+                .any(|p| matches!(p, Piece::Atom(Atom::Time))),
+        }
+    }
+
     /// The response headers a record must carry for this format, in slot order.
     pub fn response_headers(&self) -> Vec<HeaderName> {
         match self {
@@ -285,7 +296,11 @@ impl LineFormat {
                 out.push_str(" - \"");
                 push_escaped(out, record.method.as_str());
                 out.push(' ');
-                push_escaped(out, &record.decoded_path_and_query());
+                push_decoded_path(out, record.uri.path());
+                if let Some(query) = record.uri.query() {
+                    out.push('?');
+                    push_escaped(out, query);
+                }
                 out.push_str(" HTTP/");
                 out.push_str(version_text(record.version));
                 out.push_str("\" ");
@@ -389,9 +404,21 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Appends the percent-decoded `path` (uvicorn logs the scope's path), escaped.
+fn push_decoded_path(out: &mut String, path: &str) {
+    if !path.contains('%') {
+        push_escaped(out, path);
+        return;
+    }
+    let decoded = crate::handoff::percent_decode_bytes(path.as_bytes());
+    push_escaped(out, &String::from_utf8_lossy(&decoded));
+}
+
 /// Appends `s` with control characters escaped, so that a request cannot forge log lines.
 fn push_escaped(out: &mut String, s: &str) {
-    if !s.chars().any(char::is_control) {
+    // Paths and addresses are ASCII without controls nearly always: one pass over bytes.
+    let clean = s.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if clean || !s.chars().any(char::is_control) {
         out.push_str(s);
         return;
     }

@@ -49,6 +49,7 @@ pub struct AccessLog {
     /// The headers the format shows, which the engine keeps with each record.
     request_headers: Vec<http::HeaderName>,
     response_headers: Vec<http::HeaderName>,
+    wants_start_time: bool,
     shared: Arc<Queue>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -101,6 +102,7 @@ impl AccessLog {
             .map_err(|_| std::io::Error::other("the access log writer thread did not start"))?;
         Ok(AccessLog {
             request_headers: format.request_headers(),
+            wants_start_time: format.shows_start_time(),
             response_headers: format.response_headers(),
             format,
             shared,
@@ -147,6 +149,10 @@ impl AccessSink for AccessLog {
 
     fn response_headers(&self) -> &[http::HeaderName] {
         &self.response_headers
+    }
+
+    fn wants_start_time(&self) -> bool {
+        self.wants_start_time
     }
 }
 

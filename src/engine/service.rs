@@ -102,12 +102,12 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
                 .map(|name| request_id::take_or_make(name, req.headers()));
             let access = config.access_log.as_ref().map(|sink| {
                 Pending::begin(
+                    sink.as_ref(),
                     req.method(),
                     req.uri(),
                     req.version(),
                     req.headers(),
                     &client,
-                    sink.request_headers(),
                     request_id.clone(),
                 )
             });

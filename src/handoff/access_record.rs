@@ -19,6 +19,8 @@ pub trait AccessSink: Send + Sync {
     fn request_headers(&self) -> &[HeaderName];
     /// The response headers each record must carry, in the format's slot order.
     fn response_headers(&self) -> &[HeaderName];
+    /// Whether records need the wall-clock time the request started (`%(t)s`).
+    fn wants_start_time(&self) -> bool;
 }
 
 /// Everything one access line or log record can show.
@@ -32,6 +34,7 @@ pub struct AccessRecord {
     pub status: u16,
     /// Body bytes handed to the connection (0 for HEAD).
     pub body_bytes: u64,
+    /// When the request arrived, if the sink wants it (else the epoch).
     pub started_at: SystemTime,
     pub duration: Duration,
     pub request_id: Option<HeaderValue>,
@@ -80,12 +83,12 @@ pub struct Pending {
 impl Pending {
     /// Taken when the request arrives; `client` is the address after trusted proxy headers.
     pub fn begin(
+        sink: &dyn AccessSink,
         method: &Method,
         uri: &Uri,
         version: Version,
         headers: &HeaderMap,
         client: &Peer,
-        wanted_headers: &[HeaderName],
         request_id: Option<HeaderValue>,
     ) -> Box<Pending> {
         Box::new(Pending {
@@ -96,10 +99,15 @@ impl Pending {
                 version,
                 status: 0,
                 body_bytes: 0,
-                started_at: SystemTime::now(),
+                started_at: if sink.wants_start_time() {
+                    SystemTime::now()
+                } else {
+                    SystemTime::UNIX_EPOCH
+                },
                 duration: Duration::ZERO,
                 request_id,
-                request_headers: wanted_headers
+                request_headers: sink
+                    .request_headers()
                     .iter()
                     .map(|name| headers.get(name).cloned())
                     .collect(),
