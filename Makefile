@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.deps-installed
 
-.PHONY: run test test-rust test-python test-deps lint typecheck build clean bench conformance fuzz wheel valgrind
+.PHONY: run test test-rust test-python test-deps lint typecheck build clean bench conformance fuzz wheel valgrind soak
 
 $(STAMP): tests/requirements.txt
 	$(PYTHON) -m venv $(VENV)

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-__all__ = ["OK", "FAILED", "USAGE", "STARTUP_FAILED"]
+__all__ = ["OK", "FAILED", "USAGE", "STARTUP_FAILED", "SHUTDOWN_FAILED"]
 
 #: Served and stopped cleanly (SIGINT/SIGTERM).
 OK = 0
@@ -16,3 +16,6 @@ USAGE = 2
 #: The app's lifespan startup failed (`lifespan.startup.failed` or an exception with
 #: `--lifespan on`), as uvicorn exits.
 STARTUP_FAILED = 3
+#: Served, then the app's lifespan shutdown failed (`lifespan.shutdown.failed` or an
+#: exception): what it had to clean up may not be.
+SHUTDOWN_FAILED = 4

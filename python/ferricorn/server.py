@@ -285,7 +285,7 @@ async def serve(config: Config, app: Any, control: Control | None = None) -> int
         server.shutdown(1.0)
     await lifespan.shutdown()
     logger.info("Finished server process")
-    return exits.OK
+    return exits.SHUTDOWN_FAILED if lifespan.shutdown_failed else exits.OK
 
 
 def _reload_tls(server: Any, signal_name: str) -> None:

@@ -189,9 +189,7 @@ fn render_atom(atom: Atom, r: &AccessRecord, out: &mut String) {
     use Atom::*;
     match atom {
         RemoteAddress => match &r.client {
-            Peer::Socket(addr) => {
-                let _ = write!(out, "{}", addr.ip());
-            }
+            Peer::Socket(addr) => push_ip(out, addr.ip()),
             Peer::Forwarded(host, _) => push_escaped(out, host),
             Peer::Unix => out.push('-'),
         },
@@ -285,7 +283,9 @@ impl LineFormat {
             LineFormat::Uvicorn => {
                 match &record.client {
                     Peer::Socket(addr) => {
-                        let _ = write!(out, "{}:{}", addr.ip(), addr.port());
+                        push_ip(out, addr.ip());
+                        out.push(':');
+                        push_number(out, u64::from(addr.port()));
                     }
                     Peer::Forwarded(host, port) => {
                         push_escaped(out, host);
@@ -355,8 +355,36 @@ fn index_of(names: &mut Vec<HeaderName>, name: HeaderName) -> usize {
     }
 }
 
-fn push_number(out: &mut String, n: u64) {
-    let _ = write!(out, "{n}");
+/// Decimal digits without `fmt` (the writer formats every line: this is its hot path).
+fn push_number(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or("0"));
+}
+
+fn push_ip(out: &mut String, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_number(out, u64::from(octet));
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
 }
 
 fn push_header(out: &mut String, value: Option<&http::HeaderValue>) {
@@ -481,6 +509,28 @@ mod tests {
         ] {
             let err = AtomFormat::parse(text).unwrap_err();
             assert!(err.contains(says), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn numbers_and_addresses_are_written_as_fmt_would() {
+        for n in [0u64, 7, 10, 65535, 1_000_000, u64::MAX] {
+            let mut out = String::new();
+            push_number(&mut out, n);
+            assert_eq!(out, n.to_string());
+        }
+        for ip in [
+            "127.0.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.20.3.4",
+            "::1",
+            "fe80::1:2",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            let mut out = String::new();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string());
         }
     }
 

@@ -56,9 +56,15 @@ pub(super) async fn pump_request_body(
                 exchange.deliver_body(None);
                 return;
             }
+            Some(Err(e)) if e.is_incomplete_message() => {
+                // The client left mid-body: nobody to answer (and nothing to log), the app
+                // hears `http.disconnect`.
+                exchange.client_gone();
+                return;
+            }
             Some(Err(_)) => {
-                // A broken chunk or a client that vanished mid-body: to the app both mean
-                // the request is over; hyper closes the connection after our 400.
+                // A broken chunk (or a reset stream): the request is over for the app too;
+                // hyper closes the connection after our 400.
                 exchange.body_failed(BodyFailure::Malformed);
                 return;
             }

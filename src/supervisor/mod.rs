@@ -443,6 +443,12 @@ impl Supervisor {
                             describe(status)
                         ),
                     );
+                    // A worker that failed its own shutdown (lifespan shutdown) makes the
+                    // server's exit code say so.
+                    let failed = status.code().filter(|&c| c != 0);
+                    if let (true, 0, Some(code)) = (self.shutting_down, self.exit_code, failed) {
+                        self.exit_code = code;
+                    }
                 }
                 State::Serving if status.success() => {
                     log(

@@ -81,13 +81,13 @@ pub(in crate::engine) async fn handshake(
             .map_or("/", |p| p.as_str())
             .escape_default()
     );
-    let guard = GoneIfDropped(session.clone());
+    let guard = GoneIfDropped(Some(session.clone()));
     shared.dispatcher.dispatch_websocket(IncomingWebSocket {
         session: session.clone(),
         head,
     });
     let decision = poll_fn(|cx| session.poll_decision(cx)).await;
-    std::mem::forget(guard);
+    guard.disarm();
     if !matches!(decision, Decision::Accept { .. }) {
         // No socket follows: an app still waiting in `receive()` hears it is over.
         session.finish(1006, "");
@@ -190,11 +190,21 @@ fn acceptable_deflate_offer(offer: &str) -> bool {
 }
 
 /// The client left during the handshake: the app sees a disconnect.
-struct GoneIfDropped(Arc<Session>);
+struct GoneIfDropped(Option<Arc<Session>>);
+
+impl GoneIfDropped {
+    /// The decision came: nothing to tell the app. Releases the guard's reference (a
+    /// forgotten guard kept every session alive: 2.4 KiB per WebSocket, found by the soak).
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
 
 impl Drop for GoneIfDropped {
     fn drop(&mut self) {
-        self.0.finish(1006, "");
+        if let Some(session) = self.0.take() {
+            session.finish(1006, "");
+        }
     }
 }
 
