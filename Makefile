@@ -46,10 +46,16 @@ test-python: build test-deps
 # The property-based fuzz tests of the parsers we own (framing checks, proxy headers), far
 # longer than `make test` runs them and with a fresh seed each time; a failure prints the
 # seed that replays it (FERRICORN_FUZZ_SEED=<seed>). FUZZ_ITERATIONS sets the length.
+# Then the end-to-end property tests of the ASGI message checks and the TLS/HTTP/2 glue
+# (hypothesis), with FUZZ_EXAMPLES examples each and a fresh seed.
 FUZZ_ITERATIONS ?= 2000000
-fuzz:
+FUZZ_EXAMPLES ?= 3000
+fuzz: build
 	FERRICORN_FUZZ_ITERATIONS=$(FUZZ_ITERATIONS) FERRICORN_FUZZ_SEED=clock \
 		cargo test --release --quiet fuzz_ -- --nocapture
+	FERRICORN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FERRICORN_FUZZ_SEED=clock \
+		$(PY) -m pytest -q -p no:cacheprovider tests/python/test_fuzz_asgi_messages.py \
+		tests/python/test_fuzz_tls_h2.py -k "not test_bug_"
 
 # The soak: 1,000,000 mixed requests (hello, echo, streams, SSE, WebSocket sessions, clients
 # that leave mid-body and mid-stream) on --workers 2, sampling RSS and open fds of every

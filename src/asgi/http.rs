@@ -48,6 +48,8 @@ pub struct HttpCycle {
     status: u16,
     request_done: bool,
     is_head: bool,
+    /// HEAD, 204 or 304: the body the app sends is not sent.
+    bodyless: bool,
     /// `--timeout-request` cancelled the task: answer 504 rather than 500.
     timed_out: bool,
     /// The response's Content-Length, when it has one the body must match (not for HEAD,
@@ -98,6 +100,7 @@ impl HttpCycle {
             status: 0,
             request_done: false,
             is_head: method == http::Method::HEAD,
+            bodyless: method == http::Method::HEAD,
             timed_out: false,
             length: BodyLength::default(),
             trailers: Trailers::None,
@@ -134,10 +137,17 @@ impl HttpCycle {
                 "Unexpected ASGI message 'http.response.start' sent, after response already started.",
             ));
         }
-        let (code, head) = response_head(msg, "http.response.start")?;
+        let (code, mut head) = response_head(msg, "http.response.start")?;
         // A HEAD answer, 204 and 304 have no body: their Content-Length describes another
-        // response (RFC 9110 8.6).
-        self.length.declared = if self.is_head || matches!(code, 204 | 304) {
+        // response (RFC 9110 8.6), and what the app sends as body is dropped here.
+        if matches!(code, 204 | 304) {
+            // RFC 9110 8.6 and 15.3.5: a 204 has no Content-Length; a 304's is optional and
+            // an app's could be anything: neither reaches the wire, nor a Transfer-Encoding.
+            head.headers.remove(http::header::CONTENT_LENGTH);
+            head.headers.remove(http::header::TRANSFER_ENCODING);
+            self.bodyless = true;
+        }
+        self.length.declared = if self.bodyless {
             None
         } else {
             declared_length(&head.headers)?
@@ -177,9 +187,15 @@ impl HttpCycle {
                 )));
             }
         };
+        // A header map's iterator names a field once, then gives its further values with
+        // `None`: each of them belongs to the last name seen.
+        let mut current: Option<http::HeaderName> = None;
         for (name, value) in fields {
-            if let Some(name) = name {
-                gathered.append(name, value);
+            if name.is_some() {
+                current = name;
+            }
+            if let Some(name) = &current {
+                gathered.append(name.clone(), value);
             }
         }
         let done = Context::done(this.ctx.bind(py));
@@ -257,8 +273,13 @@ impl HttpCycle {
         match this.trailers {
             Trailers::None => {}
             Trailers::Announced => {
-                if !more {
-                    // The body's end is the trailers' to say: the stream stays open.
+                // A last body short of the declared length ends the response here, cut as
+                // without trailers; otherwise the body's end is the trailers' to say.
+                let short = this
+                    .length
+                    .declared
+                    .is_some_and(|d| this.length.sent + (body.len() as u64) < d);
+                if !more && !short {
                     this.trailers = Trailers::Collecting(HeaderMap::new());
                     more = true;
                 }
@@ -282,8 +303,9 @@ impl HttpCycle {
                 "Unexpected ASGI message 'http.response.body' sent, after response already completed.",
             )),
             ResponseState::Started(mut head) => {
-                if this.is_head {
-                    if !more && !head.headers.contains_key(http::header::CONTENT_LENGTH) {
+                if this.bodyless {
+                    let length_unsaid = !head.headers.contains_key(http::header::CONTENT_LENGTH);
+                    if this.is_head && !more && length_unsaid {
                         head.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
                     }
                     this.response = if more { ResponseState::DiscardingBody } else { ResponseState::Complete };
@@ -370,7 +392,12 @@ impl HttpCycle {
             ResponseState::DiscardingBody => {
                 if more {
                     this.response = ResponseState::DiscardingBody;
-                    return Err(head_body_error());
+                    // HEAD: the client asked for no body, so an endless stream is stopped;
+                    // a 204 or 304 body is just not sent (RFC 9110 15.3.5, 15.4.5).
+                    if this.is_head {
+                        return Err(head_body_error());
+                    }
+                    return Ok(done);
                 }
                 drop(this);
                 Self::finished(slf)?;

@@ -207,9 +207,11 @@ fn with_header_bytes<R>(
     }
     // uvicorn's h11 protocol (its default without httptools) takes ASCII str as well.
     if let Ok(text) = obj.cast::<PyString>() {
-        let text = text.to_str()?;
-        if text.is_ascii() {
-            return f(text.as_bytes());
+        // A lone surrogate has no UTF-8 form: it is as non-ASCII as any other.
+        if let Ok(text) = text.to_str() {
+            if text.is_ascii() {
+                return f(text.as_bytes());
+            }
         }
         return Err(PyRuntimeError::new_err(format!(
             "ASGI '{kind}' header {what} must be bytes (or an ASCII str), got {}.",

@@ -30,6 +30,8 @@ struct Running {
     cycle: Py<HttpCycle>,
     /// "GET /path", for the log lines.
     label: String,
+    /// The request's scope, for the fields of the log records about it.
+    scope: Py<PyAny>,
 }
 
 pub struct Tracker {
@@ -47,11 +49,24 @@ impl Tracker {
         }
     }
 
-    pub fn start(&mut self, id: u64, task: Py<PyAny>, cycle: Py<HttpCycle>, label: String) {
+    pub fn start(
+        &mut self,
+        id: u64,
+        task: Py<PyAny>,
+        cycle: Py<HttpCycle>,
+        label: String,
+        scope: Py<PyAny>,
+    ) {
         if let Some(t) = self.config.timeout {
             self.deadlines.push_back((Instant::now() + t, id));
         }
-        self.running.insert(id, Running { task, cycle, label });
+        let running = Running {
+            task,
+            cycle,
+            label,
+            scope,
+        };
+        self.running.insert(id, running);
     }
 
     /// The app's task ended; its deadline entry is skipped when it comes up.
@@ -72,10 +87,12 @@ impl Tracker {
         if abandoned {
             let r = self.running.remove(&id).expect("checked above");
             r.task.call_method0(py, intern!(py, "cancel"))?;
-            log.call_method1(
+            log_about(
                 py,
-                intern!(py, "debug"),
-                (format!("Client disconnected: cancelled {}", r.label),),
+                log,
+                "debug",
+                format!("Client disconnected: cancelled {}", r.label),
+                &r.scope,
             )?;
         }
         Ok(())
@@ -101,17 +118,32 @@ impl Tracker {
                 r.cycle.bind(py).borrow_mut().mark_timed_out();
                 metrics.rejected(Rejected::Deadline);
                 r.task.call_method0(py, intern!(py, "cancel"))?;
-                log.call_method1(
-                    py,
-                    intern!(py, "warning"),
-                    (format!(
-                        "Request timed out after {:.1} s (--timeout-request): cancelled {}",
-                        timeout.as_secs_f64(),
-                        r.label
-                    ),),
-                )?;
+                let message = format!(
+                    "Request timed out after {:.1} s (--timeout-request): cancelled {}",
+                    timeout.as_secs_f64(),
+                    r.label
+                );
+                log_about(py, log, "warning", message, &r.scope)?;
             }
         }
         Ok(())
     }
+}
+
+/// Logs `message` at `level` with the request's fields as `LogRecord` extras
+/// (`ferricorn.logging.request_extra`), as the app's error records have them.
+fn log_about(
+    py: Python<'_>,
+    log: &Py<PyAny>,
+    level: &str,
+    message: String,
+    scope: &Py<PyAny>,
+) -> PyResult<()> {
+    let extra = py
+        .import(intern!(py, "ferricorn.logging"))?
+        .call_method1(intern!(py, "request_extra"), (scope,))?;
+    let kwargs = pyo3::types::PyDict::new(py);
+    kwargs.set_item(intern!(py, "extra"), extra)?;
+    log.call_method(py, level, (message,), Some(&kwargs))?;
+    Ok(())
 }

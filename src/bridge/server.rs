@@ -378,13 +378,14 @@ impl Server {
             py,
             HttpCycle::new(req.exchange, self.ctx.clone_ref(py), request),
         )?;
+        let tracked_scope = label.is_some().then(|| scope.clone().into_any().unbind());
         let coro = self
             .runner
             .call1(py, (self.app.clone_ref(py), scope, cycle.clone_ref(py)))?;
         let task = self.create_task.call1(py, (coro,))?;
-        if let Some(label) = label {
+        if let (Some(label), Some(scope)) = (label, tracked_scope) {
             if let Some(tracker) = self.ctx.bind(py).borrow_mut().tracker.as_mut() {
-                tracker.start(id, task, cycle, label);
+                tracker.start(id, task, cycle, label, scope);
             }
         }
         Ok(())

@@ -141,6 +141,14 @@ impl ResponseBody {
         Self::of(BodyKind::Full(Some(bytes)))
     }
 
+    /// A HEAD request's answer made by the engine itself (500, 503...): the head alone.
+    /// (hyper leaves the body out of HTTP/1.1 answers to HEAD, not of HTTP/2 ones.)
+    pub(super) fn drop_full_body(&mut self) {
+        if let BodyKind::Full(bytes) = &mut self.kind {
+            *bytes = None;
+        }
+    }
+
     /// Completes `pending` with this body's length and duration when it ends.
     pub(super) fn log_when_done(&mut self, pending: Box<Pending>, sink: Arc<dyn AccessSink>) {
         self.access = Some((pending, sink));

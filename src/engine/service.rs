@@ -111,7 +111,11 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
                     request_id.clone(),
                 )
             });
+            let is_head = req.method() == http::Method::HEAD;
             let mut response = this.handle(req, client, scheme, request_id.clone()).await;
+            if is_head {
+                response.body_mut().drop_full_body();
+            }
             // On every response, the app's and the engine's own (400, 408, 413, 503...).
             let headers = response.headers_mut();
             for (name, value) in &config.default_headers {

@@ -130,7 +130,13 @@ pub(in crate::engine) async fn handshake(
         Decision::Deny(head, body) => {
             let mut response = HttpResponse::new(ResponseBody::full(body));
             *response.status_mut() = head.status;
-            *response.headers_mut() = head.headers;
+            let mut headers = head.headers;
+            // The whole body is here: it is framed by its own length (hyper writes the
+            // Content-Length), never by one the app declared, which could make the client
+            // read part of the body as the next response.
+            headers.remove(http::header::CONTENT_LENGTH);
+            headers.remove(http::header::TRANSFER_ENCODING);
+            *response.headers_mut() = headers;
             response
         }
         Decision::Failed => {
