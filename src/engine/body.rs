@@ -56,7 +56,7 @@ pub(super) async fn pump_request_body(
                 exchange.deliver_body(None);
                 return;
             }
-            Some(Err(e)) if e.is_incomplete_message() => {
+            Some(Err(e)) if super::service::client_left(&e) => {
                 // The client left mid-body: nobody to answer (and nothing to log), the app
                 // hears `http.disconnect`.
                 exchange.client_gone();

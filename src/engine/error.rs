@@ -15,6 +15,8 @@ pub enum Error {
     RequestBody(String),
     /// A request body stopped arriving before it was whole.
     RequestBodyTimeout,
+    /// The client closed the connection before the whole request body came.
+    ClientLeftMidBody,
     /// The TLS certificate, key or settings could not be loaded; the message names the file
     /// or option and the reason.
     Tls(String),
@@ -40,6 +42,9 @@ impl fmt::Display for Error {
             ),
             Error::RequestBody(why) | Error::Tls(why) => write!(f, "{why}"),
             Error::RequestBodyTimeout => write!(f, "timed out reading the request body"),
+            Error::ClientLeftMidBody => {
+                write!(f, "the client left before sending the whole request body")
+            }
         }
     }
 }

@@ -69,6 +69,31 @@ impl RequestService {
     }
 }
 
+/// Whether a body read failed because the client went away (end of stream or a reset before
+/// the declared length), not because it sent something malformed.
+pub(super) fn client_left(e: &hyper::Error) -> bool {
+    if e.is_incomplete_message() {
+        return true;
+    }
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// Marks a response to a client that already left (mid-body): not logged as an answer.
+#[derive(Clone, Copy)]
+struct Unanswered;
+
 /// The service's one error: a request pipelined behind a response that broke its framing is
 /// not answered; hyper closes the connection instead.
 #[derive(Debug)]
@@ -128,7 +153,9 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
             }
             // A WebSocket session is logged by the adapter ("WebSocket /path" [accepted]).
             if let (Some(mut pending), Some(sink)) = (access, &config.access_log) {
-                if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+                let logged = response.status() != StatusCode::SWITCHING_PROTOCOLS
+                    && response.extensions().get::<Unanswered>().is_none();
+                if logged {
                     let status = response.status().as_u16();
                     pending.responded(status, response.headers(), sink.response_headers());
                     response.body_mut().log_when_done(pending, sink.clone());
@@ -269,6 +296,12 @@ impl RequestService {
                         Error::RequestBodyTimeout => {
                             shared.refused(Refusal::BodyStalled);
                             request_timeout()
+                        }
+                        // Nobody reads this answer, and no line logs it.
+                        Error::ClientLeftMidBody => {
+                            let mut gone = bad_request();
+                            gone.extensions_mut().insert(Unanswered);
+                            gone
                         }
                         _ => bad_request(),
                     };
@@ -513,8 +546,13 @@ async fn read_whole(mut body: Incoming, timeout: std::time::Duration) -> Result<
         let mut buf = BytesMut::new();
         let mut first: Option<Bytes> = None;
         while let Some(frame) = body.frame().await {
-            let frame = frame
-                .map_err(|e| Error::RequestBody(format!("error reading request body: {e}")))?;
+            let frame = frame.map_err(|e| {
+                if client_left(&e) {
+                    Error::ClientLeftMidBody
+                } else {
+                    Error::RequestBody(format!("error reading request body: {e}"))
+                }
+            })?;
             if let Ok(data) = frame.into_data() {
                 match first.take() {
                     None if buf.is_empty() => first = Some(data),

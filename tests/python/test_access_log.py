@@ -383,3 +383,21 @@ def test_request_id_on_engine_answers(server):
         response = RawReader(sock).read_response()
     assert response.status == 413
     assert response.header("x-request-id") == "big-1"
+
+
+def test_a_client_leaving_mid_body_gets_no_access_line(server):
+    """A small body is read whole before the app runs: a client that leaves halfway is
+    answered by nobody, so no line says it was."""
+    srv = server.start(ASGI)
+    size = 1_000
+    with raw_connection(srv.port) as sock:
+        sock.sendall(f"POST /hello HTTP/1.1\r\nHost: t\r\nContent-Length: {size}\r\n\r\n"
+                     .encode() + b"x" * (size // 2))
+    # The next request's line is the only one: nothing was answered to the first.
+    port, status = raw_request(srv.port, b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert status == 200
+    (line,) = access_lines(srv, 1)
+    assert line == f'INFO:     127.0.0.1:{port} - "GET /hello HTTP/1.1" 200 OK'
+    time.sleep(0.3)  # a line for the first request would be written by now
+    assert access_lines(srv, 1) == [line]
+    assert "POST /hello" not in srv.logs()
