@@ -17,7 +17,7 @@ use pyo3::prelude::*;
 
 pub use crate::handoff::access_record::AccessRecord;
 pub use format::{AtomFormat, LineFormat, StatusPhrases};
-pub use sink::{request_extra, AccessLog, Output};
+pub use sink::{fields_extra, request_extra, AccessLog, Output};
 
 /// What Python hands over to start a worker's access log (`ferricorn.logging.access_target`).
 #[derive(FromPyObject)]

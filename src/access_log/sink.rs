@@ -20,7 +20,7 @@ use pyo3::types::{PyDict, PyTuple};
 use pyo3::{intern, IntoPyObjectExt};
 
 use super::format::{escape_control, version_text, LineFormat, StatusPhrases};
-use crate::handoff::access_record::{AccessRecord, AccessSink};
+use crate::handoff::access_record::{AccessRecord, AccessSink, RequestFields};
 use crate::handoff::{percent_decode_bytes, Peer, RequestHead};
 
 /// How long the writer gathers records after a write before the next one: at a high
@@ -325,6 +325,11 @@ pub fn request_extra<'py>(py: Python<'py>, head: &RequestHead) -> PyResult<Bound
         head.version,
         &head.request_id,
     )
+}
+
+/// [`request_extra`] from fields kept after the request was handed on.
+pub fn fields_extra<'py>(py: Python<'py>, f: &RequestFields) -> PyResult<Bound<'py, PyDict>> {
+    request_fields(py, &f.client, &f.method, &f.uri, f.version, &f.request_id)
 }
 
 fn request_fields<'py>(

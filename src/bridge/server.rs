@@ -195,7 +195,12 @@ impl Server {
                 } else {
                     "its response had started, so the connection was cut"
                 };
-                self.error_log.call_method1(
+                let kwargs = PyDict::new(py);
+                kwargs.set_item(
+                    intern!(py, "extra"),
+                    crate::access_log::fields_extra(py, &expired.fields)?,
+                )?;
+                self.error_log.call_method(
                     py,
                     intern!(py, "warning"),
                     (format!(
@@ -203,6 +208,7 @@ impl Server {
                         timeout.as_secs_f64(),
                         expired.label
                     ),),
+                    Some(&kwargs),
                 )?;
             }
         }

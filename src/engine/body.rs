@@ -59,7 +59,7 @@ pub(super) async fn pump_request_body(
             Some(Err(e)) if super::service::client_left(&e) => {
                 // The client left mid-body: nobody to answer (and nothing to log), the app
                 // hears `http.disconnect`.
-                exchange.client_gone();
+                exchange.body_failed(BodyFailure::ClientLeft);
                 return;
             }
             Some(Err(_)) => {

@@ -94,6 +94,14 @@ pub(super) fn client_left(e: &hyper::Error) -> bool {
 #[derive(Clone, Copy)]
 struct Unanswered;
 
+/// For a client that left mid-body: a 400 that closes the connection, which nobody reads
+/// and no access line reports.
+fn unanswered() -> HttpResponse<ResponseBody> {
+    let mut gone = bad_request();
+    gone.extensions_mut().insert(Unanswered);
+    gone
+}
+
 /// The service's one error: a request pipelined behind a response that broke its framing is
 /// not answered; hyper closes the connection instead.
 #[derive(Debug)]
@@ -297,12 +305,7 @@ impl RequestService {
                             shared.refused(Refusal::BodyStalled);
                             request_timeout()
                         }
-                        // Nobody reads this answer, and no line logs it.
-                        Error::ClientLeftMidBody => {
-                            let mut gone = bad_request();
-                            gone.extensions_mut().insert(Unanswered);
-                            gone
-                        }
+                        Error::ClientLeftMidBody => unanswered(),
                         _ => bad_request(),
                     };
                 }
@@ -363,6 +366,7 @@ impl RequestService {
                 );
                 bad_request()
             }
+            Response::ClientLeft => unanswered(),
             Response::File(head, source) => {
                 exchange.engine_done();
                 let record = StreamRecord {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
 
-use super::{percent_decode_bytes, Peer};
+use super::{percent_decode_bytes, Peer, RequestHead};
 
 /// Where the engine hands finished records: a queue, never a write on the caller's thread.
 pub trait AccessSink: Send + Sync {
@@ -71,6 +71,29 @@ impl AccessRecord {
 
     pub fn duration_ms(&self) -> f64 {
         self.duration.as_secs_f64() * 1000.0
+    }
+}
+
+/// The fields of a request its log records carry (client, method, target, version, id),
+/// kept apart from the request where a record about it may come later (a deadline).
+#[derive(Debug, Clone)]
+pub struct RequestFields {
+    pub client: Peer,
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    pub request_id: Option<HeaderValue>,
+}
+
+impl RequestFields {
+    pub fn of(head: &RequestHead) -> RequestFields {
+        RequestFields {
+            client: head.client.clone(),
+            method: head.method.clone(),
+            uri: head.uri.clone(),
+            version: head.version,
+            request_id: head.request_id.clone(),
+        }
     }
 }
 

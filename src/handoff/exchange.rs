@@ -52,6 +52,8 @@ pub enum Response {
     Streaming(ResponseHead),
     /// The request body was malformed (a bad chunk): the engine answers 400 and closes.
     BadRequestBody,
+    /// The client left mid-body: the engine closes the connection, answering nobody.
+    ClientLeft,
     /// The request body stopped arriving (`--timeout-request-body` passed with the app
     /// waiting for it): the engine answers 408 and closes.
     BodyTimedOut,
@@ -135,6 +137,7 @@ impl Response {
             Response::Full(head, body) => Response::Full(f(head), body),
             Response::Streaming(head) => Response::Streaming(f(head)),
             Response::BadRequestBody => Response::BadRequestBody,
+            Response::ClientLeft => Response::ClientLeft,
             Response::BodyTimedOut => Response::BodyTimedOut,
             Response::BodyTooLarge => Response::BodyTooLarge,
             Response::File(head, source) => Response::File(f(head), source),
@@ -145,8 +148,10 @@ impl Response {
 /// Why a request body could not be read to its end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyFailure {
-    /// A broken chunk, or the client vanished mid-body: 400.
+    /// A broken chunk: 400.
     Malformed,
+    /// The client left before the whole body came: nobody to answer.
+    ClientLeft,
     /// It stopped arriving for `--timeout-request-body`: 408.
     TimedOut,
     /// It went past `--limit-request-body`: 413.
@@ -376,6 +381,7 @@ impl Exchange {
         if let Some(failure) = s.body_failed {
             return Poll::Ready(match failure {
                 BodyFailure::Malformed => Response::BadRequestBody,
+                BodyFailure::ClientLeft => Response::ClientLeft,
                 BodyFailure::TimedOut => Response::BodyTimedOut,
                 BodyFailure::TooLarge => Response::BodyTooLarge,
             });

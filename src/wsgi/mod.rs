@@ -24,6 +24,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::access_log::request_extra;
+use crate::handoff::access_record::RequestFields;
 use crate::handoff::{IncomingRequest, RequestHead};
 use environ::{EnvironBuilder, EnvironTemplate};
 use input::WsgiInput;
@@ -103,7 +104,8 @@ impl WsgiHost {
     fn serve(&self, py: Python<'_>, builder: &mut EnvironBuilder, req: IncomingRequest) {
         let exchange = req.exchange.clone();
         let label = format!("{} {}", req.method, req.uri);
-        let claim = self.pool.begin(&exchange, label.clone());
+        let fields = RequestFields::of(&req);
+        let claim = self.pool.begin(&exchange, label.clone(), fields);
         let is_head = req.method == http::Method::HEAD;
         let response = WsgiResponse::new(exchange.clone(), claim.clone(), is_head, label);
         match Bound::new(py, response) {

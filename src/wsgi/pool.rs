@@ -15,6 +15,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
+use crate::handoff::access_record::RequestFields;
 use crate::handoff::exchange::Response;
 use crate::handoff::{Exchange, IncomingRequest};
 
@@ -59,6 +60,8 @@ struct Running {
     claim: Arc<Claim>,
     exchange: Arc<Exchange>,
     label: String,
+    /// For the fields of the warning about a deadline.
+    fields: RequestFields,
     expired: bool,
 }
 
@@ -81,6 +84,7 @@ pub struct WsgiPool {
 /// A deadline passed: what happened to the request, for the warning.
 pub struct Expired {
     pub label: String,
+    pub fields: RequestFields,
     /// True: it got a 504; false: its response had started, so the connection was cut.
     pub answered: bool,
 }
@@ -147,7 +151,12 @@ impl WsgiPool {
     }
 
     /// The calling thread starts serving `exchange`: it is woken for it from now on.
-    pub fn begin(&self, exchange: &Arc<Exchange>, label: String) -> Arc<Claim> {
+    pub fn begin(
+        &self,
+        exchange: &Arc<Exchange>,
+        label: String,
+        fields: RequestFields,
+    ) -> Arc<Claim> {
         let claim = Arc::new(Claim::default());
         lock(&self.running).insert(
             exchange.id,
@@ -157,6 +166,7 @@ impl WsgiPool {
                 claim: claim.clone(),
                 exchange: exchange.clone(),
                 label,
+                fields,
                 expired: false,
             },
         );
@@ -207,6 +217,7 @@ impl WsgiPool {
             r.thread.unpark();
             expired.push(Expired {
                 label: r.label.clone(),
+                fields: r.fields.clone(),
                 answered,
             });
         }

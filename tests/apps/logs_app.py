@@ -6,9 +6,13 @@ and WSGI `wsgi_app`, each with the same routes.
 - `/own-id`: 200, the app sets `X-Request-ID: app-chosen` itself.
 - `/boom`: the app raises before responding.
 - `/bytes/N`: 200 with N bytes of `x`.
+- `/slow`: answers after 2 s (for --timeout-request).
 """
 
 from __future__ import annotations
+
+import asyncio
+import time
 
 
 class Boom(RuntimeError):
@@ -36,6 +40,9 @@ async def app(scope, receive, send):
         headers.append((b"x-request-id", b"app-chosen"))
     elif path == "/boom":
         raise Boom("the app failed on purpose")
+    elif path == "/slow":
+        await asyncio.sleep(2)
+        body = b"slow"
     elif path.startswith("/bytes/"):
         body = b"x" * int(path.rsplit("/", 1)[1])
     else:
@@ -60,6 +67,9 @@ def wsgi_app(environ, start_response):
         headers.append(("X-Request-ID", "app-chosen"))
     elif path == "/boom":
         raise Boom("the app failed on purpose")
+    elif path == "/slow":
+        time.sleep(2)
+        body = b"slow"
     elif path.startswith("/bytes/"):
         body = b"x" * int(path.rsplit("/", 1)[1])
     else:

@@ -320,6 +320,27 @@ def test_json_log_records_carry_the_request(server, app):
     assert "client_addr" not in started
 
 
+@pytest.mark.parametrize("app", [ASGI, WSGI])
+def test_a_timeout_warning_carries_the_request(server, app):
+    srv = server.start(app, "--log-format", "json", "--timeout-request", "0.5",
+                       "--request-id-header")
+    port, status = raw_request(
+        srv.port, b"GET /slow?n=1 HTTP/1.1\r\nHost: t\r\nX-Request-ID: slow-1\r\n\r\n")
+    assert status == 504
+    warning = wait_for_record(srv, lambda r: r["level"] == "WARNING"
+                              and r["message"].startswith("Request timed out"))
+    assert {k: warning.get(k) for k in ("client_addr", "method", "path", "query",
+                                        "http_version", "request_id", "worker_pid")} == {
+        "client_addr": f"127.0.0.1:{port}",
+        "method": "GET",
+        "path": "/slow",
+        "query": "n=1",
+        "http_version": "1.1",
+        "request_id": "slow-1",
+        "worker_pid": srv.proc.pid,
+    }
+
+
 def test_json_formatter_in_a_log_config(server, tmp_path):
     srv = server.start(ASGI, "--log-config", file_logging(tmp_path, json_records=True))
     port, _ = raw_request(srv.port, b"GET /bytes/3 HTTP/1.1\r\nHost: t\r\n\r\n")
