@@ -296,11 +296,7 @@ impl LineFormat {
                 out.push_str(" - \"");
                 push_escaped(out, record.method.as_str());
                 out.push(' ');
-                push_decoded_path(out, record.uri.path());
-                if let Some(query) = record.uri.query() {
-                    out.push('?');
-                    push_escaped(out, query);
-                }
+                push_full_path(out, record);
                 out.push_str(" HTTP/");
                 out.push_str(version_text(record.version));
                 out.push_str("\" ");
@@ -430,6 +426,15 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+/// uvicorn's `full_path`, escaped: the percent-decoded path, then `?query` as sent.
+pub fn push_full_path(out: &mut String, record: &AccessRecord) {
+    push_decoded_path(out, record.uri.path());
+    if let Some(query) = record.uri.query() {
+        out.push('?');
+        push_escaped(out, query);
+    }
 }
 
 /// Appends the percent-decoded `path` (uvicorn logs the scope's path), escaped.

@@ -19,7 +19,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{intern, IntoPyObjectExt};
 
-use super::format::{escape_control, version_text, LineFormat, StatusPhrases};
+use super::format::{escape_control, push_full_path, version_text, LineFormat, StatusPhrases};
 use crate::handoff::access_record::{AccessRecord, AccessSink, RequestFields};
 use crate::handoff::{percent_decode_bytes, Peer, RequestHead};
 
@@ -256,7 +256,11 @@ impl Writer {
                         .unwrap_or_default()
                         .into_bound_py_any(py)?,
                     escape_control(r.method.as_str()).into_bound_py_any(py)?,
-                    escape_control(&r.decoded_path_and_query()).into_bound_py_any(py)?,
+                    {
+                        let mut full_path = String::new();
+                        push_full_path(&mut full_path, r);
+                        full_path.into_bound_py_any(py)?
+                    },
                     version_text(r.version).into_bound_py_any(py)?,
                     r.status.into_bound_py_any(py)?,
                 ],

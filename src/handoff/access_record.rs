@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
 
-use super::{percent_decode_bytes, Peer, RequestHead};
+use super::{Peer, RequestHead};
 
 /// Where the engine hands finished records: a queue, never a write on the caller's thread.
 pub trait AccessSink: Send + Sync {
@@ -52,21 +52,6 @@ impl AccessRecord {
     /// The request target as the client sent it, origin form (`/path?query`).
     pub fn target(&self) -> &str {
         self.uri.path_and_query().map_or("/", |pq| pq.as_str())
-    }
-
-    /// uvicorn's `full_path`: the percent-decoded path, then `?query` as sent.
-    pub fn decoded_path_and_query(&self) -> String {
-        let path = self.uri.path();
-        let mut out = if path.contains('%') {
-            String::from_utf8_lossy(&percent_decode_bytes(path.as_bytes())).into_owned()
-        } else {
-            path.to_string()
-        };
-        if let Some(query) = self.uri.query() {
-            out.push('?');
-            out.push_str(query);
-        }
-        out
     }
 
     pub fn duration_ms(&self) -> f64 {
