@@ -7,8 +7,9 @@
 B A A B ...), each run a fresh server with one worker under `wrk -t1 -c100` (or, for
 `ws-echo`, `loadgen ws` with 100 clients: build it with `cargo build --release --example
 loadgen`), so that the machine's drift from one minute to the next falls on both sides
-alike. Prints each run and the medians; the server's CPU is user+system time from /proc,
-divided by the requests (or echoed messages) completed.
+alike. The same build with different flags is an A/B too: `--a python --b python
+--b-args "--engine-threads 1"`. Prints each run and the medians; the server's CPU is
+user+system time from /proc, divided by the requests (or echoed messages) completed.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ SCENARIOS = {
     "echo-4k": ("bench.apps.echo_4k:app", "/", BENCH / "lua" / "post_4k.lua"),
     "json": ("bench.apps.json_1k:app", "/", None),
     "stream-10": ("bench.apps.stream_10:app", "/", None),
+    "stream-10-yield": ("bench.apps.stream_10_yield:app", "/", None),
+    "fastapi": ("bench.apps.fastapi_items:app", "/items", BENCH / "lua" / "fastapi_item.lua"),
     "ws-echo": ("bench.apps.ws_echo:app", "/ws", None),
 }
 LOADGEN = BENCH.parent / "target" / "release" / "examples" / "loadgen"
@@ -110,15 +113,20 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=6, help="runs per build and scenario")
     parser.add_argument("--duration", type=int, default=5, help="seconds per measured run")
     parser.add_argument("--ferricorn-args", default="", help="extra flags for both builds")
+    parser.add_argument("--a-args", default="", help="extra flags for build A only")
+    parser.add_argument("--b-args", default="", help="extra flags for build B only")
     args = parser.parse_args()
     builds = {"A": str(Path(args.a).resolve()), "B": str(Path(args.b).resolve())}
-    extra = args.ferricorn_args.split()
+    extra = {
+        "A": args.ferricorn_args.split() + args.a_args.split(),
+        "B": args.ferricorn_args.split() + args.b_args.split(),
+    }
     for scenario in args.scenarios.split(","):
         results: dict[str, list[tuple[float, float]]] = {"A": [], "B": []}
         for i in range(args.runs):
             order = ("A", "B") if i % 2 == 0 else ("B", "A")
             for side in order:
-                rate, cpu = run_once(builds[side], scenario, args.duration, extra)
+                rate, cpu = run_once(builds[side], scenario, args.duration, extra[side])
                 results[side].append((rate, cpu))
                 print(f"{scenario} run {i + 1} {side}: {rate:9.0f} req/s {cpu:6.2f} us/req",
                       flush=True)

@@ -484,6 +484,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("ssl_ciphers", "TLSv1", "TLS 1.2 cipher suites, OpenSSL or IANA names separated by "
            "':' (TLSv1, DEFAULT or ALL: every suite); TLS 1.3 suites are always on.", _S,
            metavar="CIPHERS", applies=ENGINE),
+    Option("gc_policy", "adaptive", "Python's garbage collector while serving: adaptive "
+           "freezes what startup allocated and raises the young generation's threshold with "
+           "the requests in flight (700 + 25 each, at most 50,000), so thousands of open "
+           "streams are not walked by every collection; python leaves the collector as "
+           "Python and the app set it (an app that changed the thresholds keeps them either "
+           "way).", "Engine", choices=("adaptive", "python"), applies=WORKER),
     Option("engine_threads", None, "Threads of the Rust I/O engine; 0 runs it on the "
            "event-loop thread (fastest for an ASGI app when the worker gets about one core). "
            "A WSGI app's threads need the GIL the loop thread would take for every turn, so "

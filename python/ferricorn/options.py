@@ -102,4 +102,5 @@ class Options(TypedDict, total=False):
     ssl_ca_certs: str | os.PathLike[str] | None
     ssl_ciphers: str
     # Engine
+    gc_policy: Literal["adaptive", "python"]
     engine_threads: int | None

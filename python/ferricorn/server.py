@@ -24,6 +24,7 @@ from ferricorn import exits, sockets
 from ferricorn import logging as ferricorn_logging
 from ferricorn._ferricorn import Server, WsgiHost
 from ferricorn.config import Config
+from ferricorn.gcpolicy import GcPolicy
 from ferricorn.importer import AppLoadError, load_app
 from ferricorn.lifespan import Lifespan
 from ferricorn.loops import new_event_loop
@@ -38,6 +39,8 @@ _ENGINE_TICK = 0.05
 _DEADLINE_CHECK = 0.05
 #: How often a supervised worker tells its supervisor it is alive.
 _HEARTBEAT = 1.0
+#: How often `--gc-policy adaptive` follows the requests in flight.
+_GC_UPDATE = 0.25
 #: How often shutdown checks whether in-flight work has finished.
 _DRAIN_POLL = 0.02
 #: How often an embedded server (`ferricorn.Server`) looks at `should_exit`.
@@ -206,6 +209,10 @@ async def serve(config: Config, app: Any, control: Control | None = None) -> int
         watchdog.start()
     if config.timeout_request is not None:
         periodic.append(_Every(loop, _DEADLINE_CHECK, server.check_deadlines))
+    gc_policy = GcPolicy(config.gc_policy, logger)
+    if gc_policy.start():
+        periodic.append(_Every(loop, _GC_UPDATE,
+                               lambda: gc_policy.update(server.requests_in_flight())))
     logger.info(listen_message)
 
     stop = asyncio.Event()
@@ -278,6 +285,7 @@ async def serve(config: Config, app: Any, control: Control | None = None) -> int
             repeating.cancel()
         if watchdog is not None:
             watchdog.stop()
+        gc_policy.stop()
         if wsgi_threads is not None:
             # First: with --engine-threads 0 they run the engine, which must outlive them.
             await loop.run_in_executor(None, wsgi_threads.stop)

@@ -15,6 +15,7 @@
 //! Python objects are created and dropped on the loop thread only.
 
 mod engine_config;
+mod gather;
 pub mod processes;
 mod server;
 mod wake;
@@ -57,6 +58,8 @@ pub struct EventQueue {
     /// Local mode only: a turn is already due (one remote wake made the engine fd readable).
     turn_due: AtomicBool,
     local: AtomicBool,
+    /// Local mode only: mid-body chunks of busy streams, held to leave in fewer writes.
+    gather: Option<gather::Gather>,
     /// Set by the loop thread just before it sleeps on the doorbell.
     sleeping: AtomicBool,
     doorbell: wake::Doorbell,
@@ -71,6 +74,7 @@ impl EventQueue {
             deferred_wakes: Mutex::new(Vec::new()),
             turn_due: AtomicBool::new(false),
             local: AtomicBool::new(false),
+            gather: gather::Gather::new(),
             sleeping: AtomicBool::new(true),
             doorbell: wake::Doorbell::new()?,
             wsgi: OnceLock::new(),
@@ -87,12 +91,21 @@ impl EventQueue {
     /// Local mode: a turn begins; hands over the wakes deferred since the last one.
     fn begin_turn(&self) -> Vec<Waker> {
         self.turn_due.store(false, Ordering::SeqCst);
-        std::mem::take(
+        let mut wakes = std::mem::take(
             &mut *self
                 .deferred_wakes
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()),
-        )
+        );
+        if let Some(gather) = &self.gather {
+            gather.release_due(&mut wakes);
+        }
+        wakes
+    }
+
+    /// Local mode: the fd that must wake the loop when held chunks are due.
+    fn gather_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.gather.as_ref().map(gather::Gather::fileno)
     }
 
     /// WSGI mode: set before the engine starts.
@@ -152,6 +165,16 @@ impl AppWaker for EventQueue {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(waker);
+        }
+    }
+
+    fn wake_engine_soon(&self, waker: Waker) {
+        let waker = match &self.gather {
+            Some(gather) if self.local.load(Ordering::Relaxed) => gather.hold(waker),
+            _ => Some(waker),
+        };
+        if let Some(waker) = waker {
+            self.wake_engine(waker);
         }
     }
 }

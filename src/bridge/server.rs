@@ -118,6 +118,9 @@ impl Server {
         if local_fd.is_some() {
             // The loop thread drives the engine itself: nobody needs to ring it.
             queue.set_local();
+            if let Some(alarm) = queue.gather_fd() {
+                engine.watch_fd(alarm).map_err(engine_error)?;
+            }
         }
         Ok(Server {
             engine: Some(engine),

@@ -77,6 +77,89 @@ impl Doorbell {
     }
 }
 
+/// A one-shot timer whose fd becomes readable when it fires (Linux: a timerfd). Used by the
+/// local engine to turn when held stream chunks are due; elsewhere there is none and chunks
+/// are never held.
+pub struct Alarm {
+    fd: OwnedFd,
+}
+
+impl Alarm {
+    #[cfg(target_os = "linux")]
+    pub fn new() -> Option<Alarm> {
+        // SAFETY: timerfd_create takes no pointers; the result is checked before use.
+        let fd = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        // SAFETY: `fd` was just returned by timerfd_create and is owned by nobody else.
+        (fd >= 0).then(|| Alarm {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn new() -> Option<Alarm> {
+        None
+    }
+
+    pub fn fileno(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Fires once, `after` from now (replacing any earlier setting).
+    #[cfg(target_os = "linux")]
+    pub fn set(&self, after: std::time::Duration) {
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: after.as_secs() as libc::time_t,
+                // A zero value would disarm the timer instead.
+                tv_nsec: after.subsec_nanos().max(1) as libc::c_long,
+            },
+        };
+        // SAFETY: a valid itimerspec for an fd this struct owns; the old value is not asked.
+        unsafe {
+            libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut());
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn set(&self, _after: std::time::Duration) {}
+
+    /// Stops a pending alarm and makes the fd unreadable if it already fired.
+    #[cfg(target_os = "linux")]
+    pub fn disarm(&self) {
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let spec = libc::itimerspec {
+            it_interval: zero,
+            it_value: zero,
+        };
+        let mut expirations = [0u8; 8];
+        // SAFETY: a valid itimerspec for an fd this struct owns, then a read of at most 8
+        // bytes into a live 8-byte buffer.
+        unsafe {
+            libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut());
+            libc::read(
+                self.fd.as_raw_fd(),
+                expirations.as_mut_ptr().cast(),
+                expirations.len(),
+            );
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn disarm(&self) {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +183,22 @@ mod tests {
         assert!(readable(d.fileno()));
         d.clear();
         assert!(!readable(d.fileno()));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn alarm_fires_once_and_disarms() {
+        let a = Alarm::new().unwrap();
+        assert!(!readable(a.fileno()));
+        a.set(std::time::Duration::from_micros(200));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(readable(a.fileno()));
+        a.disarm();
+        assert!(!readable(a.fileno()));
+        // Disarmed before it fires: it never does.
+        a.set(std::time::Duration::from_micros(200));
+        a.disarm();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(!readable(a.fileno()));
     }
 }

@@ -243,6 +243,15 @@ impl Engine {
         self.runtime.as_ref().and_then(|r| r.poll_fd())
     }
 
+    /// For an engine on the caller's thread: `poll_fd()` also becomes readable when `fd`
+    /// does (the bridge's alarm for chunks it holds).
+    pub fn watch_fd(&self, fd: std::os::fd::RawFd) -> Result<(), Error> {
+        match &self.runtime {
+            Some(r) => Ok(r.watch(fd)?),
+            None => Ok(()),
+        }
+    }
+
     /// For an engine on the caller's thread: runs it until it has nothing left to do right
     /// now. Returns true if it stopped early and wants another turn soon.
     /// `wakes` are engine wakers the app side deferred; they are woken inside the turn,

@@ -74,6 +74,14 @@ impl EngineRuntime {
         self.local.as_ref().map(|l| l.fd.0)
     }
 
+    /// Local mode: makes `poll_fd()` readable also when `fd` is (a timer of the caller's).
+    pub(super) fn watch(&self, fd: RawFd) -> io::Result<()> {
+        match &self.local {
+            Some(local) => local.add(fd),
+            None => Ok(()),
+        }
+    }
+
     pub(super) fn turn(&self, wakes: Vec<std::task::Waker>) -> bool {
         if self.local.is_none() {
             wakes.into_iter().for_each(std::task::Waker::wake);
@@ -172,18 +180,31 @@ impl LocalPoll {
         if outer < 0 {
             return Err(io::Error::last_os_error());
         }
-        let fd = OwnedRawFd(outer);
+        let poll = LocalPoll {
+            fd: OwnedRawFd(outer),
+        };
         for &inner in inner {
-            let mut event = libc::epoll_event {
-                events: libc::EPOLLIN as u32,
-                u64: inner as u64,
-            };
-            // SAFETY: `event` is a valid epoll_event; both fds are open.
-            if unsafe { libc::epoll_ctl(outer, libc::EPOLL_CTL_ADD, inner, &mut event) } < 0 {
-                return Err(io::Error::last_os_error());
-            }
+            poll.add(inner)?;
         }
-        Ok(LocalPoll { fd })
+        Ok(poll)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn add(&self, fd: RawFd) -> io::Result<()> {
+        let mut event = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: fd as u64,
+        };
+        // SAFETY: `event` is a valid epoll_event; both fds are open.
+        if unsafe { libc::epoll_ctl(self.fd.0, libc::EPOLL_CTL_ADD, fd, &mut event) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn add(&self, _fd: RawFd) -> io::Result<()> {
+        Ok(())
     }
 
     #[cfg(not(target_os = "linux"))]

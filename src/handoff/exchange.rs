@@ -33,6 +33,13 @@ pub trait AppWaker: Send + Sync + 'static {
     fn wake_engine(&self, waker: Waker) {
         waker.wake();
     }
+
+    /// Like `wake_engine`, for a response chunk that does not end its body: the bridge may
+    /// hold it for a moment while streams are busy, so that the chunks an app sends in quick
+    /// succession (awaiting something between them) leave in one write.
+    fn wake_engine_soon(&self, waker: Waker) {
+        self.wake_engine(waker);
+    }
 }
 
 /// A response head as the app produced it, already validated by the adapter.
@@ -563,8 +570,11 @@ impl Exchange {
             }
             (s.engine_waker.take(), full)
         };
-        if let Some(w) = waker {
-            self.app_waker.wake_engine(w);
+        match waker {
+            // A full buffer must drain now: the app waits for room.
+            Some(w) if end || full => self.app_waker.wake_engine(w),
+            Some(w) => self.app_waker.wake_engine_soon(w),
+            None => {}
         }
         if full {
             PushResult::Full

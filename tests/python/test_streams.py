@@ -1,0 +1,204 @@
+"""Token streams under load: apps that await between sends (as every real token stream
+does) while many such streams run at once, which is when the engine gathers their chunks
+into fewer writes (src/bridge/gather.rs). Every byte must arrive, in order, with the framing
+of the protocol (chunked HTTP/1.1, close-delimited HTTP/1.0, HTTP/2 DATA), and a slow stream
+must not be held back while the fast ones keep the server busy."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import httpx
+import pytest
+from conftest import RawReader, raw_connection
+
+APP = "apps.streams_app:app"
+CHUNKS, SIZE = 400, 16
+# As apps/streams_app.py makes them: chunk i is its number, padded with "." to SIZE bytes.
+EXPECTED = b"".join(f"{i:06d}".encode().ljust(SIZE, b".") for i in range(CHUNKS))
+
+
+class BusyStreams:
+    """`clients` threads, each asking for /yield over and over on one keep-alive connection
+    (HTTP/1.1, chunked) until stopped; every body is checked and counted."""
+
+    def __init__(self, port: int, clients: int = 40) -> None:
+        self.port = port
+        self.stop = threading.Event()
+        self.done = 0
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._client, daemon=True)
+                        for _ in range(clients)]
+
+    def __enter__(self) -> BusyStreams:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(30)
+
+    def _client(self) -> None:
+        try:
+            with raw_connection(self.port, timeout=30) as sock:
+                reader = RawReader(sock)
+                while not self.stop.is_set():
+                    sock.sendall(f"GET /yield?chunks={CHUNKS}&size={SIZE} HTTP/1.1\r\n"
+                                 "Host: t\r\n\r\n".encode())
+                    response = reader.read_response()
+                    if response.status != 200 or response.body != EXPECTED:
+                        raise AssertionError(f"status {response.status}, body "
+                                             f"{response.body[:40]!r}... ({len(response.body)} B)")
+                    if response.header("transfer-encoding") != "chunked":
+                        raise AssertionError("not chunked")
+                    with self._lock:
+                        self.done += 1
+        except Exception as exc:  # noqa: BLE001 - reported by the test
+            with self._lock:
+                self.errors.append(repr(exc))
+
+
+def wait_until_busy(busy: BusyStreams, responses: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while busy.done < responses and not busy.errors and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not busy.errors, busy.errors[:3]
+    assert busy.done >= responses, f"only {busy.done} responses in {timeout} s"
+
+
+def test_busy_yielding_streams_deliver_every_byte_in_order(server):
+    srv = server.start(APP)
+    with BusyStreams(srv.port) as busy:
+        wait_until_busy(busy, 400)
+    assert not busy.errors, busy.errors[:3]
+    assert srv.alive()
+
+
+def test_http10_stream_is_close_delimited_and_whole_while_busy(server):
+    srv = server.start(APP)
+    with BusyStreams(srv.port) as busy:
+        wait_until_busy(busy, 40)
+        for _ in range(5):
+            with raw_connection(srv.port) as sock:
+                sock.sendall(f"GET /yield?chunks={CHUNKS}&size={SIZE} HTTP/1.0\r\n\r\n".encode())
+                reader = RawReader(sock)
+                head = reader.read_head()
+                assert head.status == 200
+                assert head.header("transfer-encoding") is None
+                assert head.header("content-length") is None
+                body = reader.buf
+                while chunk := sock.recv(65536):
+                    body += chunk
+                assert body == EXPECTED
+    assert not busy.errors, busy.errors[:3]
+
+
+def test_http2_streams_whole_while_busy(server):
+    srv = server.start(APP)
+    with BusyStreams(srv.port) as busy:
+        wait_until_busy(busy, 40)
+        with httpx.Client(http1=False, http2=True, trust_env=False, timeout=30) as client:
+            def fetch(results: list) -> None:
+                r = client.get(f"{srv.url}/yield?chunks={CHUNKS}&size={SIZE}")
+                results.append((r.http_version, r.status_code, r.content))
+
+            results: list = []
+            threads = [threading.Thread(target=fetch, args=(results,)) for _ in range(10)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+        assert len(results) == 10
+        for version, status, content in results:
+            assert (version, status) == ("HTTP/2", 200)
+            assert content == EXPECTED
+    assert not busy.errors, busy.errors[:3]
+
+
+@pytest.mark.parametrize("busy_clients", [0, 40], ids=["quiet", "busy"])
+def test_token_stream_is_not_held_back(server, busy_clients):
+    """Each event reaches the client soon after the app sent it, quiet or busy: chunks are
+    held for at most a millisecond, never until the stream ends. The bound (250 ms) only
+    catches a buffered stream; the events are 20 ms apart, 400 ms in all."""
+    srv = server.start(APP)
+    with BusyStreams(srv.port, clients=busy_clients) as busy:
+        if busy_clients:
+            wait_until_busy(busy, 40)
+        with raw_connection(srv.port, timeout=30) as sock:
+            sock.sendall(b"GET /ticks?n=20&interval=0.02 HTTP/1.1\r\nHost: t\r\n\r\n")
+            reader = RawReader(sock)
+            assert reader.read_head().status == 200
+            arrivals: list[tuple[float, float]] = []
+            text = b""
+            while len(arrivals) < 20:
+                data = reader.buf or sock.recv(65536)
+                reader.buf = b""
+                assert data, "the stream ended early"
+                now = time.monotonic()
+                text += data
+                for sent in re.findall(rb"data: ([0-9.]+)\n\n", text):
+                    arrivals.append((float(sent), now))
+                text = text[text.rfind(b"\n\n") + 2:] if b"\n\n" in text else text
+    assert not busy.errors, busy.errors[:3]
+    late = [round(now - sent, 3) for sent, now in arrivals if now - sent > 0.25]
+    assert not late, f"events arrived this many seconds after they were sent: {late}"
+    # Spread over the stream's life, not delivered together at its end.
+    assert arrivals[-1][1] - arrivals[0][1] >= 0.3
+
+
+def gc_state(srv) -> dict:
+    with httpx.Client(trust_env=False, timeout=10) as client:
+        return client.get(f"{srv.url}/gc").json()
+
+
+def test_gc_policy_adaptive_freezes_startup_and_follows_requests_in_flight(server):
+    from ferricorn.gcpolicy import young_threshold
+
+    srv = server.start(APP)
+    quiet = gc_state(srv)
+    assert quiet["enabled"] is True
+    assert quiet["frozen"] > 1000  # the app, ferricorn and the modules they imported
+    assert quiet["threshold"] == [700, 10, 10]
+    # 30 streams of 2 s each in flight: the young threshold follows (looked at 4 times a
+    # second, applied once it moved by more than an eighth).
+    socks = [raw_connection(srv.port) for _ in range(30)]
+    try:
+        for sock in socks:
+            sock.sendall(b"GET /ticks?n=40&interval=0.05 HTTP/1.1\r\nHost: t\r\n\r\n")
+        deadline = time.monotonic() + 5
+        while (busy := gc_state(srv))["threshold"][0] < young_threshold(25) and \
+                time.monotonic() < deadline:
+            time.sleep(0.1)
+        # Within an eighth of 30 in flight (31 with the /gc request itself).
+        assert young_threshold(25) <= busy["threshold"][0] <= young_threshold(31)
+        assert busy["threshold"][1:] == [10, 10]
+    finally:
+        for sock in socks:
+            sock.close()
+    deadline = time.monotonic() + 5
+    while gc_state(srv)["threshold"][0] != 700 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert gc_state(srv)["threshold"] == [700, 10, 10]
+
+
+def test_gc_policy_python_leaves_the_collector_alone(server):
+    srv = server.start(APP, "--gc-policy", "python")
+    assert gc_state(srv) == {"enabled": True, "threshold": [700, 10, 10], "frozen": 0}
+
+
+def test_gc_policy_keeps_an_apps_own_thresholds(server):
+    srv = server.start("apps.gc_own_app:app")
+    assert gc_state(srv) == {"enabled": True, "threshold": [1234, 5, 5], "frozen": 0}
+
+
+def test_young_threshold_grows_with_requests_and_is_capped():
+    from ferricorn.gcpolicy import MAX_YOUNG, young_threshold
+
+    assert young_threshold(0) == 700
+    assert young_threshold(100) == 3200
+    assert young_threshold(10_000) == MAX_YOUNG == 50_000
