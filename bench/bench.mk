@@ -6,7 +6,7 @@
 # gunicorn, FastAPI, matplotlib), installs wrk, h2load (nghttp2-client) and openssl from Debian's
 # packages when missing (as root), installs ferricorn from this checkout with `pip install .`
 # (a release Rust build), builds the hyper ceiling server and the loadgen load generator (for
-# the sse-tokens and idle-10k scenarios) and runs bench/run.py, which writes bench/RESULTS.md
+# the sse, llm-sse, ws and idle scenarios) and runs bench/run.py, which writes bench/RESULTS.md
 # and docs/bench.png.
 #
 # Variables:
@@ -74,8 +74,8 @@ bench-ferricorn: $(BENCH_VENV)/.packages-installed
 bench-hyper: bench-ferricorn
 	cargo build --release --example hyper_hello
 
-# The load generator for sse-tokens and idle-10k (bench/loadgen.rs); after the hyper build,
-# for the same reason.
+# The load generator for the sse, llm-sse, ws and idle scenarios (bench/loadgen.rs); after
+# the hyper build, for the same reason.
 bench-loadgen: bench-hyper
 	cargo build --release --example loadgen
 

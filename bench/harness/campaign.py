@@ -21,7 +21,7 @@ import time
 
 from . import OUT_DIR, REPO
 from .h2load import measure_h2load
-from .loadgen import measure_idle, measure_sse, measure_ws
+from .loadgen import measure_idle, measure_llm, measure_sse, measure_ws
 from .results import Run
 from .robustness import measure_cancel, measure_overload
 from .scenarios import IDLE_STALL_S, SCENARIOS, Scenario
@@ -64,8 +64,8 @@ def measure(scenario: Scenario, server: str, round_no: int, args: argparse.Names
                 run.error = f"{problem}" + (f" (log: {tail})" if tail else "")
                 return run
             measurer = {"wrk": measure_wrk, "h2load": measure_h2load, "sse": measure_sse,
-                        "idle": measure_idle, "ws": measure_ws, "cancel": measure_cancel,
-                        "overload": measure_overload}
+                        "llm": measure_llm, "idle": measure_idle, "ws": measure_ws,
+                        "cancel": measure_cancel, "overload": measure_overload}
             measurer[scenario.kind](run, proc, scenario, port, args, log_dir, stem)
         except ValueError as err:
             run.error = str(err)
@@ -100,6 +100,17 @@ def describe(run: Run) -> str:
             f" us/msg  clients failed {g['failed']:.0f}/{g['clients']:.0f}"
             f"  RSS peak {g['rss_peak_mib']:.1f} MiB  cores: server"
             f" {g['cpu_utilisation']:.2f}, loadgen {g['loadgen_cpu_utilisation']:.2f}"
+        )
+    if g is not None and "tokens_per_s" in g:
+        return (
+            f"{head} {g['tokens_per_s']:>10,.0f} tokens/s  TTFT p50 {g['ttft_p50_ms']:.1f}"
+            f" p99 {g['ttft_p99_ms']:.1f} ms  inter-token p99 {g['token_delay_p99_ms']:.2f} ms"
+            f"  streams {g['completed']:.0f}/{g['clients']:.0f}"
+            f" (open at once {g['open_peak']:.0f})"
+            f"  RSS {g['rss_before_mib']:.1f} -> peak {g['rss_peak_mib']:.1f} MiB"
+            f" ({g['kib_per_stream']:.1f} KiB/stream)  cpu {g['cpu_us_per_token']:.1f} us/token"
+            f"  cores: server {g['cpu_utilisation']:.2f}, loadgen"
+            f" {g['loadgen_cpu_utilisation']:.2f}"
         )
     if g is not None and "events_per_s" in g:
         return (

@@ -35,7 +35,8 @@ def write_chart(path: Path, data: dict) -> bool:
     summary = summarise([Run(**r) for r in data["runs"]])
     baseline = settings["baseline"]
     # (title, {server: value}, ideal, {server: bar label suffix}): req/s per wrk scenario,
-    # then events/s of sse-tokens and KiB per connection of idle-10k.
+    # then events/s of the sse scenarios, tokens/s of the llm ones and KiB per connection of
+    # idle-10k.
     panels: list[tuple[str, dict[str, float], float | None, dict[str, str]]] = []
     for name in settings["scenarios"]:
         values = {s: summary[(name, s)].rps for s in settings["servers"] if (name, s) in summary}
@@ -53,6 +54,12 @@ def write_chart(path: Path, data: dict) -> bool:
         ideal = SCENARIOS[name].ideal_rps
         if values:
             panels.append((f"{name}: events/s (- - ideal {ideal / 1000:g}k)", values, ideal, {}))
+    for name in loadgen_scenarios("llm", settings["scenarios"]):
+        values = {s: loadgen[(name, s)]["tokens_per_s"] for s in settings["servers"]
+                  if (name, s) in loadgen}
+        ideal = SCENARIOS[name].ideal_rps
+        if values:
+            panels.append((f"{name}: tokens/s (- - ideal {ideal / 1000:g}k)", values, ideal, {}))
     if name := loadgen_scenario("idle", settings["scenarios"]):
         found = {s: loadgen[(name, s)] for s in settings["servers"] if (name, s) in loadgen}
         values = {s: g["kib_per_connection"] for s, g in found.items()}

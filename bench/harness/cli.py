@@ -25,7 +25,7 @@ from .campaign import measure_app_costs, run_campaign
 from .chart import write_chart
 from .environment import environment_info
 from .report import print_tables, write_markdown
-from .scenarios import CANCEL_CONCURRENCY, CANCEL_REQUESTS, SCENARIOS
+from .scenarios import CANCEL_CONCURRENCY, CANCEL_REQUESTS, LOADGEN_KINDS, SCENARIOS
 from .servers import ALL_SERVERS, missing_requirements, raise_fd_limit
 from .tls import TLS_KEY_DESCRIPTION, certificates
 
@@ -60,18 +60,18 @@ def parse_args(argv: list[str], description: str = "") -> argparse.Namespace:
                         help=f"comma-separated, default all: {','.join(SCENARIOS)}")
     parser.add_argument("--servers", type=_csv(ALL_SERVERS), default=list(ALL_SERVERS),
                         help=f"comma-separated, default {','.join(ALL_SERVERS)}"
-                        " (hyper, the ceiling, runs hello, slow-100ms and the sse scenarios;"
+                        " (hyper, the ceiling, runs hello, slow-100ms and the sse-* scenarios;"
                         " hypercorn only the tls and h2 ones; uvicorn no h2 one; gunicorn only"
                         " the wsgi ones, which run on ferricorn, granian and gunicorn)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--duration", type=float, default=5.0,
                         help="seconds per measured wrk, h2load or ws-echo run (default 5; the"
-                        " loadgen scenarios sse-tokens, sse-10k and idle-10k have a fixed size)")
+                        " loadgen scenarios sse-*, llm-sse-* and idle-10k have a fixed size)")
     parser.add_argument("--warmup", type=float, default=1.0,
                         help="seconds of wrk (or h2load, ws-echo) warm-up before each"
                         " measured run"
-                        " (default 1; 0: none; the sse scenarios warm up with 100 short"
-                        " streams, idle-10k not)")
+                        " (default 1; 0: none; the sse and llm-sse scenarios warm up with 100"
+                        " short streams, idle-10k not)")
     parser.add_argument("--threads", type=int, default=1,
                         help="wrk (and h2load) threads (default 1)")
     parser.add_argument("--no-app-cost", dest="app_cost", action="store_false",
@@ -121,7 +121,7 @@ def main(argv: list[str], description: str = "") -> int:
         problems = missing_requirements(args.servers, args.scenarios)
         # Servers inherit the limit: one descriptor per connection, plus 1,024 to spare.
         loadgen_runs = [SCENARIOS[n] for n in args.scenarios
-                        if SCENARIOS[n].kind in ("sse", "idle", "ws")]
+                        if SCENARIOS[n].kind in LOADGEN_KINDS]
         if loadgen_runs:
             biggest = max(loadgen_runs, key=lambda s: s.connections)
             if problem := raise_fd_limit(biggest.connections + 1024, biggest.name):

@@ -1,9 +1,10 @@
-"""loadgen (bench/loadgen.rs): the drivers of the sse, ws and idle scenarios, and the parser
-of loadgen's output.
+"""loadgen (bench/loadgen.rs): the drivers of the sse, llm, ws and idle scenarios, and the
+parser of loadgen's output.
 
 Owns starting loadgen, sampling the server's RSS and descriptors while it runs, reading its
 JSON result line (``parse_loadgen``) and turning it into the figures of a ``Run``
-(``measure_sse``, ``measure_ws``, ``measure_idle``, including the idle stall detection).
+(``measure_sse``, ``measure_llm`` with ``llm_figures``, ``measure_ws``, ``measure_idle``,
+including the idle stall detection), and the llm scenarios' request files.
 Must not start or stop servers, nor render reports; loadgen itself is built by
 ``cargo build --release --example loadgen`` (bench/bench.mk), never from here.
 """
@@ -26,10 +27,12 @@ from .scenarios import (
     FD_SAMPLE_EVERY,
     IDLE_SETTLE_S,
     IDLE_STALL_S,
+    LLM_WARMUP_TOKENS,
     LOADGEN_TIMEOUT_S,
     RSS_SAMPLE_S,
     WS_MESSAGE_BYTES,
     Scenario,
+    llm_request,
 )
 from .servers import child_setup, loadgen_binary
 
@@ -195,6 +198,88 @@ def measure_sse(
     run.rss_mib = round(rss_peak, 1)
     run.ok = events > 0
     run.error = None if run.ok else "no event delivered"
+
+
+def llm_command(binary: str, port: int, scenario: Scenario, body_file: Path,
+                clients: int) -> list[str]:
+    """``loadgen sse`` POSTing ``body_file`` (JSON) to the llm scenario's path."""
+    return [binary, "sse", "--port", str(port), "--path", scenario.load_path or scenario.path,
+            "--clients", str(clients), "--method", scenario.method, "--body-file", str(body_file),
+            "--content-type", scenario.content_type or "application/json"]
+
+
+def write_llm_request(log_dir: Path, name: str, max_tokens: int) -> Path:
+    """Write the llm request asking for ``max_tokens`` tokens to ``log_dir``; return its path.
+
+    The content is fixed (scenarios.llm_request), so rewriting it for every run is harmless.
+    """
+    path = log_dir / f"{name}.request-{max_tokens}.json"
+    path.write_bytes(llm_request(max_tokens))
+    return path
+
+
+def llm_figures(load: SampledLoad) -> dict[str, float]:
+    """The figures of an llm run from ``loadgen sse``'s line and the server's samples.
+
+    Tokens are loadgen's ``tokens``: the events with a ``data:`` field in the decoded bodies,
+    less the ``data: [DONE]`` ones (loadgen's raw ``events`` also counts [DONE] and the last
+    chunk of every stream, and is not used here). A stream completed when it ended with
+    status 200 after its ``[DONE]`` (``done``).
+    """
+    result = load.result
+    clients, seconds, tokens = result["clients"], result["seconds"], result["tokens"]
+    open_peak = load.open_peak(clients)
+    return {
+        "clients": clients,
+        "completed": result["done"],
+        "ended": result["ended"],
+        "status_errors": result["status_errors"],
+        "failed": result["failed"],
+        "tokens": tokens,
+        "seconds": seconds,
+        "tokens_per_s": tokens / seconds if seconds else 0.0,
+        "ttft_p50_ms": result["ttft_p50_ms"],
+        "ttft_p99_ms": result["ttft_p99_ms"],
+        "ttft_max_ms": result["ttft_max_ms"],
+        "token_delay_p50_ms": result["token_delay_p50_ms"],
+        "token_delay_p99_ms": result["token_delay_p99_ms"],
+        "token_delay_max_ms": result["token_delay_max_ms"],
+        "stream_p50_ms": result["stream_p50_ms"],
+        "stream_p99_ms": result["stream_p99_ms"],
+        "rss_before_mib": round(load.rss_before, 2),
+        "rss_peak_mib": round(load.rss_peak, 2),
+        "open_peak": open_peak,
+        "kib_per_stream": (load.rss_peak - load.rss_before) * 1024 / (open_peak or clients),
+        "cpu_us_per_token": load.cpu / tokens * 1e6 if tokens else 0.0,
+        "cpu_utilisation": load.cpu / seconds if seconds else 0.0,
+        "loadgen_cpu_utilisation": load.loadgen_cpu / seconds if seconds else 0.0,
+    }
+
+
+def measure_llm(
+    run: Run, proc: subprocess.Popen, scenario: Scenario, port: int, args: argparse.Namespace,
+    log_dir: Path, stem: str,
+) -> None:
+    """``scenario.connections`` clients POST an LLM completion request at once, each reading
+    the streamed tokens to the end (``loadgen sse --method POST --body-file ...``), after a
+    warm-up of 100 streams of LLM_WARMUP_TOKENS tokens. The request files are written to
+    ``log_dir``. The server is sampled as in ``measure_sse``."""
+    binary = str(loadgen_binary())
+    if args.warmup > 0:
+        warm_body = write_llm_request(log_dir, scenario.name, LLM_WARMUP_TOKENS)
+        warm = llm_command(binary, port, scenario, warm_body, 100)
+        finish_loadgen(start_loadgen(warm, args), proc, "sse", log_dir, f"{stem}.warmup")
+    body = write_llm_request(log_dir, scenario.name, scenario.events)
+    command = llm_command(binary, port, scenario, body, scenario.connections)
+    run.loadgen_command = shlex.join(command)
+    load = run_sampled_loadgen(command, "sse", proc, args, log_dir, stem)
+    run.loadgen_output = load.result
+    run.loadgen = llm_figures(load)
+    run.rss_mib = round(load.rss_peak, 1)
+    run.ok = run.loadgen["tokens"] > 0
+    if not run.ok:
+        run.error = (f"no token delivered ({run.loadgen['status_errors']:.0f} error statuses,"
+                     f" {run.loadgen['failed']:.0f} clients without a response)")
 
 
 def measure_ws(

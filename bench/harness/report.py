@@ -23,10 +23,13 @@ from .scenarios import (
     FD_SAMPLE_EVERY,
     IDLE_SETTLE_S,
     IDLE_STALL_S,
+    LLM_PROMPT_CHARS,
+    LOADGEN_KINDS,
     OVERLOAD_LIMIT,
     RSS_SAMPLE_S,
     SCENARIOS,
     WS_MESSAGE_BYTES,
+    llm_request,
     loadgen_scenario,
     loadgen_scenarios,
     sse_delay_target_ms,
@@ -41,6 +44,8 @@ from .tables import (
     cancel_rows,
     comparison_columns,
     idle_rows,
+    llm_header,
+    llm_rows,
     loadgen_comparison,
     markdown_table,
     measured_servers,
@@ -155,7 +160,8 @@ def loadgen_sections(data: dict, table: Callable, prose: bool) -> list[str]:
     scenarios, servers = settings["scenarios"], settings["servers"]
     summary = summarise_loadgen([Run(**r) for r in data["runs"]])
     sses, idle = loadgen_scenarios("sse", scenarios), loadgen_scenario("idle", scenarios)
-    if not any(k[0] in (*sses, idle) for k in summary):
+    llms = loadgen_scenarios("llm", scenarios)
+    if not any(k[0] in (*sses, *llms, idle) for k in summary):
         return []
     lines = ["## Streams and idle connections", ""]
     if prose:
@@ -194,6 +200,37 @@ def loadgen_sections(data: dict, table: Callable, prose: bool) -> list[str]:
                 "",
             ]
         lines += [table(sse_header(sse), rows), ""]
+    for llm in llms:
+        if not (rows := llm_rows(summary, llm, servers)):
+            continue
+        scenario = SCENARIOS[llm]
+        interval_ms = scenario.interval_s * 1000
+        lines += [f"### {llm}", ""]
+        if prose:
+            lines += [
+                f"{scenario.connections:,} concurrent clients each POST a"
+                f" {len(llm_request(scenario.events)):,}-byte JSON completion request (OpenAI"
+                f" style, a {LLM_PROMPT_CHARS:,}-character prompt) to `bench/apps/llm_sse.py`,"
+                " a FastAPI app that"
+                " validates it with pydantic and streams the answer through starlette's"
+                f" `StreamingResponse`: {scenario.events} `data: {{...}}` completion chunks"
+                f" {interval_ms:g} ms apart, then `data: [DONE]`. The ideal is"
+                f" {scenario.ideal_rps:,.0f} tokens/s. tokens/s counts the token events"
+                " loadgen parsed from the decoded bodies (not `[DONE]`, not the chunked"
+                " encoding's last chunk) over loadgen's wall time, connection set-up included."
+                " TTFT (time to first token) runs from just before the client's connect to the"
+                " read that ends its first token event, so connecting, sending the request and"
+                " the app's parsing and validation are in it. The inter-token delays are the"
+                " gaps between consecutive tokens of a stream as the client reads them; the"
+                f" target is a p99 of at most {sse_delay_target_ms(scenario):g} ms. streams"
+                " done: streams that ended with status 200 after their `[DONE]`; stream p99:"
+                " from the connect to the end of the body. RSS, open at once and KiB/stream are"
+                " measured as for the sse scenarios; CPU us/token is the server's CPU time"
+                " during the run per token delivered. Every server keeps its defaults, so"
+                " Granian holds at most 1,024 streams at once (its `--backpressure`).",
+                "",
+            ]
+        lines += [table(llm_header(llm), rows), ""]
     if idle and (rows := idle_rows(summary, idle, servers)):
         scenario = SCENARIOS[idle]
         lines += [f"### {idle}", ""]
@@ -218,8 +255,8 @@ def loadgen_sections(data: dict, table: Callable, prose: bool) -> list[str]:
         lines += [f"### Side by side ({settings['baseline']} / other)", ""]
         if prose:
             lines += [
-                "Ratios only where they mean something: events/s above 1, KiB and CPU below 1"
-                f" favour {settings['baseline']}.",
+                "Ratios only where they mean something: events/s and tokens/s above 1, times"
+                f" (TTFT, delays), RSS, KiB and CPU below 1 favour {settings['baseline']}.",
                 "",
             ]
         lines += [table(header, rows), ""]
@@ -288,7 +325,7 @@ def write_markdown(path: Path, data: dict, chart: Path | None) -> None:
         f"server on CPUs {settings['server_cpus']}, wrk on CPUs {settings['wrk_cpus']}"
         if settings["server_cpus"] else "none (scheduler's choice)"
     )
-    loadgen_used = [n for n in scenarios if SCENARIOS[n].kind in ("sse", "idle", "ws")]
+    loadgen_used = [n for n in scenarios if SCENARIOS[n].kind in LOADGEN_KINDS]
     wrk_used = [n for n in scenarios if SCENARIOS[n].kind in ("wrk", "overload")]
     h2load_used = [n for n in scenarios if SCENARIOS[n].kind == "h2load"]
     timed = wrk_used + h2load_used + [n for n in scenarios if SCENARIOS[n].kind == "ws"]

@@ -82,8 +82,9 @@ class Scenario:
     content_type: str | None = None
     ideal_rps: float | None = None  # when the app itself bounds the throughput (events/s: sse)
     wrk_timeout_s: int = 5
-    # The load generator: "wrk", "h2load", or a loadgen mode ("sse", "idle", "ws"); "cancel"
-    # and "overload" have drivers of their own.
+    # The load generator: "wrk", "h2load", or a loadgen mode ("sse", "idle", "ws"); "llm" is
+    # loadgen sse POSTing a JSON request (measure_llm); "cancel" and "overload" have drivers
+    # of their own.
     kind: str = "wrk"
     tls: bool = False  # served over TLS with the run's self-signed certificate (https://)
     http2: bool = False  # HTTP/2 (h2load): h2c by prior knowledge, or ALPN h2 with ``tls``
@@ -91,8 +92,8 @@ class Scenario:
     headers: tuple[str, ...] = ()  # extra request headers wrk sends, "Name: value"
     load_path: str | None = None  # loadgen's request path, when it differs from ``path``
     hold_s: float = 0.0  # idle: seconds loadgen holds the connections once all are open
-    events: int = 0  # sse: events per stream (the app's ``n``)
-    interval_s: float = 0.0  # sse: seconds between two events of a stream (``interval``)
+    events: int = 0  # sse: events per stream (the app's ``n``); llm: tokens (``max_tokens``)
+    interval_s: float = 0.0  # sse, llm: seconds between two events (tokens) of a stream
     # The hyper ceiling's flags for this scenario (bench/hyper_hello.rs), or None where
     # there is no pure-Rust equivalent of the app to compare with.
     ceiling: tuple[str, ...] | None = None
@@ -121,6 +122,18 @@ SSE_2K_STREAMS = 2_000
 SSE_10K_STREAMS = 10_000
 SSE_10K_EVENTS = 40
 SSE_10K_INTERVAL_S = 0.05
+# llm-sse-1k and llm-sse-5k: an OpenAI-style completions endpoint (bench/apps/llm_sse.py,
+# FastAPI) with this many clients at once; each POSTs a ~2 KB JSON request (llm_request) and
+# reads LLM_TOKENS tokens LLM_TOKEN_INTERVAL_S apart (the app's TOKEN_INTERVAL_S), then
+# `data: [DONE]`. The readiness check asks for LLM_CHECK_TOKENS tokens, the warm-up's 100
+# streams for LLM_WARMUP_TOKENS.
+LLM_1K_STREAMS = 1_000
+LLM_5K_STREAMS = 5_000
+LLM_TOKENS = 100
+LLM_TOKEN_INTERVAL_S = 0.02
+LLM_PROMPT_CHARS = 1_800
+LLM_CHECK_TOKENS = 3
+LLM_WARMUP_TOKENS = 10
 # ws-echo: the WebSocket clients, each doing sequential echo round trips of a message this big.
 WS_CLIENTS = 100
 WS_MESSAGE_BYTES = 32
@@ -188,6 +201,92 @@ def token_streams(
         ideal_rps=ideal,
         check=expect_body(b"data: tok0\n\ndata: tok1\n\ndata: tok2\n\n"),
         ceiling=(),
+    )
+
+
+def llm_prompt() -> str:
+    """The completion requests' prompt: LLM_PROMPT_CHARS characters of fixed text."""
+    tickets = " ".join(
+        f"Ticket {i:03d}: after the nightly backup the export job stalls at 80%, the"
+        " dashboard shows no error and a restart of the worker clears it until the next night."
+        for i in range(1, 40)
+    )
+    return ("Summarise the support tickets below in two sentences, keeping the product names."
+            f"\n\n{tickets}")[:LLM_PROMPT_CHARS]
+
+
+def llm_request(max_tokens: int) -> bytes:
+    """The JSON body every llm-sse client POSTs (about 2 KB, the same bytes every time)."""
+    request = {
+        "model": "bench-llm-7b-instruct",
+        "prompt": llm_prompt(),
+        "max_tokens": max_tokens,
+        "temperature": 0.7,
+        "top_p": 0.95,
+        "stop": ["\n\n", "###", "</s>"],
+        "stream": True,
+        "stream_options": {"include_usage": False},
+        "logit_bias": {"50256": -100.0, "198": -2.5},
+        "metadata": {"user": "bench-user-0001", "session": "7f3c2a9e-5b1d-4e8f-9a6c-0d2b4e6f8a1c",
+                     "tags": ["support", "summary", "batch-7"]},
+    }
+    return json.dumps(request, separators=(",", ":")).encode()
+
+
+def expect_completion_stream(tokens: int) -> Check:
+    """A check that wants status 200 and a completion event stream: ``tokens`` events
+    ``data: {json}`` with ``choices[0].text``, then ``data: [DONE]``."""
+
+    def check(status: int, body: bytes) -> str | None:
+        if status != 200:
+            return f"status {status}, expected 200: {body[:200]!r}"
+        events = [e for e in body.decode(errors="replace").split("\n\n") if e]
+        if events[-1:] != ["data: [DONE]"]:
+            return f"the stream does not end with data: [DONE]: {body[-80:]!r}"
+        if len(events) - 1 != tokens:
+            return f"{len(events) - 1} token events, expected {tokens}"
+        for event in events[:-1]:
+            try:
+                if not event.startswith("data: "):
+                    raise ValueError(event)
+                text = json.loads(event[len("data: "):])["choices"][0]["text"]
+            except (ValueError, KeyError, IndexError, TypeError):
+                return f"not a completion chunk: {event[:120]!r}"
+            if not isinstance(text, str):
+                return f"choices[0].text is not a string: {event[:120]!r}"
+        return None
+
+    return check
+
+
+def llm_streams(name: str, streams: int) -> Scenario:
+    """An llm scenario: ``streams`` loadgen clients at once, each POSTing llm_request to
+    bench/apps/llm_sse.py and reading LLM_TOKENS tokens LLM_TOKEN_INTERVAL_S apart.
+
+    No hyper ceiling (``ceiling`` None), no TLS or HTTP/2: servers.serves runs it on
+    ferricorn, Granian and uvicorn."""
+    ideal = streams / LLM_TOKEN_INTERVAL_S
+    return Scenario(
+        name=name,
+        app="bench.apps.llm_sse:app",
+        summary=f"FastAPI `POST /v1/completions`: {streams:,} concurrent clients each POST a"
+        f" {len(llm_request(LLM_TOKENS)):,}-byte JSON request (pydantic) and read a"
+        f" text/event-stream of {LLM_TOKENS} OpenAI-style completion chunks"
+        f" {LLM_TOKEN_INTERVAL_S * 1000:g} ms apart, then `data: [DONE]` (loadgen sse --method"
+        f" POST); ideal {ideal:,.0f} tokens/s, target p99 inter-token delay"
+        f" <= {2 * LLM_TOKEN_INTERVAL_S * 1000:g} ms; time to first token, RSS per stream",
+        kind="llm",
+        method="POST",
+        path="/v1/completions",
+        # The readiness check's request; the load's (LLM_TOKENS tokens) is written to a file
+        # at run time (loadgen.measure_llm).
+        body=llm_request(LLM_CHECK_TOKENS),
+        content_type="application/json",
+        connections=streams,
+        events=LLM_TOKENS,
+        interval_s=LLM_TOKEN_INTERVAL_S,
+        ideal_rps=ideal,
+        check=expect_completion_stream(LLM_CHECK_TOKENS),
     )
 
 
@@ -358,6 +457,8 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         token_streams("sse-2k", SSE_2K_STREAMS, SSE_10K_EVENTS, SSE_10K_INTERVAL_S),
         token_streams("sse-10k", SSE_10K_STREAMS, SSE_10K_EVENTS, SSE_10K_INTERVAL_S),
+        llm_streams("llm-sse-1k", LLM_1K_STREAMS),
+        llm_streams("llm-sse-5k", LLM_5K_STREAMS),
         Scenario(
             name="ws-echo",
             app="bench.apps.ws_echo:app",
@@ -411,6 +512,10 @@ SCENARIOS: dict[str, Scenario] = {
         ),
     ]
 }
+
+
+# The kinds measured with loadgen (bench/loadgen.rs), which needs building and many descriptors.
+LOADGEN_KINDS = frozenset({"sse", "llm", "idle", "ws"})
 
 
 def loadgen_scenario(kind: str, scenarios: list[str]) -> str | None:

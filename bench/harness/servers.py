@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import REPO
-from .scenarios import SCENARIOS, Scenario
+from .scenarios import LOADGEN_KINDS, SCENARIOS, Scenario
 from .tls import TlsFiles, client_context, describe_tls, server_tls_flags
 
 HOST = "127.0.0.1"
@@ -53,7 +53,7 @@ def hyper_binary() -> Path:
 
 
 def loadgen_binary() -> Path:
-    """The load generator for the sse-tokens and idle-10k scenarios (bench/loadgen.rs)."""
+    """The load generator of the sse, llm, ws and idle scenarios (bench/loadgen.rs)."""
     return example_binary("loadgen")
 
 
@@ -157,7 +157,7 @@ def missing_requirements(servers: list[str], scenarios: list[str]) -> list[str]:
                         " (apt-get install openssl)")
     if any(s.http2 for s in selected) and importlib.util.find_spec("h2") is None:
         problems.append(f"h2 is not installed in {sys.prefix} (the HTTP/2 readiness check)")
-    if kinds & {"sse", "idle", "ws"} and not loadgen_binary().exists():
+    if kinds & LOADGEN_KINDS and not loadgen_binary().exists():
         problems.append(
             f"{loadgen_binary()} is missing (cargo build --release --example loadgen)"
         )

@@ -1,7 +1,7 @@
 """The report's tables: headers, rows and the two ways to draw them (text and Markdown).
 
 Owns the cell formats (``fmt_rps``, ``ratio``), each table's header and its rows from the
-medians (results, ratios, app cost, sse, idle, side by side, cancel, overload), and
+medians (results, ratios, app cost, sse, llm, idle, side by side, cancel, overload), and
 ``text_table`` / ``markdown_table``. Must not read files, measure, or write prose: the
 sections around the tables are in report.
 """
@@ -145,6 +145,17 @@ def sse_header(name: str) -> list[str]:
         "RSS before MiB", "RSS peak MiB", "KiB/stream", "CPU us/event", "rounds", "notes",
     ]
 
+
+def llm_header(name: str) -> list[str]:
+    """Header of the table of the llm scenario ``name`` (its own inter-token target)."""
+    return [
+        "server", "tokens/s", "of ideal", "TTFT p50 ms", "TTFT p99 ms", "inter-token p50 ms",
+        "inter-token p99 ms", f"p99 <= {sse_delay_target_ms(SCENARIOS[name]):g} ms",
+        "streams done", "stream p99 s", "open at once", "RSS before MiB", "RSS peak MiB",
+        "KiB/stream", "CPU us/token", "rounds", "notes",
+    ]
+
+
 IDLE_HEADER = [
     "server", "open", "accepted", "open in s", "RSS before MiB", "RSS open MiB", "KiB/conn",
     "requests", "req p50 ms", "req max ms", "still open", "rounds", "notes",
@@ -174,6 +185,38 @@ def sse_rows(summary: LoadgenSummary, name: str, servers: list[str]) -> list[lis
             f"{g['open_peak']:,.0f}" if "open_peak" in g else "-",
             f"{g['rss_before_mib']:.1f}", f"{g['rss_peak_mib']:.1f}",
             f"{g['kib_per_stream']:.1f}", f"{g['cpu_us_per_event']:.1f}",
+            f"{g['rounds']:.0f}", ", ".join(notes),
+        ])
+    return rows
+
+
+def llm_rows(summary: LoadgenSummary, name: str, servers: list[str]) -> list[list[str]]:
+    """Rows of an llm scenario's table: one per server measured."""
+    ideal = SCENARIOS[name].ideal_rps
+    target = sse_delay_target_ms(SCENARIOS[name])
+    rows = []
+    for server in servers:
+        g = summary.get((name, server))
+        if g is None:
+            continue
+        notes = []
+        if g["completed"] < g["clients"]:
+            notes.append(f"{g['clients'] - g['completed']:,.0f} streams incomplete")
+        if g.get("status_errors"):
+            notes.append(f"{g['status_errors']:,.0f} error statuses")
+        if g.get("failed"):
+            notes.append(f"{g['failed']:,.0f} clients without a response")
+        if g["open_peak"] < 0.9 * g["clients"]:
+            notes.append(f"at most {g['open_peak']:,.0f} streams open at once")
+        rows.append([
+            server, fmt_rps(g["tokens_per_s"]),
+            f"{g['tokens_per_s'] / ideal:.0%}" if ideal else "-",
+            f"{g['ttft_p50_ms']:.1f}", f"{g['ttft_p99_ms']:.1f}",
+            f"{g['token_delay_p50_ms']:.2f}", f"{g['token_delay_p99_ms']:.2f}",
+            "yes" if g["token_delay_p99_ms"] <= target else "no",
+            f"{g['completed']:,.0f}/{g['clients']:,.0f}", f"{g['stream_p99_ms'] / 1000:.2f}",
+            f"{g['open_peak']:,.0f}", f"{g['rss_before_mib']:.1f}", f"{g['rss_peak_mib']:.1f}",
+            f"{g['kib_per_stream']:.1f}", f"{g['cpu_us_per_token']:.1f}",
             f"{g['rounds']:.0f}", ", ".join(notes),
         ])
     return rows
@@ -233,6 +276,19 @@ def loadgen_comparison(
             (sse, "kib_per_stream", f"{sse}: KiB per open stream (peak)", "{:.1f}".format,
              True),
             (sse, "cpu_us_per_event", f"{sse}: CPU us/event", "{:.1f}".format, True),
+        ]
+    for llm in loadgen_scenarios("llm", scenarios):
+        specs += [
+            (llm, "tokens_per_s", f"{llm}: tokens/s (higher is better)", fmt_rps, True),
+            (llm, "ttft_p50_ms", f"{llm}: time to first token p50 ms", "{:.1f}".format, True),
+            (llm, "ttft_p99_ms", f"{llm}: time to first token p99 ms", "{:.1f}".format, True),
+            (llm, "token_delay_p99_ms", f"{llm}: p99 inter-token delay ms (target <="
+             f" {sse_delay_target_ms(SCENARIOS[llm]):g})", "{:.2f}".format, True),
+            (llm, "completed", f"{llm}: streams completed", "{:,.0f}".format, False),
+            (llm, "rss_peak_mib", f"{llm}: RSS peak MiB", "{:.1f}".format, True),
+            (llm, "kib_per_stream", f"{llm}: KiB per open stream (peak)", "{:.1f}".format,
+             True),
+            (llm, "cpu_us_per_token", f"{llm}: CPU us/token", "{:.1f}".format, True),
         ]
     if idle := loadgen_scenario("idle", scenarios):
         specs += [
