@@ -491,7 +491,9 @@ OPTIONS: tuple[Option, ...] = (
            "Python and the app set it (an app that changed the thresholds keeps them either "
            "way).", "Engine", choices=("adaptive", "python"), applies=WORKER),
     Option("engine_threads", None, "Threads of the Rust I/O engine; 0 runs it on the "
-           "event-loop thread (fastest for an ASGI app when the worker gets about one core). "
+           "event-loop thread (fastest for an ASGI app when the worker gets about one core), "
+           "moving it to a thread of its own while many streams saturate that thread, if a "
+           "core is spare (fewer workers than cores). "
            "A WSGI app's threads need the GIL the loop thread would take for every turn, so "
            "it gets an engine thread.", "Engine", _int_in(0),
            metavar="N",

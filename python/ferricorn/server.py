@@ -201,8 +201,12 @@ async def serve(config: Config, app: Any, control: Control | None = None) -> int
     loop.add_reader(doorbell, server.on_readable)
     periodic: list[_Every] = []
     if server.local:
-        # The engine's timers (keep-alive, header read) only fire when it turns.
-        periodic.append(_Every(loop, _ENGINE_TICK, server.turn))
+        # The engine's timers (keep-alive, header read) only fire when it turns; the tick
+        # also moves it to a thread of its own while streams saturate this one, if a core
+        # is spare for it.
+        if _spare_core(config):
+            server.enable_assist()
+        periodic.append(_Every(loop, _ENGINE_TICK, server.tick))
     watchdog = None
     if config.blocked_loop_warning:
         watchdog = LoopWatchdog(loop, config.blocked_loop_warning, server.add_loop_blocked)
@@ -307,6 +311,16 @@ def _reload_tls(server: Any, signal_name: str) -> None:
     if files is not None:
         logger.info("%s: reloaded the TLS certificate %s and key %s; new connections use "
                     "them", signal_name, *files)
+
+
+def _spare_core(config: Config) -> bool:
+    """Whether this worker's engine may take a core besides the loop thread's: fewer workers
+    than the cores this process may run on."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return (config.workers or 1) < cores
 
 
 class _Every:

@@ -106,6 +106,17 @@ impl Gather {
         }
     }
 
+    /// Hands over every held waker now (the engine is leaving the loop thread).
+    pub(super) fn release_all(&self, wakes: &mut Vec<Waker>) {
+        let mut s = self.lock();
+        wakes.append(&mut s.held);
+        s.held_since = None;
+        if s.armed {
+            s.armed = false;
+            self.alarm.disarm();
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -14,13 +14,14 @@
 //!
 //! Python objects are created and dropped on the loop thread only.
 
+mod assist;
 mod engine_config;
 mod gather;
 pub mod processes;
 mod server;
 mod wake;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Waker;
 use std::time::Duration;
@@ -60,6 +61,10 @@ pub struct EventQueue {
     local: AtomicBool,
     /// Local mode only: mid-body chunks of busy streams, held to leave in fewer writes.
     gather: Option<gather::Gather>,
+    /// Mid-body chunks that woke (or would have woken) the engine, for the assist policy.
+    chunk_wakes: AtomicU64,
+    /// The doorbell was rung since the loop last cleared it.
+    rang: AtomicBool,
     /// Set by the loop thread just before it sleeps on the doorbell.
     sleeping: AtomicBool,
     doorbell: wake::Doorbell,
@@ -75,6 +80,8 @@ impl EventQueue {
             turn_due: AtomicBool::new(false),
             local: AtomicBool::new(false),
             gather: gather::Gather::new(),
+            chunk_wakes: AtomicU64::new(0),
+            rang: AtomicBool::new(false),
             sleeping: AtomicBool::new(true),
             doorbell: wake::Doorbell::new()?,
             wsgi: OnceLock::new(),
@@ -85,7 +92,38 @@ impl EventQueue {
     /// engine wakes from the app can wait for the next turn.
     fn set_local(&self) {
         self.sleeping.store(false, Ordering::SeqCst);
+        self.turn_due.store(false, Ordering::SeqCst);
         self.local.store(true, Ordering::SeqCst);
+    }
+
+    /// Local mode handed to the assistant thread: wakes go straight to the engine again and
+    /// the loop drains the queue as in threaded mode (it is awake now). Returns the wakes
+    /// deferred or held so far, for the caller to wake.
+    fn set_assisted(&self) -> Vec<Waker> {
+        self.local.store(false, Ordering::SeqCst);
+        self.sleeping.store(false, Ordering::SeqCst);
+        let mut wakes = std::mem::take(
+            &mut *self
+                .deferred_wakes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        if let Some(gather) = &self.gather {
+            gather.release_all(&mut wakes);
+        }
+        wakes
+    }
+
+    /// Mid-body chunk wakes so far.
+    fn chunk_wakes(&self) -> u64 {
+        self.chunk_wakes.load(Ordering::Relaxed)
+    }
+
+    /// Clears the doorbell if it was rung (local mode watches it beside the engine).
+    fn clear_doorbell_if_rung(&self) {
+        if self.rang.swap(false, Ordering::SeqCst) {
+            self.doorbell.clear();
+        }
     }
 
     /// Local mode: a turn begins; hands over the wakes deferred since the last one.
@@ -121,6 +159,7 @@ impl EventQueue {
         // Pushed before the check: if the loop set `sleeping` after our push, it re-checks
         // the queue and finds the event; if before, we see the flag and ring.
         if self.sleeping.swap(false, Ordering::SeqCst) {
+            self.rang.store(true, Ordering::SeqCst);
             self.doorbell.ring();
         }
     }
@@ -169,6 +208,7 @@ impl AppWaker for EventQueue {
     }
 
     fn wake_engine_soon(&self, waker: Waker) {
+        self.chunk_wakes.fetch_add(1, Ordering::Relaxed);
         let waker = match &self.gather {
             Some(gather) if self.local.load(Ordering::Relaxed) => gather.hold(waker),
             _ => Some(waker),

@@ -13,6 +13,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use super::assist::{AssistPolicy, Verdict};
 use super::engine_config::{engine_config, engine_error};
 use super::{seconds, Event, EventQueue};
 use crate::access_log::{AccessLog, AccessTarget};
@@ -51,6 +52,8 @@ pub struct Server {
     wsgi: Option<Py<WsgiHost>>,
     /// `--timeout-request`.
     request_timeout: Option<Duration>,
+    /// Local mode with a spare core: when to hand the engine to its assistant thread.
+    assist: Option<AssistPolicy>,
 }
 
 #[pymethods]
@@ -121,6 +124,10 @@ impl Server {
             if let Some(alarm) = queue.gather_fd() {
                 engine.watch_fd(alarm).map_err(engine_error)?;
             }
+            // While an assistant thread drives the engine, events ring the doorbell.
+            engine
+                .watch_fd(queue.doorbell.fileno())
+                .map_err(engine_error)?;
         }
         Ok(Server {
             engine: Some(engine),
@@ -141,6 +148,7 @@ impl Server {
             metrics,
             wsgi,
             request_timeout,
+            assist: None,
         })
     }
 
@@ -152,17 +160,70 @@ impl Server {
 
     /// `add_reader` callback: the engine rang.
     fn on_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
-        if slf.borrow().local_fd.is_some() {
-            return Self::turn(slf);
+        {
+            let this = slf.borrow();
+            if this.local_fd.is_some() && !this.assisted() {
+                this.queue.clear_doorbell_if_rung();
+                drop(this);
+                return Self::turn(slf);
+            }
+            this.queue.doorbell.clear();
         }
-        slf.borrow().queue.doorbell.clear();
         Self::_poll(slf)
     }
 
+    /// Local mode, where a core is spare for it: lets the engine move to an assistant
+    /// thread while streams keep the loop thread saturated (see `bridge/assist.rs`). Python
+    /// calls it when there are fewer workers than usable cores. No effect otherwise.
+    fn enable_assist(&mut self) {
+        if self.local_fd.is_some() && self.wsgi.is_none() {
+            self.assist = Some(AssistPolicy::new(self.queue.chunk_wakes()));
+        }
+    }
+
+    /// Whether an assistant thread drives the engine now.
+    #[getter]
+    fn assisted(&self) -> bool {
+        self.engine.as_ref().is_some_and(Engine::assisted)
+    }
+
+    /// The periodic tick (every 50 ms): the engine's timers in local mode, and whether it
+    /// should move to or from its assistant thread.
+    fn tick(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let verdict = {
+            let mut this = slf.borrow_mut();
+            let chunks = this.queue.chunk_wakes();
+            let assisted = this.assisted();
+            match this.assist.as_mut() {
+                Some(policy) => policy.tick(chunks, assisted),
+                None => Verdict::Stay,
+            }
+        };
+        match verdict {
+            Verdict::Stay => {}
+            Verdict::Assist => return Self::hand_to_assistant(slf),
+            Verdict::Resume => {
+                let this = slf.borrow();
+                if let Some(engine) = &this.engine {
+                    py.detach(|| engine.set_assisted(false))
+                        .map_err(engine_error)?;
+                }
+                this.queue.set_local();
+                this.log(py, 10, "engine back on the loop thread: streams are calm")?;
+            }
+        }
+        Self::turn(slf)
+    }
+
     /// Local mode: run the engine until it is idle (GIL released), then start the requests
-    /// it produced. Also called by a periodic tick so the engine's timers fire.
+    /// it produced. Also called by a periodic tick so the engine's timers fire. Does
+    /// nothing while the assistant thread drives the engine.
     fn turn(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
+        if slf.borrow().assisted() {
+            return Ok(());
+        }
         let more = {
             let this = slf.borrow();
             let wakes = this.queue.begin_turn();
@@ -184,6 +245,10 @@ impl Server {
     }
 
     fn _turn_again(slf: &Bound<'_, Self>) -> PyResult<()> {
+        if slf.borrow().assisted() {
+            slf.borrow_mut().poll_scheduled = false;
+            return Ok(());
+        }
         slf.borrow_mut().poll_scheduled = false;
         Self::turn(slf)
     }
@@ -231,6 +296,12 @@ impl Server {
     /// rather than going to sleep on the doorbell.
     fn _poll(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
+        if slf.borrow().local_fd.is_some() && !slf.borrow().assisted() {
+            // Scheduled while the assistant drove the engine, which is back on this thread:
+            // turns drain the queue now.
+            slf.borrow_mut().poll_scheduled = false;
+            return Self::turn(slf);
+        }
         let mut this = slf.borrow_mut();
         this.poll_scheduled = false;
         let mut batch = std::mem::take(&mut this.batch);
@@ -311,6 +382,34 @@ impl Server {
 }
 
 impl Server {
+    /// Moves the local engine to its assistant thread: the wakes held or deferred for the
+    /// next turn go to the engine now, and the loop drains the queue as in threaded mode.
+    fn hand_to_assistant(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        {
+            let this = slf.borrow();
+            let wakes = this.queue.set_assisted();
+            if let Some(engine) = &this.engine {
+                py.detach(|| engine.set_assisted(true))
+                    .map_err(engine_error)?;
+            }
+            wakes.into_iter().for_each(std::task::Waker::wake);
+            this.log(
+                py,
+                10,
+                "engine handed to its assistant thread: streams keep the loop busy",
+            )?;
+        }
+        // The queue may hold events already; from now on the doorbell says when it does.
+        Self::_poll(slf)
+    }
+
+    fn log(&self, py: Python<'_>, level: i32, message: &str) -> PyResult<()> {
+        self.error_log
+            .call_method1(py, intern!(py, "log"), (level, message))?;
+        Ok(())
+    }
+
     /// Handles every event of `batch` (an error in one does not stop the others; the first
     /// is returned) and keeps the emptied vector for the next batch.
     fn handle_batch(&mut self, py: Python<'_>, mut batch: Vec<Event>) -> PyResult<()> {

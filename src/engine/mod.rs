@@ -14,6 +14,7 @@
 mod accept;
 mod activity;
 mod admission;
+mod assist;
 mod body;
 mod conn;
 mod error;
@@ -250,6 +251,21 @@ impl Engine {
             Some(r) => Ok(r.watch(fd)?),
             None => Ok(()),
         }
+    }
+
+    /// For an engine on the caller's thread: hands it to an assistant thread while the
+    /// caller is busy (`true`), or takes it back (`false`). Call between turns, without the
+    /// GIL; taking it back waits for the assistant to let go.
+    pub fn set_assisted(&self, on: bool) -> Result<(), Error> {
+        match &self.runtime {
+            Some(r) => Ok(r.set_assisted(on)?),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether an assistant thread drives the engine now (`turn` does nothing then).
+    pub fn assisted(&self) -> bool {
+        self.runtime.as_ref().is_some_and(|r| r.assisted())
     }
 
     /// For an engine on the caller's thread: runs it until it has nothing left to do right

@@ -20,9 +20,13 @@
 
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::runtime::Runtime;
+
+use super::assist::Assistant;
 
 /// Turns run at most this many rounds before handing back to the event loop.
 const MAX_ROUNDS_PER_TURN: usize = 8;
@@ -33,8 +37,13 @@ const MAX_ROUNDS_PER_TURN: usize = 8;
 const MAX_TURN_TIME: Duration = Duration::from_millis(10);
 
 pub(super) struct EngineRuntime {
-    tokio: Runtime,
+    /// Shared with the assistant, which drives it while the loop thread is busy.
+    tokio: Arc<Runtime>,
     local: Option<LocalPoll>,
+    /// Local mode: the thread that may drive the runtime instead of the loop thread.
+    assistant: Option<Assistant>,
+    /// The assistant drives the runtime: the loop thread must not turn it.
+    assisted: AtomicBool,
 }
 
 impl EngineRuntime {
@@ -44,7 +53,12 @@ impl EngineRuntime {
             .thread_name("ferricorn-engine")
             .enable_all()
             .build()?;
-        Ok(EngineRuntime { tokio, local: None })
+        Ok(EngineRuntime {
+            tokio: Arc::new(tokio),
+            local: None,
+            assistant: None,
+            assisted: AtomicBool::new(false),
+        })
     }
 
     pub(super) fn local() -> io::Result<Self> {
@@ -59,11 +73,41 @@ impl EngineRuntime {
             .into_iter()
             .filter(|fd| !before.contains(fd))
             .collect();
-        let local = LocalPoll::nest(&created)?;
+        let local = LocalPoll::nest(created)?;
+        let tokio = Arc::new(tokio);
         Ok(EngineRuntime {
+            assistant: Some(Assistant::spawn(tokio.clone())?),
             tokio,
             local: Some(local),
+            assisted: AtomicBool::new(false),
         })
+    }
+
+    /// Local mode: hands the runtime to the assistant thread (`true`) or takes it back to
+    /// the loop thread (`false`, waiting until the assistant lets go). While assisted, the
+    /// poll fd no longer follows the runtime's sockets and `turn()` does nothing. Loop thread
+    /// only, between turns, without the GIL.
+    pub(super) fn set_assisted(&self, on: bool) -> io::Result<()> {
+        let (Some(local), Some(assistant)) = (&self.local, &self.assistant) else {
+            return Ok(());
+        };
+        if on == self.assisted.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        if on {
+            local.follow_runtime(false)?;
+            self.assisted.store(true, Ordering::SeqCst);
+            assistant.start();
+        } else {
+            assistant.stop();
+            self.assisted.store(false, Ordering::SeqCst);
+            local.follow_runtime(true)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn assisted(&self) -> bool {
+        self.assisted.load(Ordering::SeqCst)
     }
 
     pub(super) fn tokio(&self) -> &Runtime {
@@ -83,7 +127,9 @@ impl EngineRuntime {
     }
 
     pub(super) fn turn(&self, wakes: Vec<std::task::Waker>) -> bool {
-        if self.local.is_none() {
+        // Threaded or assisted: another thread drives the runtime, and `block_on` here would
+        // wait for it.
+        if self.local.is_none() || self.assisted() {
             wakes.into_iter().for_each(std::task::Waker::wake);
             return false;
         }
@@ -122,17 +168,28 @@ impl EngineRuntime {
     }
 
     pub(super) fn shutdown(self, timeout: Duration) {
+        let EngineRuntime {
+            tokio, assistant, ..
+        } = self;
+        // The assistant lets go and ends first: it holds the runtime.
+        drop(assistant);
+        let Ok(tokio) = Arc::try_unwrap(tokio) else {
+            return;
+        };
         if timeout.is_zero() {
-            self.tokio.shutdown_background();
+            tokio.shutdown_background();
         } else {
-            self.tokio.shutdown_timeout(timeout);
+            tokio.shutdown_timeout(timeout);
         }
     }
 }
 
-/// An epoll fd of our own, readable when any of the runtime's epoll fds is.
+/// An epoll fd of our own, readable when any of the runtime's epoll fds is (while the loop
+/// thread drives the runtime) or any fd the bridge added is.
 struct LocalPoll {
     fd: OwnedRawFd,
+    /// The runtime's own epoll fds.
+    runtime_fds: Vec<RawFd>,
 }
 
 struct OwnedRawFd(RawFd);
@@ -168,8 +225,35 @@ impl LocalPoll {
         Vec::new()
     }
 
+    /// Whether the poll fd becomes readable with the runtime's sockets and wakeups.
+    fn follow_runtime(&self, on: bool) -> io::Result<()> {
+        for &fd in &self.runtime_fds {
+            if on {
+                self.add(fd)?;
+            } else {
+                self.remove(fd)?;
+            }
+        }
+        Ok(())
+    }
+
     #[cfg(target_os = "linux")]
-    fn nest(inner: &[RawFd]) -> io::Result<LocalPoll> {
+    fn remove(&self, fd: RawFd) -> io::Result<()> {
+        // SAFETY: both fds are open; EPOLL_CTL_DEL ignores the event pointer.
+        if unsafe { libc::epoll_ctl(self.fd.0, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) } < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn remove(&self, _fd: RawFd) -> io::Result<()> {
+        Ok(())
+    }
+
+    #[cfg(target_os = "linux")]
+    fn nest(inner: Vec<RawFd>) -> io::Result<LocalPoll> {
         if inner.is_empty() {
             return Err(io::Error::other(
                 "could not find the engine runtime's epoll fd; use --engine-threads 1 or more",
@@ -182,10 +266,9 @@ impl LocalPoll {
         }
         let poll = LocalPoll {
             fd: OwnedRawFd(outer),
+            runtime_fds: inner,
         };
-        for &inner in inner {
-            poll.add(inner)?;
-        }
+        poll.follow_runtime(true)?;
         Ok(poll)
     }
 
@@ -208,7 +291,7 @@ impl LocalPoll {
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn nest(_inner: &[RawFd]) -> io::Result<LocalPoll> {
+    fn nest(_inner: Vec<RawFd>) -> io::Result<LocalPoll> {
         Err(io::Error::other(
             "running the engine on the event-loop thread needs Linux; use --engine-threads 1",
         ))

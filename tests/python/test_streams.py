@@ -7,6 +7,7 @@ must not be held back while the fast ones keep the server busy."""
 from __future__ import annotations
 
 import re
+import signal
 import threading
 import time
 
@@ -202,3 +203,33 @@ def test_young_threshold_grows_with_requests_and_is_capped():
     assert young_threshold(0) == 700
     assert young_threshold(100) == 3200
     assert young_threshold(10_000) == MAX_YOUNG == 50_000
+
+
+def test_engine_moves_to_its_assistant_under_busy_streams_and_back(server):
+    """With a spare core, streams that saturate the loop thread move the engine to its
+    assistant thread (bridge/assist.rs); every byte still arrives, requests of other kinds
+    are served meanwhile, the engine comes back once streams calm down, and a SIGTERM while
+    assisted drains and exits cleanly."""
+    import os
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs a spare core: the assistant is only used with one")
+    srv = server.start(APP, "--log-level", "debug")
+    with BusyStreams(srv.port, clients=60) as busy:
+        srv.wait_for_log("engine handed to its assistant thread", timeout=60)
+        wait_until_busy(busy, busy.done + 200)
+        assert gc_state(srv)["enabled"] is True  # a plain request, served while assisted
+    assert not busy.errors, busy.errors[:3]
+    srv.wait_for_log("engine back on the loop thread", timeout=20)
+    with raw_connection(srv.port) as sock:
+        sock.sendall(f"GET /yield?chunks={CHUNKS}&size={SIZE} HTTP/1.1\r\nHost: t\r\n\r\n"
+                     .encode())
+        assert RawReader(sock).read_response().body == EXPECTED
+    # Assisted again, then stopped in the middle of it.
+    with BusyStreams(srv.port, clients=60) as busy:
+        deadline = time.monotonic() + 60
+        while srv.logs().count("engine handed to its assistant thread") < 2 and \
+                time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert srv.logs().count("engine handed to its assistant thread") == 2
+        assert srv.stop(signal.SIGTERM) == 0
