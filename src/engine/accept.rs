@@ -82,36 +82,51 @@ where
                 };
                 serve(stream, client, server, link, shared).await
             }
-            Some(tls) => {
-                // The handshake gets what is left of the time a request head gets, counted
-                // from the accept; a client that fails it (plain HTTP on this port, an
-                // aborted or stalled handshake) costs only this connection.
-                let timeout = config
-                    .header_read_timeout
-                    .saturating_sub(accepted.elapsed());
-                match tls.handshake(stream, timeout).await {
-                    Some(stream) => {
-                        let conn = stream.get_ref().1;
-                        let http2 = Tls::chose_http2(conn);
-                        let why = "TLS client did not choose h2 by ALPN";
-                        if refused_without_h2(&shared, http2, why) {
-                            return;
-                        }
-                        let link = Link {
-                            scheme: "https",
-                            tls: Some(Arc::new(tls.connection_info(conn))),
-                            http2,
-                        };
-                        serve(stream, client, server, link, shared).await
-                    }
-                    None => shared.dispatcher.log(
-                        LogLevel::Debug,
-                        "TLS handshake failed or timed out: connection closed".to_string(),
-                    ),
-                }
-            }
+            // Boxed: the TLS session and its connection are large, and inline they would
+            // size every plain connection's task as well (about 5 KiB more per open stream).
+            Some(tls) => Box::pin(serve_tls(tls, stream, accepted, client, server, shared)).await,
         }
     });
+}
+
+/// A TLS connection: the handshake, then HTTP over it.
+async fn serve_tls<S>(
+    tls: Arc<Tls>,
+    stream: S,
+    accepted: tokio::time::Instant,
+    client: Peer,
+    server: Peer,
+    shared: Arc<Shared>,
+) where
+    S: FirstByte + AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static,
+{
+    // The handshake gets what is left of the time a request head gets, counted from the
+    // accept; a client that fails it (plain HTTP on this port, an aborted or stalled
+    // handshake) costs only this connection.
+    let timeout = shared
+        .config
+        .header_read_timeout
+        .saturating_sub(accepted.elapsed());
+    match tls.handshake(stream, timeout).await {
+        Some(stream) => {
+            let conn = stream.get_ref().1;
+            let http2 = Tls::chose_http2(conn);
+            let why = "TLS client did not choose h2 by ALPN";
+            if refused_without_h2(&shared, http2, why) {
+                return;
+            }
+            let link = Link {
+                scheme: "https",
+                tls: Some(Arc::new(tls.connection_info(conn))),
+                http2,
+            };
+            serve(stream, client, server, link, shared).await
+        }
+        None => shared.dispatcher.log(
+            LogLevel::Debug,
+            "TLS handshake failed or timed out: connection closed".to_string(),
+        ),
+    }
 }
 
 /// One accepted connection in `connections_open`, from the accept until its task ends (or is
