@@ -370,11 +370,3 @@ def test_the_progress_line():
                            " 12.3 p99 24.7 ms  inter-token p99 27.80 ms")
     assert "streams 998/1000 (open at once 1000)" in line
     assert "cpu 10.0 us/token" in line
-
-
-def test_the_chart(tmp_path):
-    pytest.importorskip("matplotlib")
-    from bench.harness.chart import write_chart
-
-    assert write_chart(tmp_path / "bench.png", llm_results())
-    assert (tmp_path / "bench.png").stat().st_size > 0
