@@ -545,7 +545,7 @@ impl HttpCycle {
         let py = slf.py();
         let (msg, kind) = message_and_type(message)?;
         let msg = &msg;
-        match kind.to_str()? {
+        match super::messages::utf8(&kind, "message 'type'")? {
             "http.response.body" => Self::send_body(slf, msg),
             "http.response.pathsend" => Self::send_path(slf, msg),
             "http.response.trailers" => Self::send_trailers(slf, msg),

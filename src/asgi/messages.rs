@@ -41,6 +41,18 @@ pub(crate) fn message_and_type<'py>(
     Ok((msg.clone(), kind))
 }
 
+/// A str of the app's message as UTF-8. A lone surrogate has no UTF-8 form; Python would
+/// raise UnicodeEncodeError from inside the server, but it is the app's message that is
+/// wrong, so it is a RuntimeError like every other bad message.
+pub(crate) fn utf8<'a>(text: &'a Bound<'_, PyString>, what: &str) -> PyResult<&'a str> {
+    text.to_str().map_err(|_| {
+        PyRuntimeError::new_err(format!(
+            "ASGI {what} holds a lone surrogate, which has no UTF-8 form: {}.",
+            repr(text.as_any())
+        ))
+    })
+}
+
 /// The status and headers of a response-start message of type `kind`. The status must be a
 /// final one, 200-599: a 1xx is interim (RFC 9110 15.2), the rest are not HTTP statuses.
 pub(crate) fn response_head(msg: &Bound<'_, PyDict>, kind: &str) -> PyResult<(u16, ResponseHead)> {

@@ -133,7 +133,9 @@ impl WebSocketCycle {
                 },
             },
             (None, Some(t)) => match t.cast::<PyString>() {
-                Ok(t) => Outgoing::Text(Bytes::copy_from_slice(t.to_str()?.as_bytes())),
+                Ok(t) => Outgoing::Text(Bytes::copy_from_slice(
+                    super::messages::utf8(t, "'websocket.send' text")?.as_bytes(),
+                )),
                 Err(_) => {
                     return Err(PyRuntimeError::new_err(format!(
                         "ASGI 'websocket.send' text must be a str, got {}.",
@@ -340,7 +342,7 @@ impl WebSocketCycle {
         let (msg, kind) = message_and_type(message)?;
         let (msg, py) = (&msg, slf.py());
         let mut this = slf.borrow_mut();
-        match kind.to_str()? {
+        match super::messages::utf8(&kind, "message 'type'")? {
             "websocket.send" => {
                 this.send_data(msg)?;
                 if let Capacity::Wait = this.session.poll_capacity() {
