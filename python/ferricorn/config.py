@@ -505,6 +505,13 @@ ENGINE_DERIVED = ("metrics_slot", "engine_metrics_addr", "response_high_water",
                   "request_read_ahead")
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 # --- Config -------------------------------------------------------------------------------
 
 
@@ -583,9 +590,7 @@ class Config:
         """--wsgi-threads, else 4 per CPU core, at most 32 (threads mostly wait on I/O)."""
         if self.wsgi_threads is not None:
             return int(self.wsgi_threads)
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
-            else (os.cpu_count() or 1)
-        return max(1, min(32, 4 * cores))
+        return max(1, min(32, 4 * usable_cores()))
 
     @property
     def engine_thread_count(self) -> int:

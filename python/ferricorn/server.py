@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from ferricorn import exits, sockets
 from ferricorn import logging as ferricorn_logging
 from ferricorn._ferricorn import Server, WsgiHost
-from ferricorn.config import Config
+from ferricorn.config import Config, usable_cores
 from ferricorn.gcpolicy import GcPolicy
 from ferricorn.importer import AppLoadError, load_app
 from ferricorn.lifespan import Lifespan
@@ -316,11 +316,7 @@ def _reload_tls(server: Any, signal_name: str) -> None:
 def _spare_core(config: Config) -> bool:
     """Whether this worker's engine may take a core besides the loop thread's: fewer workers
     than the cores this process may run on."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return (config.workers or 1) < cores
+    return (config.workers or 1) < usable_cores()
 
 
 class _Every:

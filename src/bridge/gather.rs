@@ -95,23 +95,22 @@ impl Gather {
         }
         if let Some(since) = s.held_since {
             if !s.busy || now.duration_since(since) >= HOLD {
-                wakes.append(&mut s.held);
-                s.held_since = None;
+                self.hand_over(&mut s, wakes);
             }
-        }
-        if s.armed && s.held.is_empty() {
-            // Disarmed, not just read: a timer still pending would make a turn for nothing.
-            s.armed = false;
-            self.alarm.disarm();
         }
     }
 
     /// Hands over every held waker now (the engine is leaving the loop thread).
     pub(super) fn release_all(&self, wakes: &mut Vec<Waker>) {
-        let mut s = self.lock();
+        self.hand_over(&mut self.lock(), wakes);
+    }
+
+    /// Moves every held waker into `wakes`; the alarm is set exactly while some are held.
+    fn hand_over(&self, s: &mut State, wakes: &mut Vec<Waker>) {
         wakes.append(&mut s.held);
         s.held_since = None;
         if s.armed {
+            // Disarmed, not just read: a timer still pending would make a turn for nothing.
             s.armed = false;
             self.alarm.disarm();
         }

@@ -102,16 +102,21 @@ impl EventQueue {
     fn set_assisted(&self) -> Vec<Waker> {
         self.local.store(false, Ordering::SeqCst);
         self.sleeping.store(false, Ordering::SeqCst);
-        let mut wakes = std::mem::take(
-            &mut *self
-                .deferred_wakes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
+        let mut wakes = self.take_deferred_wakes();
         if let Some(gather) = &self.gather {
             gather.release_all(&mut wakes);
         }
         wakes
+    }
+
+    /// The engine wakes deferred to the next turn (local mode).
+    fn take_deferred_wakes(&self) -> Vec<Waker> {
+        std::mem::take(
+            &mut *self
+                .deferred_wakes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
     }
 
     /// Mid-body chunk wakes so far.
@@ -129,12 +134,7 @@ impl EventQueue {
     /// Local mode: a turn begins; hands over the wakes deferred since the last one.
     fn begin_turn(&self) -> Vec<Waker> {
         self.turn_due.store(false, Ordering::SeqCst);
-        let mut wakes = std::mem::take(
-            &mut *self
-                .deferred_wakes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
+        let mut wakes = self.take_deferred_wakes();
         if let Some(gather) = &self.gather {
             gather.release_due(&mut wakes);
         }

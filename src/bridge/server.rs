@@ -210,7 +210,11 @@ impl Server {
                         .map_err(engine_error)?;
                 }
                 this.queue.set_local();
-                this.log(py, 10, "engine back on the loop thread: streams are calm")?;
+                this.log(
+                    py,
+                    LogLevel::Debug,
+                    "engine back on the loop thread: streams are calm",
+                )?;
             }
         }
         Self::turn(slf)
@@ -245,10 +249,6 @@ impl Server {
     }
 
     fn _turn_again(slf: &Bound<'_, Self>) -> PyResult<()> {
-        if slf.borrow().assisted() {
-            slf.borrow_mut().poll_scheduled = false;
-            return Ok(());
-        }
         slf.borrow_mut().poll_scheduled = false;
         Self::turn(slf)
     }
@@ -396,7 +396,7 @@ impl Server {
             wakes.into_iter().for_each(std::task::Waker::wake);
             this.log(
                 py,
-                10,
+                LogLevel::Debug,
                 "engine handed to its assistant thread: streams keep the loop busy",
             )?;
         }
@@ -404,7 +404,14 @@ impl Server {
         Self::_poll(slf)
     }
 
-    fn log(&self, py: Python<'_>, level: i32, message: &str) -> PyResult<()> {
+    /// A line in the error log, through Python's `logging`.
+    fn log(&self, py: Python<'_>, level: LogLevel, message: &str) -> PyResult<()> {
+        let level = match level {
+            LogLevel::Debug => 10,
+            LogLevel::Info => 20,
+            LogLevel::Warning => 30,
+            LogLevel::Error => 40,
+        };
         self.error_log
             .call_method1(py, intern!(py, "log"), (level, message))?;
         Ok(())
@@ -435,17 +442,7 @@ impl Server {
                 }
                 Ok(())
             }
-            Event::Log(level, message) => {
-                let level = match level {
-                    LogLevel::Debug => 10,
-                    LogLevel::Info => 20,
-                    LogLevel::Warning => 30,
-                    LogLevel::Error => 40,
-                };
-                self.error_log
-                    .call_method1(py, intern!(py, "log"), (level, message))?;
-                Ok(())
-            }
+            Event::Log(level, message) => self.log(py, level, &message),
         }
     }
 

@@ -21,7 +21,7 @@
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::runtime::Runtime;
@@ -40,8 +40,9 @@ pub(super) struct EngineRuntime {
     /// Shared with the assistant, which drives it while the loop thread is busy.
     tokio: Arc<Runtime>,
     local: Option<LocalPoll>,
-    /// Local mode: the thread that may drive the runtime instead of the loop thread.
-    assistant: Option<Assistant>,
+    /// Local mode: the thread that may drive the runtime instead of the loop thread,
+    /// started the first time it is needed (most workers never need it).
+    assistant: OnceLock<Assistant>,
     /// The assistant drives the runtime: the loop thread must not turn it.
     assisted: AtomicBool,
 }
@@ -56,7 +57,7 @@ impl EngineRuntime {
         Ok(EngineRuntime {
             tokio: Arc::new(tokio),
             local: None,
-            assistant: None,
+            assistant: OnceLock::new(),
             assisted: AtomicBool::new(false),
         })
     }
@@ -76,7 +77,7 @@ impl EngineRuntime {
         let local = LocalPoll::nest(created)?;
         let tokio = Arc::new(tokio);
         Ok(EngineRuntime {
-            assistant: Some(Assistant::spawn(tokio.clone())?),
+            assistant: OnceLock::new(),
             tokio,
             local: Some(local),
             assisted: AtomicBool::new(false),
@@ -88,12 +89,20 @@ impl EngineRuntime {
     /// poll fd no longer follows the runtime's sockets and `turn()` does nothing. Loop thread
     /// only, between turns, without the GIL.
     pub(super) fn set_assisted(&self, on: bool) -> io::Result<()> {
-        let (Some(local), Some(assistant)) = (&self.local, &self.assistant) else {
+        let Some(local) = &self.local else {
             return Ok(());
         };
         if on == self.assisted.load(Ordering::SeqCst) {
             return Ok(());
         }
+        let assistant = match self.assistant.get() {
+            Some(assistant) => assistant,
+            // Only the loop thread gets here: nobody else spawns one meanwhile.
+            None => {
+                let spawned = Assistant::spawn(self.tokio.clone())?;
+                self.assistant.get_or_init(|| spawned)
+            }
+        };
         if on {
             local.follow_runtime(false)?;
             self.assisted.store(true, Ordering::SeqCst);
