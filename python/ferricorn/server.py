@@ -205,7 +205,7 @@ async def serve(config: Config, app: Any, control: Control | None = None) -> int
         # also moves it to a thread of its own while streams saturate this one, if a core
         # is spare for it.
         if _spare_core(config):
-            server.enable_assist()
+            server.enable_assist(*_assist_thresholds())
         periodic.append(_Every(loop, _ENGINE_TICK, server.tick))
     watchdog = None
     if config.blocked_loop_warning:
@@ -317,6 +317,15 @@ def _spare_core(config: Config) -> bool:
     """Whether this worker's engine may take a core besides the loop thread's: fewer workers
     than the cores this process may run on."""
     return (config.workers or 1) < usable_cores()
+
+
+def _assist_thresholds() -> tuple[float, ...]:
+    """The assist policy's thresholds (chunks/s to hand over, loop load, chunks/s to take
+    back), the engine's defaults unless FERRICORN_TEST_ASSIST_THRESHOLDS overrides them.
+    That variable is for the end-to-end tests only: how busy a shared machine lets the loop
+    thread get is not theirs to decide, so they lower the thresholds."""
+    raw = os.environ.get("FERRICORN_TEST_ASSIST_THRESHOLDS")
+    return tuple(float(part) for part in raw.split(",")) if raw else ()
 
 
 class _Every:

@@ -13,7 +13,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::assist::{AssistPolicy, Verdict};
+use super::assist::{AssistPolicy, Thresholds, Verdict};
 use super::engine_config::{engine_config, engine_error};
 use super::{seconds, Event, EventQueue};
 use crate::access_log::{AccessLog, AccessTarget};
@@ -174,10 +174,23 @@ impl Server {
 
     /// Local mode, where a core is spare for it: lets the engine move to an assistant
     /// thread while streams keep the loop thread saturated (see `bridge/assist.rs`). Python
-    /// calls it when there are fewer workers than usable cores. No effect otherwise.
-    fn enable_assist(&mut self) {
+    /// calls it when there are fewer workers than usable cores. No effect otherwise. The
+    /// thresholds default to the benchmark's choice; tests lower them.
+    #[pyo3(signature = (assist_chunks=None, assist_load=None, resume_chunks=None))]
+    fn enable_assist(
+        &mut self,
+        assist_chunks: Option<f64>,
+        assist_load: Option<f64>,
+        resume_chunks: Option<f64>,
+    ) {
         if self.local_fd.is_some() && self.wsgi.is_none() {
-            self.assist = Some(AssistPolicy::new(self.queue.chunk_wakes()));
+            let default = Thresholds::default();
+            let thresholds = Thresholds {
+                assist_chunks: assist_chunks.unwrap_or(default.assist_chunks),
+                assist_load: assist_load.unwrap_or(default.assist_load),
+                resume_chunks: resume_chunks.unwrap_or(default.resume_chunks),
+            };
+            self.assist = Some(AssistPolicy::new(self.queue.chunk_wakes(), thresholds));
         }
     }
 

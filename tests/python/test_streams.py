@@ -209,12 +209,14 @@ def test_engine_moves_to_its_assistant_under_busy_streams_and_back(server):
     """With a spare core, streams that saturate the loop thread move the engine to its
     assistant thread (bridge/assist.rs); every byte still arrives, requests of other kinds
     are served meanwhile, the engine comes back once streams calm down, and a SIGTERM while
-    assisted drains and exits cleanly."""
+    assisted drains and exits cleanly. The thresholds are lowered (the defaults are the Rust
+    unit tests' business): a loaded test machine may never let the loop thread reach 85%."""
     import os
 
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs a spare core: the assistant is only used with one")
-    srv = server.start(APP, "--log-level", "debug")
+    srv = server.start(APP, "--log-level", "debug",
+                       env={"FERRICORN_TEST_ASSIST_THRESHOLDS": "2000,0.05,200"})
     with BusyStreams(srv.port, clients=60) as busy:
         srv.wait_for_log("engine handed to its assistant thread", timeout=60)
         wait_until_busy(busy, busy.done + 200)
