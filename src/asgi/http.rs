@@ -138,8 +138,8 @@ impl HttpCycle {
             ));
         }
         let (code, mut head) = response_head(msg, "http.response.start")?;
-        // A HEAD answer, 204 and 304 have no body: their Content-Length describes another
-        // response (RFC 9110 8.6), and what the app sends as body is dropped here.
+        // A HEAD answer, 204 and 304 have no body: what the app sends as body is dropped
+        // here.
         if matches!(code, 204 | 304) {
             // RFC 9110 8.6 and 15.3.5: a 204 has no Content-Length; a 304's is optional and
             // an app's could be anything: neither reaches the wire, nor a Transfer-Encoding.
@@ -147,11 +147,19 @@ impl HttpCycle {
             head.headers.remove(http::header::TRANSFER_ENCODING);
             self.bodyless = true;
         }
-        self.length.declared = if self.bodyless {
+        // A HEAD answer's Content-Length describes the GET response: not held to a body,
+        // but checked all the same (a number; several fields agree; no Transfer-Encoding
+        // beside it), and said once, since hyper refuses a head that repeats it.
+        let declared = if matches!(code, 204 | 304) {
             None
         } else {
             declared_length(&head.headers)?
         };
+        if let Some(length) = declared {
+            head.headers
+                .insert(http::header::CONTENT_LENGTH, HeaderValue::from(length));
+        }
+        self.length.declared = if self.bodyless { None } else { declared };
         self.status = code;
         self.response = ResponseState::Started(head);
         if let Some(t) = msg.get_item(intern!(msg.py(), "trailers"))? {
@@ -305,7 +313,10 @@ impl HttpCycle {
             ResponseState::Started(mut head) => {
                 if this.bodyless {
                     let length_unsaid = !head.headers.contains_key(http::header::CONTENT_LENGTH);
-                    if this.is_head && !more && length_unsaid {
+                    // A HEAD answer says how long the GET body would be; a 204 or 304 has
+                    // none to describe (RFC 9110 8.6).
+                    let describes_a_body = !matches!(this.status, 204 | 304);
+                    if this.is_head && describes_a_body && !more && length_unsaid {
                         head.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
                     }
                     this.response = if more { ResponseState::DiscardingBody } else { ResponseState::Complete };

@@ -7,13 +7,14 @@
 //! or talk to the engine.
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, StatusCode};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyInt, PyList, PyMemoryView, PyString, PyTuple};
 
 use crate::handoff::exchange::ResponseHead;
+use crate::handoff::fields::{self, DeclaredLengthError};
 
 /// A `send()` argument checked to be a dict with a str `type`: the dict and the type.
 pub(crate) fn message_and_type<'py>(
@@ -158,7 +159,7 @@ pub(crate) fn parse_headers(msg: &Bound<'_, PyDict>, kind: &str) -> PyResult<Hea
             })
         })?;
         let value = with_header_bytes(&value, kind, "value", |bytes| {
-            HeaderValue::from_bytes(bytes).map_err(|_| {
+            fields::field_value(bytes).map_err(|_| {
                 PyRuntimeError::new_err(format!(
                     "Invalid value for HTTP header {name:?} in ASGI '{kind}': control characters such as CR, LF or NUL are not allowed."
                 ))
@@ -240,29 +241,17 @@ fn with_header_bytes<R>(
     }
 }
 
-/// The Content-Length a response head declares, if any. Several fields must agree (RFC 9110
-/// 8.6); a response must not carry both Content-Length and Transfer-Encoding (RFC 9112 6.2).
+/// The Content-Length a response head declares, if any (see `handoff::fields`); a response
+/// must not carry both Content-Length and Transfer-Encoding (RFC 9112 6.2).
 pub(crate) fn declared_length(headers: &HeaderMap) -> PyResult<Option<u64>> {
-    let mut declared = None;
-    for value in headers.get_all(http::header::CONTENT_LENGTH) {
-        let bytes = value.as_bytes();
-        let length = std::str::from_utf8(bytes)
-            .ok()
-            .filter(|text| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|text| text.parse::<u64>().ok())
-            .ok_or_else(|| {
-                PyRuntimeError::new_err(format!(
-                    "ASGI 'http.response.start' header content-length must be a number of bytes, got {:?}.",
-                    String::from_utf8_lossy(bytes)
-                ))
-            })?;
-        if declared.is_some_and(|d| d != length) {
-            return Err(PyRuntimeError::new_err(
-                "ASGI 'http.response.start' has several content-length headers that disagree.",
-            ));
-        }
-        declared = Some(length);
-    }
+    let declared = fields::declared_length(headers).map_err(|e| match e {
+        DeclaredLengthError::NotANumber(value) => PyRuntimeError::new_err(format!(
+            "ASGI 'http.response.start' header content-length must be a number of bytes, got {value:?}."
+        )),
+        DeclaredLengthError::Disagree => PyRuntimeError::new_err(
+            "ASGI 'http.response.start' has several content-length headers that disagree.",
+        ),
+    })?;
     if declared.is_some() && headers.contains_key(http::header::TRANSFER_ENCODING) {
         return Err(PyRuntimeError::new_err(
             "ASGI 'http.response.start' has both content-length and transfer-encoding headers; a response may carry only one of them (RFC 9112 6.2).",

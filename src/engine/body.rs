@@ -15,8 +15,10 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::activity::{Activity, Busy};
+use super::service::drop_connection_fields;
 use crate::handoff::access_record::{AccessSink, Pending};
 use crate::handoff::exchange::{Aborted, BodyFailure, Exchange};
+use crate::handoff::Dispatcher;
 use crate::metrics::MetricsBlock;
 
 /// Reads the request body into the exchange, starting only when the app first calls
@@ -118,6 +120,8 @@ pub struct StreamingBody {
     owed: Option<u64>,
     close_requested: bool,
     record: StreamRecord,
+    /// Over HTTP/2, where the trailers' connection-specific fields are dropped and logged.
+    h2_dispatcher: Option<Arc<dyn Dispatcher>>,
 }
 
 /// What the metrics need when a streamed response ends.
@@ -175,6 +179,7 @@ impl ResponseBody {
         activity: Arc<Activity>,
         owed: Option<u64>,
         record: StreamRecord,
+        h2_dispatcher: Option<Arc<dyn Dispatcher>>,
     ) -> Self {
         Self::of(BodyKind::Streaming(StreamingBody {
             exchange,
@@ -183,6 +188,7 @@ impl ResponseBody {
             owed,
             close_requested: false,
             record,
+            h2_dispatcher,
         }))
     }
 }
@@ -298,7 +304,9 @@ impl BodyKind {
                     if let Some(owed) = &mut s.owed {
                         *owed = owed.saturating_sub(chunk.len() as u64);
                     }
-                    if !s.close_requested && s.exchange.wants_close() {
+                    // HTTP/2 frames each stream on its own: a response over its length
+                    // ends at its declared bytes and the connection goes on.
+                    if !s.close_requested && s.h2_dispatcher.is_none() && s.exchange.wants_close() {
                         // Asked before these last bytes are written, so that hyper reads no
                         // further request on this connection.
                         s.close_requested = true;
@@ -308,7 +316,12 @@ impl BodyKind {
                 }
                 Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
                 Poll::Ready(None) => match s.exchange.take_trailers() {
-                    Some(trailers) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+                    Some(mut trailers) => {
+                        if let Some(dispatcher) = &s.h2_dispatcher {
+                            drop_connection_fields(&mut trailers, "trailer field", &**dispatcher);
+                        }
+                        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+                    }
                     None => {
                         s.finished = true;
                         Poll::Ready(None)

@@ -11,7 +11,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST, RETRY_AFTER};
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST, RETRY_AFTER, TRANSFER_ENCODING,
+};
 use http::{HeaderValue, Request, Response as HttpResponse, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -26,7 +28,7 @@ use super::RequestLimits;
 use super::{Error, Shared};
 use crate::handoff::access_record::Pending;
 use crate::handoff::exchange::{Exchange, FileSource, Response, ResponseHead};
-use crate::handoff::{IncomingRequest, LogLevel, Peer, RequestHead, TlsInfo};
+use crate::handoff::{Dispatcher, IncomingRequest, LogLevel, Peer, RequestHead, TlsInfo};
 use crate::metrics::Rejected;
 
 /// Request bodies up to this size, with a Content-Length and no `Expect: 100-continue`, are
@@ -382,14 +384,22 @@ impl RequestService {
                         // The app's own Content-Length is held to: a file shorter than it
                         // ends the body early, which cuts the connection (as for an app
                         // that sends fewer bytes than it declared).
+                        // An app that chose chunked framing (Transfer-Encoding, HTTP/1.1
+                        // only: HTTP/2 heads lost it above) keeps it; a Content-Length beside
+                        // it would make the head invalid (RFC 9112 6.2).
+                        let bodyless = matches!(head.status.as_u16(), 204 | 304);
                         let len = match content_length(&head.headers) {
                             Some(declared) => declared,
+                            // A 204 or 304 has no body for a length to describe (RFC 9110
+                            // 8.6); the adapter already took the app's framing fields away.
+                            None if bodyless => 0,
+                            None if head.headers.contains_key(TRANSFER_ENCODING) => len,
                             None => {
                                 head.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
                                 len
                             }
                         };
-                        let body = if method == http::Method::HEAD {
+                        let body = if method == http::Method::HEAD || bodyless {
                             metrics.record(&method, record.status, started.elapsed());
                             ResponseBody::full(Bytes::new())
                         } else {
@@ -423,8 +433,14 @@ impl RequestService {
                 } else {
                     content_length(&head.headers)
                 };
-                let body =
-                    ResponseBody::streaming(exchange.clone(), self.activity.clone(), owed, finish);
+                let trailers_for_h2 = http2.then(|| shared.dispatcher.clone());
+                let body = ResponseBody::streaming(
+                    exchange.clone(),
+                    self.activity.clone(),
+                    owed,
+                    finish,
+                    trailers_for_h2,
+                );
                 build(head, body, draining)
             }
         }
@@ -491,24 +507,38 @@ fn valid_host(value: &[u8]) -> bool {
 
 /// Headers that describe one HTTP/1.1 connection; HTTP/2 forbids them in a message (RFC 9113
 /// 8.2.2), so an app's are dropped, each with a debug line, rather than the stream failing.
-const CONNECTION_HEADERS: [&str; 5] = [
+/// Connection-specific fields (RFC 9113 8.2.2): HTTP/2 has no place for them, and the h2
+/// crate resets a stream whose head or trailers carry one. `te` is among them too; in a
+/// response it never means anything.
+const CONNECTION_HEADERS: [&str; 6] = [
     "connection",
     "keep-alive",
     "proxy-connection",
+    "te",
     "transfer-encoding",
     "upgrade",
 ];
 
 fn drop_connection_headers(mut head: ResponseHead, shared: &Shared) -> ResponseHead {
+    drop_connection_fields(&mut head.headers, "response header", &*shared.dispatcher);
+    head
+}
+
+/// Removes the connection-specific fields from an HTTP/2 head or trailer section, with a
+/// debug line for each (`what` names the section).
+pub(super) fn drop_connection_fields(
+    fields: &mut http::HeaderMap,
+    what: &str,
+    dispatcher: &dyn Dispatcher,
+) {
     for name in CONNECTION_HEADERS {
-        if head.headers.remove(name).is_some() {
-            shared.dispatcher.log(
+        if fields.remove(name).is_some() {
+            dispatcher.log(
                 LogLevel::Debug,
-                format!("dropped the app's {name:?} response header: HTTP/2 does not allow it"),
+                format!("dropped the app's {name:?} {what}: HTTP/2 does not allow it"),
             );
         }
     }
-    head
 }
 
 /// The file of a file response and the bytes left in it: a regular file only.

@@ -3,13 +3,14 @@
 //! Owns what crosses that boundary and nothing else: a parsed request head and who sent it
 //! ([`RequestHead`], [`Peer`]), the per-request [`Exchange`] and per-socket
 //! [`ws_session::Session`] both sides read and write, how each side wakes the other
-//! ([`AppWaker`]), the [`Dispatcher`] through which the engine hands over requests and
+//! ([`AppWaker`]), how both adapters read an app's header fields ([`fields`]), the [`Dispatcher`] through which the engine hands over requests and
 //! log lines, and the [`access_record::AccessSink`] it hands finished access records to. Must not: import pyo3 or hyper's connection types, or block either side (every
 //! lock here is short and never held across an await or a Python call).
 
 pub mod access_record;
 pub mod body_length;
 pub mod exchange;
+pub mod fields;
 pub mod in_flight;
 pub mod ws_session;
 

@@ -28,7 +28,7 @@ use crate::handoff::access_record::RequestFields;
 use crate::handoff::{IncomingRequest, RequestHead};
 use environ::{EnvironBuilder, EnvironTemplate};
 use input::WsgiInput;
-use pool::WsgiPool;
+use pool::{RequestLabel, WsgiPool};
 use response::WsgiResponse;
 
 /// What the WSGI threads share: the app, the pool, the loggers.
@@ -103,7 +103,7 @@ impl WsgiHost {
     /// Serves one request to its end; errors are the app's and are logged, never raised.
     fn serve(&self, py: Python<'_>, builder: &mut EnvironBuilder, req: IncomingRequest) {
         let exchange = req.exchange.clone();
-        let label = format!("{} {}", req.method, req.uri);
+        let label = RequestLabel::of(&req);
         let fields = RequestFields::of(&req);
         let claim = self.pool.begin(&exchange, label.clone(), fields);
         let is_head = req.method == http::Method::HEAD;

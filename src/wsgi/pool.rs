@@ -54,12 +54,35 @@ impl Claim {
     }
 }
 
+/// "METHOD /path?query" of a request, for its log lines: kept as the parts (cheap to clone)
+/// and only formatted when a line needs it, which few requests do.
+#[derive(Clone)]
+pub struct RequestLabel {
+    method: http::Method,
+    uri: http::Uri,
+}
+
+impl RequestLabel {
+    pub fn of(req: &IncomingRequest) -> Self {
+        RequestLabel {
+            method: req.head.method.clone(),
+            uri: req.head.uri.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for RequestLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.method, self.uri)
+    }
+}
+
 struct Running {
     thread: Thread,
     started: Instant,
     claim: Arc<Claim>,
     exchange: Arc<Exchange>,
-    label: String,
+    label: RequestLabel,
     /// For the fields of the warning about a deadline.
     fields: RequestFields,
     expired: bool,
@@ -83,7 +106,7 @@ pub struct WsgiPool {
 
 /// A deadline passed: what happened to the request, for the warning.
 pub struct Expired {
-    pub label: String,
+    pub label: RequestLabel,
     pub fields: RequestFields,
     /// True: it got a 504; false: its response had started, so the connection was cut.
     pub answered: bool,
@@ -154,7 +177,7 @@ impl WsgiPool {
     pub fn begin(
         &self,
         exchange: &Arc<Exchange>,
-        label: String,
+        label: RequestLabel,
         fields: RequestFields,
     ) -> Arc<Claim> {
         let claim = Arc::new(Claim::default());

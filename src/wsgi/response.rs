@@ -15,11 +15,12 @@ use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 
-use super::pool::{Claim, WsgiPool};
+use super::pool::{Claim, RequestLabel, WsgiPool};
 use crate::handoff::body_length::{BodyLength, Length};
 use crate::handoff::exchange::{
     Capacity, Exchange, FileSource, PushResult, Response, ResponseHead,
 };
+use crate::handoff::fields::{self, DeclaredLengthError};
 
 /// Headers PEP 3333 forbids an app to send (hop-by-hop, RFC 9110 7.6.1): the server owns
 /// the connection and the framing.
@@ -51,11 +52,16 @@ pub struct WsgiResponse {
     /// The Content-Length the body must match, and the bytes counted against it.
     length: BodyLength,
     /// The request, for error messages.
-    label: String,
+    label: RequestLabel,
 }
 
 impl WsgiResponse {
-    pub fn new(exchange: Arc<Exchange>, claim: Arc<Claim>, is_head: bool, label: String) -> Self {
+    pub fn new(
+        exchange: Arc<Exchange>,
+        claim: Arc<Claim>,
+        is_head: bool,
+        label: RequestLabel,
+    ) -> Self {
         WsgiResponse {
             exchange,
             claim,
@@ -266,7 +272,7 @@ impl WsgiResponse {
     }
 }
 
-fn deadline_error(label: &str) -> PyErr {
+fn deadline_error(label: &RequestLabel) -> PyErr {
     PyOSError::new_err(format!(
         "{label}: --timeout-request already answered this request with 504"
     ))
@@ -353,7 +359,7 @@ fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<HeaderMap> {
                 name.as_str()
             )));
         }
-        let value = HeaderValue::from_bytes(&value).map_err(|_| {
+        let value = fields::field_value(&value).map_err(|_| {
             PyValueError::new_err(format!(
                 "the value of header {:?} has a control character (CR, LF or NUL)",
                 name.as_str()
@@ -366,27 +372,14 @@ fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<HeaderMap> {
 
 /// The Content-Length the app declared, when its body must match it.
 fn declared_length(headers: &HeaderMap) -> PyResult<Option<u64>> {
-    let mut declared = None;
-    for value in headers.get_all(http::header::CONTENT_LENGTH) {
-        let length = value
-            .to_str()
-            .ok()
-            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|t| t.parse::<u64>().ok())
-            .ok_or_else(|| {
-                PyValueError::new_err(format!(
-                    "Content-Length must be a number of bytes, got {:?}",
-                    String::from_utf8_lossy(value.as_bytes())
-                ))
-            })?;
-        if declared.is_some_and(|d| d != length) {
-            return Err(PyValueError::new_err(
-                "several Content-Length headers that disagree",
-            ));
+    fields::declared_length(headers).map_err(|e| match e {
+        DeclaredLengthError::NotANumber(value) => PyValueError::new_err(format!(
+            "Content-Length must be a number of bytes, got {value:?}"
+        )),
+        DeclaredLengthError::Disagree => {
+            PyValueError::new_err("several Content-Length headers that disagree")
         }
-        declared = Some(length);
-    }
-    Ok(declared)
+    })
 }
 
 #[pymethods]

@@ -418,44 +418,13 @@ class Refused(Exception):
         self.kind = kind
 
 
-#: Server bugs this fuzzing found (each has a `test_bug_*` below). The model notes when an
-#: example goes through one and the property skips that example, so the fuzzing goes on
-#: finding others; remove a name here once its bug is fixed and the model (`Rules`,
-#: `HttpModel`) says what the server does now. Fixed, with the model still to update (their
-#: `test_bug_*` hold the fix): h2-204-304-body, trailers-short-body, h2-head-error-body,
-#: repeated-trailer-name, denial-content-length.
-KNOWN_BUGS = {
-    "unchecked-content-length": "Content-Length is not checked on HEAD, 204 and 304 "
-                                "responses: an invalid value (or one beside Transfer-Encoding) "
-                                "goes on the wire, and a 204 gets one (RFC 9110 8.6 forbids "
-                                "it), even one the engine adds itself (HEAD, pathsend)",
-    "h2-204-304-body": "over HTTP/2 a 204/304 response carries the app's body as DATA",
-    "trailers-short-body": "with trailers announced, a body short of its Content-Length is "
-                           "not caught: no RuntimeError, HTTP/1.1 gets no response at all",
-    "h2-head-error-body": "over HTTP/2 the engine's own 500 (an app that failed, a pathsend "
-                          "file that cannot be sent) carries its body in answer to HEAD",
-    "head-repeated-content-length": "a HEAD response with Content-Length given twice (even "
-                                    "with one value): hyper refuses the head, the client "
-                                    "gets no response at all",
-    "h2-goaway-internal-error": "over HTTP/2, when the engine closes a connection after a "
-                                "response (one that overran its Content-Length), a request "
-                                "sent after its first GOAWAY is reset with INTERNAL_ERROR, "
-                                "then the final GOAWAY counts it as processed: not safely "
-                                "retryable (REFUSED_STREAM, or serving it, would be)",
-    "second-close-frame": "a WebSocket client that answers the server's close frame gets a "
-                          "second close frame back (RFC 6455 5.5.1: one close per endpoint)",
-    "h2-connection-trailers": "over HTTP/2 a connection-specific trailer field resets the "
-                              "stream (INTERNAL_ERROR) and the body is lost",
-    "repeated-trailer-name": "two trailer fields of one name in one message: only the first "
-                             "is sent",
-    "h2-value-whitespace": "over HTTP/2 a header value with leading or trailing whitespace is "
-                           "sent as is: a malformed message (RFC 9113 8.2.1)",
-    "pathsend-transfer-encoding": "pathsend with the app's Transfer-Encoding: the engine adds "
-                                  "Content-Length, hyper refuses the head, the client gets "
-                                  "an empty reply",
-    "denial-content-length": "a WebSocket denial response's Content-Length is not held to: "
-                             "bytes past it desynchronise the connection",
-}
+#: Server bugs this fuzzing found and that are still open (each with a strict-xfail
+#: `test_bug_*` below). The model notes when an example goes through one and the property
+#: skips that example, so the fuzzing goes on finding others; remove a name here once its
+#: bug is fixed and the model (`Rules`, `HttpModel`, `WsModel`, the checks of `run_h2` and
+#: `check_ws`) says what the server does now. Every bug found so far is fixed; their
+#: `test_bug_*` tests hold the server to the fixes.
+KNOWN_BUGS: dict[str, str] = {}
 
 
 class Rules:
@@ -545,7 +514,9 @@ class Rules:
             value = self.header_bytes(got[1])
             if any((b < 32 and b != 9) or b == 127 for b in value):
                 raise Refused()
-            out.append((name.lower(), value))
+            # RFC 9110 5.5: whitespace around a value is not part of it (a Content-Length
+            # of " 5" is 5); the server trims it for every protocol (handoff/fields.rs).
+            out.append((name.lower(), value.strip(b" \t")))
         return out
 
     def status(self, message: dict) -> int:
@@ -631,30 +602,24 @@ class HttpModel:
         status = self.r.status(message)
         headers = self.r.headers(message)
         if status in (204, 304):
-            # Neither a Content-Length nor a Transfer-Encoding of the app's reaches the wire.
+            # Neither a Content-Length nor a Transfer-Encoding of the app's reaches the wire,
+            # valid or not (RFC 9110 8.6), and the app's body is dropped, on every protocol.
             headers = [(n, v) for n, v in headers
                        if n not in (b"content-length", b"transfer-encoding")]
-        if self.is_head and sum(n == b"content-length" for n, _ in headers) > 1:
-            self.r.known.add("head-repeated-content-length")
-        if self.is_head or status in (204, 304):
+        if status in (204, 304):
             self.declared = None
-            if any(n == b"content-length" for n, _ in headers):
-                if not self._valid_length(headers):
-                    self.r.known.add("unchecked-content-length")
         else:
-            self.declared = self.r.declared_length(headers)
+            # Checked for HEAD too (it describes the GET response, RFC 9110 8.6), and said
+            # once on the wire, however many agreeing fields the app gave.
+            declared = self.r.declared_length(headers)
+            if declared is not None:
+                headers = [(n, v) for n, v in headers if n != b"content-length"] \
+                    + [(b"content-length", str(declared).encode())]
+            self.declared = None if self.is_head else declared
         self.state = "started"
         self.head = (status, headers)
         if "trailers" in message and bool(message["trailers"]):
             self.trailers = "announced"
-
-    @staticmethod
-    def _valid_length(headers) -> bool:
-        try:
-            Rules.declared_length(headers)
-            return True
-        except Refused:
-            return False
 
     def measure(self, body: bytes, last: bool) -> tuple[str, bytes]:
         if self.declared is None:
@@ -677,9 +642,10 @@ class HttpModel:
         more = bool(message.get("more_body", False))
         if self.trailers == "announced":
             # A last body short of the declared length ends the response, as without
-            # trailers; otherwise the trailers say where the body ends.
-            short = self.state in ("started", "streaming") and self.declared is not None \
-                and self.sent + len(data) < self.declared
+            # trailers; otherwise the trailers say where the body ends. (Whatever the
+            # response's state: once it was cut short, a later last body that is still
+            # short leaves the trailers announced, so they are refused.)
+            short = self.declared is not None and self.sent + len(data) < self.declared
             if not more and not short:
                 self.trailers = []
                 more = True
@@ -697,11 +663,10 @@ class HttpModel:
         if self.state == "started":
             if self.is_head or self.head[0] in (204, 304):
                 status, headers = self.head
-                if self.is_head and not more \
+                # A HEAD answer says the GET body's length; a 204/304 has none to say.
+                if self.is_head and not more and status not in (204, 304) \
                         and not any(n == b"content-length" for n, _ in headers):
                     self.head = (status, headers + [(b"content-length", str(len(data)).encode())])
-                    if status == 204:
-                        self.r.known.add("unchecked-content-length")
                 self.wire = self.response(b"", "end")
                 self.state = "discarding" if more else "complete"
                 return
@@ -749,25 +714,19 @@ class HttpModel:
         if path not in self.files:
             self.wire = Wire("file-error", 500)
             return
-        if any(n == b"transfer-encoding" for n, _ in headers):
-            self.r.known.add("pathsend-transfer-encoding")
         content = self.files[path]
-        # The engine's reading of the app's Content-Length (the first one; Rust's u64 parse).
-        first = next((v for n, v in headers if n == b"content-length"), None)
-        declared = None
-        if first is not None and first.isascii() and first.lstrip(b"+").isdigit() \
-                and first.count(b"+") <= 1 and int(first) < 2**64:
-            declared = int(first)
-        if declared is None:
-            declared = len(content)
-            headers = [(n, v) for n, v in headers if n != b"content-length"] \
-                + [(b"content-length", str(declared).encode())]
-            if status == 204:
-                self.r.known.add("unchecked-content-length")
+        # start() checked the app's Content-Length and left at most one.
+        given = next((int(v) for n, v in headers if n == b"content-length"), None)
+        chunked = any(n == b"transfer-encoding" for n, _ in headers)
+        declared = len(content) if given is None else given
+        if given is None and status not in (204, 304) and not chunked:
+            # The engine says the file's length; an app that chose chunked framing keeps it
+            # (over HTTP/2, where Transfer-Encoding is dropped, see expected_http).
+            headers = headers + [(b"content-length", str(declared).encode())]
         if self.is_head:
             self.wire = Wire("response", status, headers, bytearray(), "end")
-        elif status in (204, 304):  # no body on HTTP/1.1; see h2-204-304-body
-            self.wire = Wire("response", status, headers, bytearray(content), "end", file=path)
+        elif status in (204, 304):  # no body, on any protocol
+            self.wire = Wire("response", status, headers, bytearray(), "end", file=path)
         elif declared <= len(content):
             self.wire = Wire("response", status, headers, bytearray(content[:declared]), "end")
         else:
@@ -783,8 +742,8 @@ class HttpModel:
             return
         gathered, self.trailers = self.trailers, "none"
         if self.state == "streaming":
-            if self.declared is not None and self.sent < self.declared:
-                self.r.known.add("trailers-short-body")
+            # (A body short of its Content-Length never gets here: its last message ended
+            # the response, cut, and left the trailers announced, so they are refused.)
             self.wire.end = "end"
             self.wire.trailers = gathered
         self.state = "complete"
@@ -1271,6 +1230,8 @@ def run_h2(fz: Fuzzing, plan_id: str, wire: Wire, method: str) -> None:
         status = int(headers[0][1]) if headers else None
         if wire.kind in ("server-error", "file-error"):
             assert status == 500 and got["end"] == "end", got
+            expected = b"Internal Server Error" + (b"\n" if wire.kind == "file-error" else b"")
+            assert bytes(got["body"]) == (b"" if method == "HEAD" else expected), got["body"]
         elif wire.end == "cut":
             assert got["end"] != "end", f"a cut response ended cleanly: {short(got)}"
             assert bytes(wire.body).startswith(bytes(got["body"])), "bytes the app never sent"
@@ -1282,8 +1243,10 @@ def run_h2(fz: Fuzzing, plan_id: str, wire: Wire, method: str) -> None:
             assert bytes(got["body"]) == (b"" if no_body else bytes(wire.body)), \
                 f"body {bytes(got['body'])[:100]!r} != {bytes(wire.body)[:100]!r}"
             lengths = {v for n, v in headers if n == b"content-length"}
-            if lengths and not no_body:
-                assert lengths == {str(len(got["body"])).encode()}, (lengths, len(got["body"]))
+            if lengths and not no_body:  # the app's own may be "00": 1*DIGIT, its number
+                assert all(v.isdigit() for v in lengths) \
+                    and {int(v) for v in lengths} == {len(got["body"])}, \
+                    (lengths, len(got["body"]))
             assert by_name(got["trailers"] or []) == by_name(wire.trailers or []), \
                 (got["trailers"], wire.trailers)
             for name, _ in got["trailers"] or []:
@@ -1291,9 +1254,8 @@ def run_h2(fz: Fuzzing, plan_id: str, wire: Wire, method: str) -> None:
         if not client.closed:
             follow = client.exchange(client.request("GET", "/ok"))
             # A server that is closing the connection (GOAWAY) may refuse a new stream.
-            codes = {7} | ({2} if "h2-goaway-internal-error" in KNOWN_BUGS else set())
             refused = follow["end"] == "refused" or (
-                client.goaway and follow["end"] == "reset" and follow["reset_code"] in codes)
+                client.goaway and follow["end"] == "reset" and follow["reset_code"] == 7)
             if not refused:
                 assert follow["end"] == "end" and bytes(follow["body"]) == b"ok", short(follow)
     finally:
@@ -1345,20 +1307,9 @@ def expected_http(fz: Fuzzing, plan: dict, method: str, http2: bool):
     rules = Rules()
     model = HttpModel(rules, method, fz.contents)
     outcomes, failed = run_model(model, plan)
-    if http2:
-        status = model.wire.status if model.wire else 0
-        if model.wire and model.wire.kind == "response" and status in (204, 304) \
-                and (model.wire.body or model.wire.file) and method != "HEAD":
-            rules.known.add("h2-204-304-body")
-        if method == "HEAD" and model.wire and model.wire.kind != "response":
-            rules.known.add("h2-head-error-body")
-        if model.wire and model.wire.trailers and any(
-                n in H2_DROPPED for n, _ in model.wire.trailers):
-            rules.known.add("h2-connection-trailers")
-        heads = list(model.wire.headers if model.wire else []) + list(
-            (model.wire.trailers or []) if model.wire else [])
-        if any(v != v.strip(b" \t") for _, v in heads):
-            rules.known.add("h2-value-whitespace")
+    if http2 and model.wire and model.wire.trailers:
+        # Connection-specific fields are dropped from HTTP/2 trailers as from heads.
+        model.wire.trailers = [(n, v) for n, v in model.wire.trailers if n not in H2_DROPPED]
     return model, outcomes, failed, rules.known
 
 
@@ -1566,6 +1517,12 @@ class WsWire:
                 f"frames={short(self.frames)}, close={self.close})")
 
 
+def client_close_code(code: int) -> bool:
+    """The close codes the server takes from a client (yawc's CloseCode::is_allowed): those
+    of RFC 6455 7.4.1 and 1012-1013, not 1014, which an app may send."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1013 or 3000 <= code <= 4999
+
+
 class WsModel:
     """websocket.rs as a spec: the handshake's order and the messages' forms."""
 
@@ -1670,16 +1627,10 @@ class WsModel:
             raise Refused()
         self.wire.body += self.r.body(message)
         if not bool(message.get("more_body", False)):
+            # The whole body is framed by its own length: the app's Content-Length and
+            # Transfer-Encoding (whatever they say) never reach the wire.
             self.state = "over"
             self.wire.kind = "deny"
-            lengths = [v for n, v in self.wire.headers if n == b"content-length"]
-            if lengths and (any(v != str(len(self.wire.body)).encode() for v in lengths)
-                            or any(n == b"transfer-encoding" for n, _ in self.wire.headers)):
-                self.r.known.add("denial-content-length")
-            if len(lengths) > 1:
-                self.r.known.add("denial-content-length")
-            if lengths and self.wire.status == 204:
-                self.r.known.add("unchecked-content-length")
 
     def conclude(self, failed: bool) -> None:
         if self.state in ("connecting", "connected", "denying"):
@@ -1755,10 +1706,7 @@ def check_ws(fz: Fuzzing, plan_id: str, wire: WsWire, subprotocols: bool) -> Non
             payload = struct.pack(">H", close[0])
             sock.sendall(bytes([0x88, 0x80 | len(payload)]) + mask
                          + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
-            if "second-close-frame" in KNOWN_BUGS and not reader.buf:
-                reader.fill()
-            if "second-close-frame" in KNOWN_BUGS and reader.buf[:1] == b"\x88":
-                ws_frames(reader)  # the known second close frame
+            # One close frame per endpoint (RFC 6455 5.5.1): nothing more, then the end.
             assert reader.at_eof(), f"the server did not close the connection after the " \
                                     f"close: {bytes(reader.buf)!r}"
             return
@@ -1769,6 +1717,11 @@ def check_ws(fz: Fuzzing, plan_id: str, wire: WsWire, subprotocols: bool) -> Non
             f"body {short(bytes(resp.body))} != {short(expected[1])}"
         if wire.kind == "deny":
             check_headers(resp.headers, Wire("response", wire.status, wire.headers), False)
+            # Framed by the body the app sent, whatever its own Content-Length said.
+            assert by_name(resp.headers).get(b"content-length") == (
+                None if wire.status in (204, 304) else [str(len(wire.body)).encode()]), \
+                resp.raw_head
+            assert b"transfer-encoding" not in by_name(resp.headers), resp.raw_head
         if connection_close(resp.headers):
             assert reader.at_eof()
             return
@@ -1887,18 +1840,55 @@ def test_bug_content_length_on_a_204_is_checked_or_dropped(fz):
     assert b"content-length" not in dict(resp.headers), resp.raw_head
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open bug: hyper refuses a HEAD head with Content-Length twice and the "
-    "client gets nothing"
-))
+def test_bug_head_response_content_length_is_checked(fz):
+    """RFC 9110 8.6: a Content-Length is a number of bytes. GET refused an invalid one
+    (RuntimeError, 500); HEAD sent it as is, and one beside Transfer-Encoding made hyper
+    refuse the head: the client got no response at all. A HEAD answer's Content-Length
+    describes the GET response; it is checked as for GET now."""
+    for headers in ([(b"content-length", b"abc")],
+                    [(b"content-length", b"5"), (b"content-length", b"6")],
+                    [(b"content-length", b"5"), (b"transfer-encoding", b"chunked")]):
+        plan = plain_plan(start(200, headers), body(b"hello"))
+        resp, follow, sent = h1_exchange(fz, plan, method="HEAD")
+        assert resp is not None, f"no response to HEAD with {headers}"
+        assert resp.status == 500 and bytes(resp.body) == b"", resp.raw_head
+        assert sent[0][1] == "RuntimeError", sent
+        assert connection_close(resp.headers), resp.raw_head  # as for any failed app
+        got = h2_exchange(fz, plan, method="HEAD")
+        assert int(dict(got["headers"])[b":status"]) == 500, got
+        assert bytes(got["body"]) == b"", got
+
+
+def test_bug_engine_adds_no_content_length_to_a_204(fz):
+    """RFC 9110 8.6: a 204 has no Content-Length. The app's was dropped, but the engine
+    added its own: the body's length in answer to HEAD, the file's for pathsend."""
+    cases = [(plain_plan(start(204), body(b"hello")), "HEAD"),
+             (plain_plan(start(204), {"type": "http.response.pathsend",
+                                      "path": fz.files["ten"]}), "GET"),
+             (plain_plan(start(204), {"type": "http.response.pathsend",
+                                      "path": fz.files["ten"]}), "HEAD")]
+    for plan, method in cases:
+        resp, follow, _ = h1_exchange(fz, plan, method=method)
+        assert resp.status == 204 and bytes(resp.body) == b""
+        assert b"content-length" not in by_name(resp.headers), (method, resp.raw_head)
+        assert follow is not None and (follow.status, bytes(follow.body)) == (200, b"ok")
+        got = h2_exchange(fz, plan, method=method)
+        assert int(dict(got["headers"])[b":status"]) == 204, got
+        assert b"content-length" not in by_name(got["headers"]), (method, got["headers"])
+
+
 def test_bug_head_response_with_content_length_twice_gets_an_answer(fz):
-    """Two equal Content-Length fields are accepted for GET; for HEAD hyper refuses the head
-    and the client gets no response at all."""
+    """Two equal Content-Length fields were accepted for GET; for HEAD hyper refused the
+    head and the client got no response at all. Both now say it once."""
     headers = [(b"content-length", b"5"), (b"content-length", b"5")]
-    resp, _, sent = h1_exchange(fz, plain_plan(start(200, headers), body(b"hello")),
-                                method="HEAD", follow=False)
-    assert resp is not None, "no response to HEAD"
-    assert resp.status == 200 and sent == [[0, "ok", ""], [1, "ok", ""]]
+    for method in ("HEAD", "GET"):
+        resp, follow, sent = h1_exchange(fz, plain_plan(start(200, headers), body(b"hello")),
+                                         method=method)
+        assert resp is not None, f"no response to {method}"
+        assert resp.status == 200 and sent == [[0, "ok", ""], [1, "ok", ""]]
+        assert by_name(resp.headers)[b"content-length"] == [b"5"], resp.raw_head
+        assert bytes(resp.body) == (b"" if method == "HEAD" else b"hello")
+        assert follow is not None and follow.status == 200
 
 
 def test_bug_trailers_do_not_hide_a_body_short_of_its_content_length(fz):
@@ -1912,19 +1902,19 @@ def test_bug_trailers_do_not_hide_a_body_short_of_its_content_length(fz):
     assert resp is not None and resp.status == 200 and not resp.complete
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open bug: the engine adds Content-Length beside the app's "
-    "Transfer-Encoding and hyper refuses the head"
-))
 def test_bug_pathsend_with_transfer_encoding_gets_an_answer(fz):
     """pathsend after a start with Transfer-Encoding: the engine adds Content-Length, hyper
     refuses a head with both, and the client gets an empty reply (logged as a 200)."""
     path = fz.files["ten"]
     plan = plain_plan(start(200, [(b"transfer-encoding", b"chunked")]),
                       {"type": "http.response.pathsend", "path": path})
-    resp, _, _ = h1_exchange(fz, plan, follow=False)
+    resp, follow, _ = h1_exchange(fz, plan)
     assert resp is not None, "empty reply"
     assert resp.status == 200 and bytes(resp.body) == b"0123456789"
+    # The app's framing is kept: chunked, no Content-Length beside it.
+    assert dict(resp.headers).get(b"transfer-encoding") == b"chunked", resp.raw_head
+    assert b"content-length" not in dict(resp.headers), resp.raw_head
+    assert follow is not None and follow.status == 200  # the connection goes on
 
 
 def test_bug_streaming_past_64k_on_a_204_does_not_block_for_ever(fz):
@@ -1955,6 +1945,16 @@ def test_bug_http2_204_carries_no_body(fz):
     assert b"content-length" not in dict(got["headers"]), got["headers"]
 
 
+def test_bug_http2_204_by_pathsend_carries_no_body(fz):
+    """RFC 9110 15.3.5, 15.4.5: a 204 or 304 has no content. Body messages were dropped over
+    HTTP/2, but pathsend sent the file as DATA (HTTP/1.1 sent none)."""
+    for status in (204, 304):
+        got = h2_exchange(fz, plain_plan(start(status), {"type": "http.response.pathsend",
+                                                         "path": fz.files["ten"]}))
+        assert got["end"] == "end" and int(dict(got["headers"])[b":status"]) == status, got
+        assert bytes(got["body"]) == b"", got
+
+
 def test_bug_http2_head_gets_no_body_with_a_500(fz):
     """RFC 9110 9.3.2: a HEAD response has no content; the engine's own 500 over HTTP/2
     carries "Internal Server Error" as DATA."""
@@ -1963,17 +1963,17 @@ def test_bug_http2_head_gets_no_body_with_a_500(fz):
     assert bytes(got["body"]) == b"", got
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open bug: a connection-specific trailer field resets the HTTP/2 stream"
-))
 def test_bug_http2_connection_specific_trailer_does_not_lose_the_response(fz):
     """Connection-specific fields are dropped from HTTP/2 heads (README); in a trailer the
     h2 crate refuses them and the stream is reset (INTERNAL_ERROR) with the body lost, while
     the app's send() succeeded."""
     plan = plain_plan(start(200, trailers=True), body(b"hi"),
-                      {"type": "http.response.trailers", "headers": [(b"connection", b"close")]})
+                      {"type": "http.response.trailers",
+                       "headers": [(b"connection", b"close"), (b"x-checksum", b"1"),
+                                   (b"te", b"gzip"), (b"transfer-encoding", b"chunked")]})
     got = h2_exchange(fz, plan)
     assert got["end"] == "end" and bytes(got["body"]) == b"hi", got
+    assert by_name(got["trailers"] or []) == {b"x-checksum": [b"1"]}, got
 
 
 def test_bug_every_trailer_field_of_one_message_is_sent(fz):
@@ -1986,43 +1986,39 @@ def test_bug_every_trailer_field_of_one_message_is_sent(fz):
     assert by_name(got["trailers"] or []) == {b"x-t": [b"1", b"3"], b"x-u": [b"2"]}, got
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open bug: HTTP/2 header values with surrounding whitespace are sent as "
-    "is"
-))
 def test_bug_http2_header_value_with_surrounding_whitespace(fz):
     """RFC 9113 8.2.1: a field value must not start or end with whitespace; HTTP/1.1 clients
-    trim it, HTTP/2 clients (h2, nghttp2) reject the response as malformed. The server sends
-    the app's value as is (it should trim it, or refuse it)."""
-    got = h2_exchange(fz, plain_plan(start(200, [(b"x-a", b" padded ")]), body(b"hi")))
+    trim it, HTTP/2 clients (h2, nghttp2) reject the response as malformed. The server sent
+    the app's value as is; it now trims it (RFC 9110 5.5: the whitespace is not part of the
+    value), over HTTP/2 and HTTP/1.1 alike."""
+    headers = [(b"x-a", b" \tpadded "), (b"x-b", b"in side")]
+    got = h2_exchange(fz, plain_plan(start(200, headers), body(b"hi")))
     check_h2_head(got["headers"])
+    assert by_name(got["headers"])[b"x-a"] == [b"padded"]
+    assert by_name(got["headers"])[b"x-b"] == [b"in side"]
+    resp, _, _ = h1_exchange(fz, plain_plan(start(200, headers), body(b"hi")), follow=False)
+    assert b"\r\nx-a: padded\r\n" in resp.raw_head, resp.raw_head
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open bug: a request after the first GOAWAY is reset with "
-    "INTERNAL_ERROR, not REFUSED_STREAM"
-))
-def test_bug_http2_request_after_goaway_is_refused_not_failed(fz):
-    """A response over its Content-Length makes the engine close the HTTP/2 connection; a
-    request sent after the first GOAWAY is reset with INTERNAL_ERROR and then counted as
-    processed by the final GOAWAY, so a client cannot retry it safely."""
+def test_bug_http2_response_over_its_length_ends_only_its_stream(fz):
+    """A response over its Content-Length made the engine close the HTTP/2 connection, and a
+    request sent after its first GOAWAY was reset with INTERNAL_ERROR, then counted as
+    processed by the final GOAWAY: a client could not retry it safely. HTTP/2 frames each
+    stream on its own, so now the stream ends at its declared bytes, the app's send() fails,
+    and the connection serves on with no GOAWAY."""
     plan = plain_plan(start(200, [(b"content-length", b"10")]), body(b"x" * 5, more=True),
                       body(b"y" * 10))
     plan_id = fz.put_plan(plan)
     client = H2Client(fz)
-    client.answer_pings = False  # hold the final GOAWAY back: it follows the PING's answer
     try:
-        assert client.exchange(client.request("GET", f"/run/{plan_id}"))["end"] == "end"
-        while client.goaway is None:
-            client._frame(*client.reader.next())
-        stream = client.request("GET", "/ok")
-        for payload in client.unanswered:
-            client.sock.sendall(raw_frame(PING, ACK, 0, payload))
-        follow = client.exchange(stream)
-        assert follow["end"] == "end" or follow.get("reset_code") == 7 \
-            or follow["end"] == "refused", follow
+        first = client.exchange(client.request("GET", f"/run/{plan_id}"))
+        assert first["end"] == "end" and bytes(first["body"]) == b"xxxxxyyyyy", first
+        follow = client.exchange(client.request("GET", "/ok"))
+        assert follow["end"] == "end" and bytes(follow["body"]) == b"ok", follow
+        assert client.goaway is None
     finally:
         client.close()
+    assert [kind for _, kind, _ in fz.result(plan_id)] == ["ok", "ok", "RuntimeError"]
 
 
 def test_bug_websocket_denial_is_held_to_its_content_length(fz):
@@ -2044,10 +2040,28 @@ def test_bug_websocket_denial_is_held_to_its_content_length(fz):
             f"the next response is the app's bytes: {second}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open bug: the server answers the client's close reply with a second "
-    "close frame"
-))
+@pytest.mark.parametrize("reply", [struct.pack(">H", 1014), struct.pack(">H", 999),
+                                   struct.pack(">H", 1005), b"\x03", b"\x0f\xa1\xff\xfe"],
+                         ids=["1014", "999", "1005", "one-byte", "reason-not-utf8"])
+def test_bug_websocket_no_second_close_frame_for_a_refused_close_reply(fz, reply):
+    """RFC 6455 1.4 and 5.5.1: after sending its close frame an endpoint sends nothing more.
+    The app closes with 1014 (Bad Gateway, accepted by send()); a client reply the frame
+    layer takes as invalid (an echoed 1014, a code no endpoint may send, a one-byte payload,
+    a reason that is not UTF-8) got a second close frame (1002 or 1007) before the server
+    closed the connection. Now the connection just ends."""
+    plan = plain_plan({"type": "websocket.accept"}, {"type": "websocket.close", "code": 1014})
+    plan_id = fz.put_plan(plan)
+    with fz.connect() as sock:
+        sock.sendall(ws_request(f"/ws/{plan_id}", False))
+        reader = H1Reader(sock)
+        assert reader.response("GET").status == 101
+        assert ws_frames(reader) == ([], (1014, b""))
+        mask = os.urandom(4)
+        sock.sendall(bytes([0x88, 0x80 | len(reply)]) + mask
+                     + bytes(b ^ mask[i % 4] for i, b in enumerate(reply)))
+        assert reader.at_eof(), f"more after the close: {bytes(reader.buf)!r}"
+
+
 def test_bug_websocket_server_sends_one_close_frame(fz):
     """RFC 6455 5.5.1: after its own close frame the server must not send another when the
     client answers it."""

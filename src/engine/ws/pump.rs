@@ -144,7 +144,15 @@ impl Pump {
 
     /// `replace_queued`: what the frame layer queued (its close answer) is dropped, for the
     /// cases where its close code is not the one RFC 6455 asks for.
+    ///
+    /// Once our own close frame went out, nothing more does (RFC 6455 1.4 and 5.5.1): not
+    /// the frame layer's answer to the peer's close, nor a close for a protocol error in it.
     fn end_with(&mut self, ended: Ended, close: Option<Frame>, replace_queued: bool) {
+        let (close, replace_queued) = if self.closing_since.is_some() {
+            (None, true)
+        } else {
+            (close, replace_queued)
+        };
         if self.ending.is_none() {
             self.ending = Some(Ending {
                 ended,
@@ -284,7 +292,8 @@ impl Pump {
                     .flatten()
                     .unwrap_or("")
                     .to_string();
-                // The frame layer queued its answer (the same code) unless we closed first.
+                // The frame layer queued its answer (the same code), even when this is the
+                // peer's answer to ours: `end` drops it then.
                 self.end((code, reason), None);
             }
             _ => {} // pings are answered by the frame layer; pongs only prove the peer is alive
