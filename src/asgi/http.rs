@@ -140,7 +140,8 @@ impl HttpCycle {
         let (code, mut head) = response_head(msg, "http.response.start")?;
         // A HEAD answer, 204 and 304 have no body: what the app sends as body is dropped
         // here.
-        if matches!(code, 204 | 304) {
+        let no_content = matches!(code, 204 | 304);
+        if no_content {
             // RFC 9110 8.6 and 15.3.5: a 204 has no Content-Length; a 304's is optional and
             // an app's could be anything: neither reaches the wire, nor a Transfer-Encoding.
             head.headers.remove(http::header::CONTENT_LENGTH);
@@ -150,7 +151,7 @@ impl HttpCycle {
         // A HEAD answer's Content-Length describes the GET response: not held to a body,
         // but checked all the same (a number; several fields agree; no Transfer-Encoding
         // beside it), and said once, since hyper refuses a head that repeats it.
-        let declared = if matches!(code, 204 | 304) {
+        let declared = if no_content {
             None
         } else {
             declared_length(&head.headers)?

@@ -2040,6 +2040,23 @@ def test_bug_websocket_denial_is_held_to_its_content_length(fz):
             f"the next response is the app's bytes: {second}"
 
 
+def assert_nothing_after_the_close_reply(fz: Fuzzing, close: dict, sent: tuple[int, bytes],
+                                         reply: bytes) -> None:
+    """The app accepts and closes with `close`; the client sees that close frame (`sent`,
+    its code and reason), answers with a close frame of payload `reply`, and then the server
+    must send nothing more (RFC 6455 1.4 and 5.5.1)."""
+    plan_id = fz.put_plan(plain_plan({"type": "websocket.accept"}, close))
+    with fz.connect() as sock:
+        sock.sendall(ws_request(f"/ws/{plan_id}", False))
+        reader = H1Reader(sock)
+        assert reader.response("GET").status == 101
+        assert ws_frames(reader) == ([], sent)
+        mask = os.urandom(4)
+        sock.sendall(bytes([0x88, 0x80 | len(reply)]) + mask
+                     + bytes(b ^ mask[i % 4] for i, b in enumerate(reply)))
+        assert reader.at_eof(), f"more after the close: {bytes(reader.buf)!r}"
+
+
 @pytest.mark.parametrize("reply", [struct.pack(">H", 1014), struct.pack(">H", 999),
                                    struct.pack(">H", 1005), b"\x03", b"\x0f\xa1\xff\xfe"],
                          ids=["1014", "999", "1005", "one-byte", "reason-not-utf8"])
@@ -2049,32 +2066,13 @@ def test_bug_websocket_no_second_close_frame_for_a_refused_close_reply(fz, reply
     layer takes as invalid (an echoed 1014, a code no endpoint may send, a one-byte payload,
     a reason that is not UTF-8) got a second close frame (1002 or 1007) before the server
     closed the connection. Now the connection just ends."""
-    plan = plain_plan({"type": "websocket.accept"}, {"type": "websocket.close", "code": 1014})
-    plan_id = fz.put_plan(plan)
-    with fz.connect() as sock:
-        sock.sendall(ws_request(f"/ws/{plan_id}", False))
-        reader = H1Reader(sock)
-        assert reader.response("GET").status == 101
-        assert ws_frames(reader) == ([], (1014, b""))
-        mask = os.urandom(4)
-        sock.sendall(bytes([0x88, 0x80 | len(reply)]) + mask
-                     + bytes(b ^ mask[i % 4] for i, b in enumerate(reply)))
-        assert reader.at_eof(), f"more after the close: {bytes(reader.buf)!r}"
+    assert_nothing_after_the_close_reply(fz, {"type": "websocket.close", "code": 1014},
+                                         (1014, b""), reply)
 
 
 def test_bug_websocket_server_sends_one_close_frame(fz):
     """RFC 6455 5.5.1: after its own close frame the server must not send another when the
     client answers it."""
-    plan = plain_plan({"type": "websocket.accept"},
-                      {"type": "websocket.close", "code": 4001, "reason": "bye"})
-    plan_id = fz.put_plan(plan)
-    with fz.connect() as sock:
-        sock.sendall(ws_request(f"/ws/{plan_id}", False))
-        reader = H1Reader(sock)
-        assert reader.response("GET").status == 101
-        assert ws_frames(reader) == ([], (4001, b"bye"))
-        mask = os.urandom(4)
-        payload = struct.pack(">H", 4001)
-        sock.sendall(bytes([0x88, 0x82]) + mask
-                     + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
-        assert reader.at_eof(), f"more after the close: {bytes(reader.buf)!r}"
+    assert_nothing_after_the_close_reply(
+        fz, {"type": "websocket.close", "code": 4001, "reason": "bye"}, (4001, b"bye"),
+        struct.pack(">H", 4001))
