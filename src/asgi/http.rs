@@ -22,7 +22,8 @@ use pyo3::types::{PyBytes, PyDict};
 use super::awaitable::Waiting;
 use super::context::{receive, Context, Cycle, WaitFor};
 use super::messages::{
-    body_bytes, declared_length, message_and_type, more_body, parse_headers, response_head,
+    body_bytes, declared_length, early_hint_links, message_and_type, more_body, parse_headers,
+    response_head,
 };
 use crate::handoff::body_length::{BodyLength, Length};
 use crate::handoff::exchange::{
@@ -224,6 +225,23 @@ impl HttpCycle {
         drop(this);
         Self::finished(slf)?;
         Ok(done)
+    }
+
+    /// `http.response.early_hint`: a 103 with these `Link` fields, sent before the response
+    /// while its head has not gone to the engine (after the start message too: the head
+    /// leaves with the first body message). Later a 103 would follow the final head, so the
+    /// hint is dropped, as the extension allows.
+    fn send_early_hint(slf: &Bound<'_, Self>, msg: &Bound<'_, PyDict>) -> PyResult<Py<PyAny>> {
+        let links = early_hint_links(msg)?;
+        let this = slf.borrow();
+        let before_head = matches!(
+            this.response,
+            ResponseState::Pending | ResponseState::Started(_)
+        );
+        if before_head && !links.is_empty() && !this.exchange.push_early_hint(links) {
+            return Err(client_gone_error());
+        }
+        Ok(Context::done(this.ctx.bind(slf.py())))
     }
 
     /// `http.response.pathsend`: the engine sends the file as the whole body, with its
@@ -561,13 +579,14 @@ impl HttpCycle {
             "http.response.body" => Self::send_body(slf, msg),
             "http.response.pathsend" => Self::send_path(slf, msg),
             "http.response.trailers" => Self::send_trailers(slf, msg),
+            "http.response.early_hint" => Self::send_early_hint(slf, msg),
             "http.response.start" => {
                 let mut this = slf.borrow_mut();
                 this.parse_start(msg)?;
                 Ok(Context::done(this.ctx.bind(py)))
             }
             other => Err(PyRuntimeError::new_err(format!(
-                "Unexpected ASGI message type '{other}' sent on an HTTP connection; expected 'http.response.start', 'http.response.body' or 'http.response.pathsend'."
+                "Unexpected ASGI message type '{other}' sent on an HTTP connection; expected 'http.response.start', 'http.response.body', or an extension's message ('http.response.pathsend', 'http.response.trailers', 'http.response.early_hint')."
             ))),
         }
     }

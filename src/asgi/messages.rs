@@ -170,6 +170,44 @@ pub(crate) fn parse_headers(msg: &Bound<'_, PyDict>, kind: &str) -> PyResult<Hea
     Ok(headers)
 }
 
+/// The `links` of an `http.response.early_hint` message (asgiref docs/extensions.rst): an
+/// iterable of `Link` field values, each bytes-like (or an ASCII str, as header values).
+pub(crate) fn early_hint_links(msg: &Bound<'_, PyDict>) -> PyResult<HeaderMap> {
+    const KIND: &str = "http.response.early_hint";
+    let Some(links) = msg.get_item(intern!(msg.py(), "links"))? else {
+        return Err(PyRuntimeError::new_err(
+            "ASGI 'http.response.early_hint' has no 'links'; give an iterable of Link field values as bytes, e.g. [b'</style.css>; rel=preload; as=style'].",
+        ));
+    };
+    // One value on its own would iterate as ints or characters.
+    let iterable = !(links.is_instance_of::<PyBytes>()
+        || links.is_instance_of::<PyString>()
+        || links.is_instance_of::<PyByteArray>());
+    let items = match iterable.then(|| links.try_iter()) {
+        Some(Ok(items)) => items,
+        _ => {
+            return Err(PyRuntimeError::new_err(format!(
+                "ASGI 'http.response.early_hint' links must be an iterable of Link field values (bytes), got {}: {}.",
+                type_name(&links),
+                repr(&links)
+            )))
+        }
+    };
+    let mut fields = HeaderMap::new();
+    for link in items {
+        let value = with_header_bytes(&link?, KIND, "link value", |bytes| {
+            fields::field_value(bytes).map_err(|_| {
+                PyRuntimeError::new_err(format!(
+                    "Invalid Link value {:?} in ASGI '{KIND}': control characters such as CR, LF or NUL are not allowed.",
+                    String::from_utf8_lossy(bytes)
+                ))
+            })
+        })?;
+        fields.append(http::header::LINK, value);
+    }
+    Ok(fields)
+}
+
 /// The two items of one header, whatever two-item iterable holds them; `None` when it does
 /// not hold exactly two.
 fn header_pair<'py>(

@@ -181,6 +181,10 @@ impl ScopeBuilder {
         if trailers_reach_client(req) {
             extensions.set_item(intern!(py, "http.response.trailers"), PyDict::new(py))?;
         }
+        if req.version == http::Version::HTTP_11 {
+            // 103 Early Hints: HTTP/1.0 clients take no 1xx (RFC 9110 15.2).
+            extensions.set_item(intern!(py, "http.response.early_hint"), PyDict::new(py))?;
+        }
         if let Some(tls) = &req.tls {
             extensions.set_item(intern!(py, "tls"), tls_extension(py, tls)?)?;
         }
@@ -227,7 +231,11 @@ impl ScopeBuilder {
             None => PyDict::new(py),
         };
         // The HTTP scope's extensions minus those that only a response body can use.
-        for name in ["http.response.pathsend", "http.response.trailers"] {
+        for name in [
+            "http.response.pathsend",
+            "http.response.trailers",
+            "http.response.early_hint",
+        ] {
             if extensions.contains(name)? {
                 extensions.del_item(name)?;
             }

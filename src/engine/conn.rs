@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::activity::{close_at, Activity, SendWindow, Watch, MIN_CHECK};
 use super::framing::FramingWatch;
+use super::interim::Interim;
 use super::service::{Link, RequestService};
 use super::watched_io::WatchedIo;
 use super::{Phase, Shared};
@@ -74,6 +75,8 @@ where
     } else {
         Activity::new()
     });
+    // HTTP/2 has no byte stream to put a 103 into between hyper's frames.
+    let interim = (!http2).then(|| Arc::new(Interim::default()));
     let io = TokioIo::new(WatchedIo {
         inner: stream,
         activity: activity.clone(),
@@ -86,9 +89,17 @@ where
             FramingWatch::new((shared.config.limits.line + 2).min(shared.config.max_header_bytes))
         },
         shared: shared.clone(),
+        interim: interim.clone(),
     });
     let cfg = &shared.config;
-    let service = RequestService::new(shared.clone(), client, server, link, activity.clone());
+    let service = RequestService::new(
+        shared.clone(),
+        client,
+        server,
+        link,
+        activity.clone(),
+        interim,
+    );
     let conn = if http2 {
         let mut builder = http2::Builder::new(TokioExecutor::new());
         let h2 = &cfg.h2;

@@ -21,13 +21,14 @@ use hyper::body::Incoming;
 
 use super::activity::{Activity, Busy};
 use super::body::{pump_request_body, ResponseBody, StreamRecord};
+use super::interim::{early_hints_h1, Interim};
 use super::refusals::Refusal;
 use super::request_id;
 use super::ws;
 use super::RequestLimits;
 use super::{Error, Shared};
 use crate::handoff::access_record::Pending;
-use crate::handoff::exchange::{Exchange, FileSource, Response, ResponseHead};
+use crate::handoff::exchange::{Awaited, Exchange, FileSource, Response, ResponseHead};
 use crate::handoff::{Dispatcher, IncomingRequest, LogLevel, Peer, RequestHead, TlsInfo};
 use crate::metrics::Rejected;
 
@@ -42,6 +43,8 @@ pub(super) struct RequestService {
     server: Peer,
     link: Link,
     activity: Arc<Activity>,
+    /// HTTP/1.1: where a 103 waits for its moment on the socket.
+    interim: Option<Arc<Interim>>,
 }
 
 /// How a connection reached us: its scheme, and on TLS what the `tls` extension reports.
@@ -60,6 +63,7 @@ impl RequestService {
         server: Peer,
         link: Link,
         activity: Arc<Activity>,
+        interim: Option<Arc<Interim>>,
     ) -> Self {
         RequestService {
             shared,
@@ -67,6 +71,7 @@ impl RequestService {
             server,
             link,
             activity,
+            interim,
         }
     }
 }
@@ -323,6 +328,7 @@ impl RequestService {
         }
 
         let http2 = parts.version == Version::HTTP_2;
+        let version = parts.version;
         shared.dispatcher.dispatch(IncomingRequest {
             exchange: exchange.clone(),
             head: RequestHead {
@@ -338,7 +344,12 @@ impl RequestService {
             },
         });
 
-        let response = poll_fn(|cx| exchange.poll_response(cx)).await;
+        let response = loop {
+            match poll_fn(|cx| exchange.poll_response(cx)).await {
+                Awaited::Response(response) => break response,
+                Awaited::EarlyHints(hints) => self.send_early_hints(&hints, version).await,
+            }
+        };
         guard.answered = true;
         // HTTP/2 ends connections with GOAWAY, never with a header.
         let draining = stats.draining.load(Ordering::Relaxed) && !http2;
@@ -450,6 +461,27 @@ impl RequestService {
 /// Why a request's Host header breaks RFC 9112 3.2 (HTTP/1.1 needs exactly one, no request
 /// may carry two, and its value must be `host[:port]`), or `None` when it does not. Such a
 /// request gets 400 and never reaches the app.
+impl RequestService {
+    /// `http.response.early_hint`: each a 103 before the final response, where the client
+    /// can take one.
+    async fn send_early_hints(&self, hints: &[http::HeaderMap], version: Version) {
+        match &self.interim {
+            Some(interim) if version == Version::HTTP_11 => {
+                for links in hints {
+                    interim.queue(&early_hints_h1(links));
+                }
+                // The final head may reach hyper only once the 103s have begun.
+                poll_fn(|cx| interim.poll_begun(cx)).await;
+            }
+            // RFC 9110 15.2: no 1xx to an HTTP/1.0 client.
+            _ => self.shared.dispatcher.log(
+                LogLevel::Debug,
+                format!("early hints not sent: not possible over {version:?}"),
+            ),
+        }
+    }
+}
+
 fn host_problem<B>(req: &Request<B>) -> Option<&'static str> {
     if req.version() > Version::HTTP_11 {
         return None; // HTTP/2 carries the authority in its own pseudo-header

@@ -1,9 +1,9 @@
 //! The connection's socket as hyper sees it: every read and write is noted for the
 //! watchdog (`Activity`) and the bytes read are followed by `FramingWatch`; the two answers
 //! hyper cannot give (408 for a stalled head, 414 for a request line past the limit) are
-//! written here, on the socket itself.
+//! written here, on the socket itself, and so are HTTP/1.1's interim responses (`interim`).
 //!
-//! Must not: buffer, delay or reorder bytes.
+//! Must not: buffer, delay or reorder hyper's bytes.
 
 use std::io;
 use std::pin::Pin;
@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::activity::Activity;
 use super::framing::{FramingWatch, Verdict};
+use super::interim::Interim;
 use super::refusals::Refusal;
 use super::Shared;
 use crate::handoff::LogLevel;
@@ -31,6 +32,22 @@ pub(super) struct WatchedIo<S> {
     pub(super) activity: Arc<Activity>,
     pub(super) framing: FramingWatch,
     pub(super) shared: Arc<Shared>,
+    /// HTTP/1.1: the 103s the connection's requests queue.
+    pub(super) interim: Option<Arc<Interim>>,
+}
+
+impl<S: AsyncWrite + Unpin> WatchedIo<S> {
+    /// Writes the interim responses that have begun (and at a message boundary, those
+    /// queued) before anything else.
+    fn poll_interim(&mut self, cx: &mut Context<'_>, at_boundary: bool) -> Poll<io::Result<()>> {
+        match &self.interim {
+            None => Poll::Ready(Ok(())),
+            Some(interim) => {
+                let activity = &self.activity;
+                interim.poll_write_out(&mut self.inner, cx, at_boundary, |r| activity.note_write(r))
+            }
+        }
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WatchedIo<S> {
@@ -76,6 +93,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WatchedIo<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.poll_interim(cx, false))?;
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         self.activity.note_write(&r);
         r
@@ -86,6 +104,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WatchedIo<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.poll_interim(cx, false))?;
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         self.activity.note_write(&r);
         r
@@ -96,6 +115,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WatchedIo<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // hyper flushes the socket only with its own buffer empty: a message boundary.
+        std::task::ready!(self.poll_interim(cx, true))?;
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 

@@ -70,6 +70,13 @@ pub enum Response {
     File(ResponseHead, FileSource),
 }
 
+/// What the engine waits for before a response's body: the early hints the app sent (each
+/// one a 103 with its `Link` fields), then the response itself.
+pub enum Awaited {
+    EarlyHints(Vec<HeaderMap>),
+    Response(Response),
+}
+
 /// Where a file body comes from.
 pub enum FileSource {
     /// A path the engine opens (`http.response.pathsend`).
@@ -255,6 +262,8 @@ struct State {
     body_end: bool,
     body_started: bool,
     // Response, app -> engine.
+    /// `http.response.early_hint` messages not yet taken by the engine.
+    early_hints: Vec<HeaderMap>,
     response: Option<Response>,
     out: VecDeque<Bytes>,
     out_bytes: usize,
@@ -379,19 +388,23 @@ impl Exchange {
         Poll::Pending
     }
 
-    /// The engine waits for the app's response head.
-    pub fn poll_response(&self, cx: &mut Context<'_>) -> Poll<Response> {
+    /// The engine waits for the app's response head, and takes the early hints sent before
+    /// it first.
+    pub fn poll_response(&self, cx: &mut Context<'_>) -> Poll<Awaited> {
         let mut s = self.lock();
+        if !s.early_hints.is_empty() {
+            return Poll::Ready(Awaited::EarlyHints(std::mem::take(&mut s.early_hints)));
+        }
         if let Some(r) = s.response.take() {
-            return Poll::Ready(r);
+            return Poll::Ready(Awaited::Response(r));
         }
         if let Some(failure) = s.body_failed {
-            return Poll::Ready(match failure {
+            return Poll::Ready(Awaited::Response(match failure {
                 BodyFailure::Malformed => Response::BadRequestBody,
                 BodyFailure::ClientLeft => Response::ClientLeft,
                 BodyFailure::TimedOut => Response::BodyTimedOut,
                 BodyFailure::TooLarge => Response::BodyTooLarge,
-            });
+            }));
         }
         s.engine_waker = Some(cx.waker().clone());
         Poll::Pending
@@ -533,6 +546,12 @@ impl Exchange {
             s.response = Some(response);
             s.out_end = end;
         })
+    }
+
+    /// The app sends an early hint (`http.response.early_hint`): the `Link` fields of a 103
+    /// the engine sends before the response. False if the client is already gone.
+    pub fn push_early_hint(&self, links: HeaderMap) -> bool {
+        self.hand_over(|s| s.early_hints.push(links))
     }
 
     /// Applies what the app hands over and wakes the engine; false (nothing applied) if the

@@ -1,0 +1,176 @@
+"""`http.response.early_hint` (django/asgiref docs/extensions.rst, RFC 8297): a 103 Early
+Hints with the app's `Link` fields, before the final response. Offered to HTTP/1.1 clients
+(plain and TLS); not to HTTP/1.0 ones, which take no 1xx (RFC 9110 15.2), nor over HTTP/2,
+where hyper's server gives no way to send one."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+
+import pytest
+from conftest import http_client, raw_connection, recv_until_closed
+from pki import tls_flags
+
+pytestmark = pytest.mark.timeout(60)
+
+APP = "apps.hints_app:app"
+STYLE = b"</style.css>; rel=preload; as=style"
+SCRIPT = b"</app.js>; rel=preload; as=script"
+HINT_103 = (b"HTTP/1.1 103 Early Hints\r\nlink: " + STYLE + b"\r\nlink: " + SCRIPT
+            + b"\r\n\r\n")
+
+
+def recv_until(sock: socket.socket, marker: bytes) -> bytes:
+    data = b""
+    while marker not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before {marker!r}; got {data!r}"
+        data += chunk
+    return data
+
+
+def hinted_exchange(sock, form: str) -> tuple[bytes, bytes]:
+    """The 103 the app sends before it reads the body (so before it can answer), then the
+    rest once the body is sent."""
+    sock.sendall(f"POST /hint?form={form} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+                 "Connection: close\r\n\r\n".encode())
+    interim = recv_until(sock, b"\r\n\r\n")
+    sock.sendall(b"5\r\nhello\r\n0\r\n\r\n")
+    return interim, recv_until_closed(sock)
+
+
+@pytest.mark.parametrize("form", ["list", "tuple", "generator", "bytearray", "memoryview",
+                                  "str"])
+def test_the_103_goes_out_while_the_app_works(server, form):
+    srv = server.start(APP)
+    with raw_connection(srv.port) as sock:
+        interim, rest = hinted_exchange(sock, form)
+    assert interim == HINT_103
+    head, _, body = rest.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"\r\nlink: " + STYLE + b"\r\n" in head
+    assert body == b"got hello"
+
+
+def test_over_tls(server, pki):
+    srv = server.start(APP, *tls_flags(pki))
+    context = ssl.create_default_context(cafile=str(pki["ca"]))
+    context.set_alpn_protocols(["http/1.1"])
+    with context.wrap_socket(raw_connection(srv.port), server_hostname="127.0.0.1") as sock:
+        interim, rest = hinted_exchange(sock, "list")
+    assert interim == HINT_103
+    assert rest.startswith(b"HTTP/1.1 200 OK\r\n") and rest.endswith(b"got hello")
+
+
+def test_keep_alive_and_pipelined_requests_each_get_theirs_in_order(server):
+    srv = server.start(APP)
+    request = b"GET /twice HTTP/1.1\r\nHost: t\r\n\r\n"
+    with raw_connection(srv.port) as sock:
+        sock.sendall(request)
+        first = recv_until(sock, b"twice")
+        # Two more at once: pipelined behind each other.
+        sock.sendall(request + request.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+        rest = recv_until_closed(sock)
+    one = (b"HTTP/1.1 103 Early Hints\r\nlink: " + STYLE + b"\r\n\r\n"
+           + b"HTTP/1.1 103 Early Hints\r\nlink: " + SCRIPT + b"\r\n\r\nHTTP/1.1 200 OK\r\n")
+    assert first.startswith(one)
+    assert rest.count(b"HTTP/1.1 103 Early Hints\r\n") == 4
+    second, third = rest.split(b"twice")[:2]
+    assert second.startswith(one) and third.startswith(one)
+
+
+def test_a_hint_after_the_start_message_still_precedes_the_head(server):
+    srv = server.start(APP)
+    with raw_connection(srv.port) as sock:
+        sock.sendall(b"GET /after-start HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        reply = recv_until_closed(sock)
+    assert reply.startswith(b"HTTP/1.1 103 Early Hints\r\nlink: " + STYLE
+                            + b"\r\n\r\nHTTP/1.1 200 OK\r\n")
+    assert reply.endswith(b"\r\n\r\nlate head")
+
+
+def test_a_hint_after_the_head_went_out_is_dropped(server):
+    srv = server.start(APP)
+    with raw_connection(srv.port) as sock:
+        sock.sendall(b"GET /after-body HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        reply = recv_until_closed(sock)
+    assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b" 103 " not in reply
+    assert reply.endswith(b"6\r\nfirst \r\n4\r\nlast\r\n0\r\n\r\n")
+
+
+def test_http10_clients_get_no_103_and_no_offer(server):
+    srv = server.start(APP)
+    with raw_connection(srv.port) as sock:
+        sock.sendall(b"GET /twice HTTP/1.0\r\nHost: t\r\n\r\n")
+        reply = recv_until_closed(sock)
+    assert reply.startswith(b"HTTP/1.0 200 OK\r\n") and reply.endswith(b"\r\n\r\ntwice")
+    assert b" 103 " not in reply
+    with raw_connection(srv.port) as sock:
+        sock.sendall(b"GET /extensions HTTP/1.0\r\nHost: t\r\n\r\n")
+        assert b"http.response.early_hint" not in recv_until_closed(sock)
+    with http_client() as c:
+        assert "http.response.early_hint" in c.get(f"{srv.url}/extensions").json()
+
+
+def test_clients_that_ignore_1xx_get_the_final_response(server):
+    srv = server.start(APP)
+    with http_client() as c:
+        r = c.get(f"{srv.url}/twice")
+        assert (r.status_code, r.text) == (200, "twice")
+        r = c.post(f"{srv.url}/hint?form=tuple", content=b"abc")
+        assert (r.status_code, r.text) == (200, "got abc")
+
+
+def test_curl_sees_the_103(server):
+    srv = server.start(APP)
+    out = subprocess.run(["curl", "-sS", "-i", f"{srv.url}/twice"], capture_output=True,
+                         timeout=30, check=True).stdout
+    assert out.startswith(b"HTTP/1.1 103 Early Hints\r\nlink: " + STYLE + b"\r\n\r\n")
+    assert b"HTTP/1.1 200 OK\r\n" in out and out.endswith(b"twice")
+
+
+@pytest.mark.parametrize(("case", "error"), [
+    ("missing", "ASGI 'http.response.early_hint' has no 'links'; give an iterable of Link "
+                "field values as bytes, e.g. [b'</style.css>; rel=preload; as=style']."),
+    ("single", "ASGI 'http.response.early_hint' links must be an iterable of Link field "
+               "values (bytes), got bytes: b'</style.css>; rel=preload; as=style'."),
+    ("crlf", "Invalid Link value \"</a.css>\\r\\nx-injected: 1\" in ASGI "
+             "'http.response.early_hint': control characters such as CR, LF or NUL are not "
+             "allowed."),
+    ("int", "ASGI 'http.response.early_hint' header link value must be bytes, got int: 1."),
+])
+def test_malformed_hints_are_an_app_error_and_send_nothing(server, case, error):
+    srv = server.start(APP)
+    with raw_connection(srv.port) as sock:
+        sock.sendall(f"GET /bad?case={case} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                     .encode())
+        reply = recv_until_closed(sock)
+    assert reply.startswith(b"HTTP/1.1 200 OK\r\n") and reply.endswith(b"recorded")
+    with http_client() as c:
+        assert c.get(f"{srv.url}/errors").json() == [error]
+
+
+def test_http2_is_not_offered_it_and_a_hint_sent_anyway_leaves_the_response_whole(server):
+    """hyper's HTTP/2 server has no way to send a 1xx: no offer, and the response is whole."""
+    import h2.events
+    from h2client import h2_connection, h2_get, h2_pump
+
+    srv = server.start(APP)
+    sock, conn = h2_connection(srv.port)
+    with sock:
+        ext = h2_get(conn, "/extensions")
+        twice = h2_get(conn, "/twice")
+        sock.sendall(conn.data_to_send())
+        events = h2_pump(sock, conn, lambda ev: sum(
+            isinstance(e, h2.events.StreamEnded) for e in ev) == 2)
+    heads = {e.stream_id: e.headers for e in events if isinstance(e, h2.events.ResponseReceived)}
+    assert not [e for e in events if isinstance(e, h2.events.InformationalResponseReceived)]
+    assert dict(heads[twice])[b":status"] == b"200"
+    body = {s: b"".join(e.data for e in events
+                        if isinstance(e, h2.events.DataReceived) and e.stream_id == s)
+            for s in (ext, twice)}
+    assert body[twice] == b"twice"
+    assert b"http.response.early_hint" not in body[ext]
