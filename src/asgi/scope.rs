@@ -181,7 +181,7 @@ impl ScopeBuilder {
         if trailers_reach_client(req) {
             extensions.set_item(intern!(py, "http.response.trailers"), PyDict::new(py))?;
         }
-        if req.version == http::Version::HTTP_11 {
+        if matches!(req.version, http::Version::HTTP_11 | http::Version::HTTP_2) {
             // 103 Early Hints: HTTP/1.0 clients take no 1xx (RFC 9110 15.2).
             extensions.set_item(intern!(py, "http.response.early_hint"), PyDict::new(py))?;
         }

@@ -15,11 +15,104 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::activity::{Activity, Busy};
+use super::h2::H2Body;
 use super::service::drop_connection_fields;
 use crate::handoff::access_record::{AccessSink, Pending};
 use crate::handoff::exchange::{Aborted, BodyFailure, Exchange};
 use crate::handoff::Dispatcher;
 use crate::metrics::MetricsBlock;
+
+/// A request's body as the service reads it, from either protocol's connection.
+pub(super) enum RequestBody {
+    Http1(Incoming),
+    Http2(H2Body),
+    /// An HTTP/2 CONNECT: its stream is the tunnel, not a body.
+    Empty,
+}
+
+/// Why a request body could not be read to its end.
+#[derive(Debug)]
+pub(super) enum BodyError {
+    Http1(hyper::Error),
+    Http2(h2::Error),
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::Http1(e) => e.fmt(f),
+            BodyError::Http2(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+impl BodyError {
+    /// Whether the client went away (end of stream or a reset before the declared length),
+    /// rather than sending something malformed.
+    pub(super) fn client_left(&self) -> bool {
+        let io = match self {
+            BodyError::Http1(e) => {
+                if e.is_incomplete_message() {
+                    return true;
+                }
+                let mut cause = std::error::Error::source(e);
+                loop {
+                    match cause {
+                        None => return false,
+                        Some(c) => match c.downcast_ref::<std::io::Error>() {
+                            Some(io) => break io,
+                            None => cause = c.source(),
+                        },
+                    }
+                }
+            }
+            BodyError::Http2(e) => match e.get_io() {
+                Some(io) => io,
+                None => return false,
+            },
+        };
+        matches!(
+            io.kind(),
+            std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::BrokenPipe
+        )
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            RequestBody::Http1(b) => Pin::new(b).poll_frame(cx).map_err(BodyError::Http1),
+            RequestBody::Http2(b) => Pin::new(b).poll_frame(cx).map_err(BodyError::Http2),
+            RequestBody::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Http1(b) => b.is_end_stream(),
+            RequestBody::Http2(b) => b.is_end_stream(),
+            RequestBody::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Http1(b) => b.size_hint(),
+            RequestBody::Http2(b) => b.size_hint(),
+            RequestBody::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
 
 /// Reads the request body into the exchange, starting only when the app first calls
 /// `receive()` (that first read is what makes hyper send `100 Continue`). A client that
@@ -27,7 +120,7 @@ use crate::metrics::MetricsBlock;
 /// a body past `limit` bytes gets 413 (RFC 9110 15.5.14) and none of its excess reaches
 /// the app.
 pub(super) async fn pump_request_body(
-    mut body: Incoming,
+    mut body: RequestBody,
     exchange: Arc<Exchange>,
     stall: std::time::Duration,
     limit: Option<u64>,
@@ -58,7 +151,7 @@ pub(super) async fn pump_request_body(
                 exchange.deliver_body(None);
                 return;
             }
-            Some(Err(e)) if super::service::client_left(&e) => {
+            Some(Err(e)) if e.client_left() => {
                 // The client left mid-body: nobody to answer (and nothing to log), the app
                 // hears `http.disconnect`.
                 exchange.body_failed(BodyFailure::ClientLeft);

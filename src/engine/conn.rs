@@ -11,12 +11,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use hyper::server::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::activity::{close_at, Activity, SendWindow, Watch, MIN_CHECK};
 use super::framing::FramingWatch;
+use super::h2::H2Server;
 use super::interim::Interim;
 use super::service::{Link, RequestService};
 use super::watched_io::WatchedIo;
@@ -31,15 +32,21 @@ pub(super) fn drain_grace(shared: &Shared) -> Duration {
     shared.config.header_read_timeout.min(DRAIN_GRACE)
 }
 
-/// The hyper connection a socket is served with.
-enum Served<I> {
-    Http1(Pin<Box<http1::UpgradeableConnection<I, RequestService>>>),
-    Http2(Pin<Box<http2::Connection<I, RequestService, TokioExecutor>>>),
+/// The connection a socket is served with: hyper's for HTTP/1.1, ours for HTTP/2.
+enum Served<S> {
+    Http1(Pin<Box<http1::UpgradeableConnection<TokioIo<WatchedIo<S>>, RequestService>>>),
+    Http2(Pin<Box<H2Server<WatchedIo<S>>>>),
 }
 
-impl<I> Served<I>
+/// Why a connection ended early.
+enum ConnError {
+    Http1(hyper::Error),
+    Http2(h2::Error),
+}
+
+impl<S> Served<S>
 where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     /// HTTP/1.1: finish the response in flight, then close; HTTP/2: GOAWAY, finish the
     /// streams in flight, then close.
@@ -51,16 +58,16 @@ where
     }
 }
 
-impl<I> Future for Served<I>
+impl<S> Future for Served<S>
 where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    type Output = hyper::Result<()>;
+    type Output = Result<(), ConnError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.get_mut() {
-            Served::Http1(c) => c.as_mut().poll(cx),
-            Served::Http2(c) => c.as_mut().poll(cx),
+            Served::Http1(c) => c.as_mut().poll(cx).map_err(ConnError::Http1),
+            Served::Http2(c) => c.as_mut().poll(cx).map_err(ConnError::Http2),
         }
     }
 }
@@ -77,7 +84,7 @@ where
     });
     // HTTP/2 has no byte stream to put a 103 into between hyper's frames.
     let interim = (!http2).then(|| Arc::new(Interim::default()));
-    let io = TokioIo::new(WatchedIo {
+    let io = WatchedIo {
         inner: stream,
         activity: activity.clone(),
         // The HTTP/1.1 byte-level checks mean nothing in HTTP/2's binary frames.
@@ -90,7 +97,7 @@ where
         },
         shared: shared.clone(),
         interim: interim.clone(),
-    });
+    };
     let cfg = &shared.config;
     let service = RequestService::new(
         shared.clone(),
@@ -101,25 +108,13 @@ where
         interim,
     );
     let conn = if http2 {
-        let mut builder = http2::Builder::new(TokioExecutor::new());
-        let h2 = &cfg.h2;
-        builder
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(h2.max_concurrent_streams)
-            .max_header_list_size(h2.max_header_list_size)
-            .initial_stream_window_size(h2.initial_stream_window_size)
-            .initial_connection_window_size(h2.initial_connection_window_size)
-            // Fixed windows: with adaptive ones the client's share of our memory grows with
-            // the measured bandwidth-delay product, past what the flags promise.
-            .adaptive_window(false)
-            .keep_alive_interval(h2.keep_alive_interval)
-            .max_pending_accept_reset_streams(h2.max_pending_reset_streams)
-            .auto_date_header(cfg.date_header);
-        if cfg.websocket.is_some() {
-            // RFC 8441: WebSockets over HTTP/2 streams (extended CONNECT).
-            builder.enable_connect_protocol();
-        }
-        Served::Http2(Box::pin(builder.serve_connection(io, service)))
+        Served::Http2(Box::pin(H2Server::new(
+            io,
+            service,
+            &cfg.h2,
+            cfg.websocket.is_some(),
+            cfg.date_header,
+        )))
     } else {
         let mut builder = http1::Builder::new();
         builder
@@ -141,7 +136,9 @@ where
             // common case.
             .writev(false);
         Served::Http1(Box::pin(
-            builder.serve_connection(io, service).with_upgrades(),
+            builder
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades(),
         ))
     };
     tokio::pin!(conn);
@@ -251,7 +248,18 @@ where
     }
 }
 
-fn log_connection_error(shared: &Shared, e: &hyper::Error) {
+fn log_connection_error(shared: &Shared, e: &ConnError) {
+    let e = match e {
+        ConnError::Http1(e) => e,
+        ConnError::Http2(e) => {
+            // Protocol errors the client made (a GOAWAY with the reason went out), a
+            // client that hung up, floods the h2 crate stopped: each ends this connection.
+            shared
+                .dispatcher
+                .log(LogLevel::Debug, format!("HTTP/2 connection error: {e}"));
+            return;
+        }
+    };
     // A client that hangs up mid-way is ordinary; malformed input and timeouts are worth a
     // line at debug level (hyper already answered 400/431 where it could).
     let what = if e.is_timeout() {

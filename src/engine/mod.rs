@@ -19,6 +19,7 @@ mod body;
 mod conn;
 mod error;
 mod framing;
+mod h2;
 mod interim;
 mod proxy;
 mod refusals;

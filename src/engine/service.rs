@@ -20,7 +20,8 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::activity::{Activity, Busy};
-use super::body::{pump_request_body, ResponseBody, StreamRecord};
+use super::body::{pump_request_body, RequestBody, ResponseBody, StreamRecord};
+use super::h2::Informational;
 use super::interim::{early_hints_h1, Interim};
 use super::refusals::Refusal;
 use super::request_id;
@@ -76,27 +77,6 @@ impl RequestService {
     }
 }
 
-/// Whether a body read failed because the client went away (end of stream or a reset before
-/// the declared length), not because it sent something malformed.
-pub(super) fn client_left(e: &hyper::Error) -> bool {
-    if e.is_incomplete_message() {
-        return true;
-    }
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
-                std::io::ErrorKind::UnexpectedEof
-                    | std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::BrokenPipe
-            );
-        }
-        cause = c.source();
-    }
-    false
-}
-
 /// Marks a response to a client that already left (mid-body): not logged as an answer.
 #[derive(Clone, Copy)]
 struct Unanswered;
@@ -122,12 +102,24 @@ impl std::fmt::Display for ConnectionClosing {
 
 impl std::error::Error for ConnectionClosing {}
 
+/// What serving one request resolves to.
+pub(super) type Responding =
+    Pin<Box<dyn Future<Output = Result<HttpResponse<ResponseBody>, ConnectionClosing>> + Send>>;
+
+/// HTTP/1.1, through hyper.
 impl hyper::service::Service<Request<Incoming>> for RequestService {
     type Response = HttpResponse<ResponseBody>;
     type Error = ConnectionClosing;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ConnectionClosing>> + Send>>;
+    type Future = Responding;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
+        self.respond(req.map(RequestBody::Http1))
+    }
+}
+
+impl RequestService {
+    /// Serves one request of either protocol (HTTP/2 streams come from `h2::stream`).
+    pub(super) fn respond(&self, req: Request<RequestBody>) -> Responding {
         let this = self.clone();
         Box::pin(async move {
             if this.activity.closing() {
@@ -215,7 +207,7 @@ impl RequestService {
 
     async fn handle(
         self,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         client: Peer,
         scheme: &'static str,
         request_id: Option<HeaderValue>,
@@ -329,6 +321,7 @@ impl RequestService {
 
         let http2 = parts.version == Version::HTTP_2;
         let version = parts.version;
+        let informational = parts.extensions.remove::<Informational>();
         shared.dispatcher.dispatch(IncomingRequest {
             exchange: exchange.clone(),
             head: RequestHead {
@@ -347,7 +340,10 @@ impl RequestService {
         let response = loop {
             match poll_fn(|cx| exchange.poll_response(cx)).await {
                 Awaited::Response(response) => break response,
-                Awaited::EarlyHints(hints) => self.send_early_hints(&hints, version).await,
+                Awaited::EarlyHints(hints) => {
+                    self.send_early_hints(&hints, version, informational.as_ref())
+                        .await
+                }
             }
         };
         guard.answered = true;
@@ -464,7 +460,19 @@ impl RequestService {
 impl RequestService {
     /// `http.response.early_hint`: each a 103 before the final response, where the client
     /// can take one.
-    async fn send_early_hints(&self, hints: &[http::HeaderMap], version: Version) {
+    async fn send_early_hints(
+        &self,
+        hints: &[http::HeaderMap],
+        version: Version,
+        stream: Option<&Informational>,
+    ) {
+        if let Some(stream) = stream {
+            for links in hints {
+                // A stream that can take no more is ending anyway.
+                stream.early_hints(links);
+            }
+            return;
+        }
         match &self.interim {
             Some(interim) if version == Version::HTTP_11 => {
                 for links in hints {
@@ -537,12 +545,10 @@ fn valid_host(value: &[u8]) -> bool {
     }
 }
 
-/// Headers that describe one HTTP/1.1 connection; HTTP/2 forbids them in a message (RFC 9113
-/// 8.2.2), so an app's are dropped, each with a debug line, rather than the stream failing.
 /// Connection-specific fields (RFC 9113 8.2.2): HTTP/2 has no place for them, and the h2
 /// crate resets a stream whose head or trailers carry one. `te` is among them too; in a
 /// response it never means anything.
-const CONNECTION_HEADERS: [&str; 6] = [
+pub(in crate::engine) const CONNECTION_HEADERS: [&str; 6] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -596,7 +602,7 @@ async fn open_for_sending(source: FileSource) -> std::io::Result<(std::fs::File,
 }
 
 /// A response head's Content-Length (the adapter has checked that it is one number).
-fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+pub(in crate::engine) fn content_length(headers: &http::HeaderMap) -> Option<u64> {
     headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -607,13 +613,13 @@ fn prefetchable(headers: &http::HeaderMap, exact_len: Option<u64>) -> bool {
     matches!(exact_len, Some(n) if n <= PREFETCH_LIMIT) && !headers.contains_key(EXPECT)
 }
 
-async fn read_whole(mut body: Incoming, timeout: std::time::Duration) -> Result<Bytes, Error> {
+async fn read_whole(mut body: RequestBody, timeout: std::time::Duration) -> Result<Bytes, Error> {
     let read = async {
         let mut buf = BytesMut::new();
         let mut first: Option<Bytes> = None;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| {
-                if client_left(&e) {
+                if e.client_left() {
                     Error::ClientLeftMidBody
                 } else {
                     Error::RequestBody(format!("error reading request body: {e}"))
@@ -674,7 +680,10 @@ fn request_timeout() -> HttpResponse<ResponseBody> {
 /// Which limit the head of `req` breaks, and the status that says so; `None` if it keeps
 /// them all. The body's size is checked here when Content-Length declares it, and by the
 /// body pump as it arrives otherwise.
-fn refuse_head(req: &Request<Incoming>, limits: &RequestLimits) -> Option<(Refusal, StatusCode)> {
+fn refuse_head<B: http_body::Body>(
+    req: &Request<B>,
+    limits: &RequestLimits,
+) -> Option<(Refusal, StatusCode)> {
     let headers = req.headers();
     if headers.len() > limits.fields {
         return Some((

@@ -1,7 +1,6 @@
 """`http.response.early_hint` (django/asgiref docs/extensions.rst, RFC 8297): a 103 Early
-Hints with the app's `Link` fields, before the final response. Offered to HTTP/1.1 clients
-(plain and TLS); not to HTTP/1.0 ones, which take no 1xx (RFC 9110 15.2), nor over HTTP/2,
-where hyper's server gives no way to send one."""
+Hints with the app's `Link` fields, before the final response. Offered to HTTP/1.1 and
+HTTP/2 clients, plain and TLS; not to HTTP/1.0 ones, which take no 1xx (RFC 9110 15.2)."""
 
 from __future__ import annotations
 
@@ -153,24 +152,83 @@ def test_malformed_hints_are_an_app_error_and_send_nothing(server, case, error):
         assert c.get(f"{srv.url}/errors").json() == [error]
 
 
-def test_http2_is_not_offered_it_and_a_hint_sent_anyway_leaves_the_response_whole(server):
-    """hyper's HTTP/2 server has no way to send a 1xx: no offer, and the response is whole."""
+def h2_exchange(port: int, paths: list[str], tls_context=None) -> list:
+    """The events of GETs of `paths` on one HTTP/2 connection, until every stream ended."""
     import h2.events
     from h2client import h2_connection, h2_get, h2_pump
 
-    srv = server.start(APP)
-    sock, conn = h2_connection(srv.port)
+    sock, conn = h2_connection(port)
     with sock:
-        ext = h2_get(conn, "/extensions")
-        twice = h2_get(conn, "/twice")
+        for path in paths:
+            h2_get(conn, path)
         sock.sendall(conn.data_to_send())
-        events = h2_pump(sock, conn, lambda ev: sum(
-            isinstance(e, h2.events.StreamEnded) for e in ev) == 2)
-    heads = {e.stream_id: e.headers for e in events if isinstance(e, h2.events.ResponseReceived)}
-    assert not [e for e in events if isinstance(e, h2.events.InformationalResponseReceived)]
-    assert dict(heads[twice])[b":status"] == b"200"
-    body = {s: b"".join(e.data for e in events
-                        if isinstance(e, h2.events.DataReceived) and e.stream_id == s)
-            for s in (ext, twice)}
-    assert body[twice] == b"twice"
-    assert b"http.response.early_hint" not in body[ext]
+        return h2_pump(sock, conn, lambda ev: sum(
+            isinstance(e, h2.events.StreamEnded) for e in ev) == len(paths))
+
+
+def test_http2_sends_each_hint_as_an_informational_head_before_the_response(server):
+    import h2.events
+
+    srv = server.start(APP)
+    events = h2_exchange(srv.port, ["/twice", "/extensions", "/after-body"])
+    twice, ext, after_body = 1, 3, 5
+    on = {s: [e for e in events if getattr(e, "stream_id", None) == s]
+          for s in (twice, ext, after_body)}
+    kinds = [type(e).__name__ for e in on[twice]]
+    assert kinds[:3] == ["InformationalResponseReceived", "InformationalResponseReceived",
+                         "ResponseReceived"]
+    assert on[twice][0].headers == [(b":status", b"103"), (b"link", STYLE)]
+    assert on[twice][1].headers == [(b":status", b"103"), (b"link", SCRIPT)]
+    assert b"".join(e.data for e in on[twice] if isinstance(e, h2.events.DataReceived)) \
+        == b"twice"
+    assert b"http.response.early_hint" in b"".join(
+        e.data for e in on[ext] if isinstance(e, h2.events.DataReceived))
+    assert not [e for e in on[after_body]
+                if isinstance(e, h2.events.InformationalResponseReceived)]
+
+
+def test_http2_over_tls_the_103_arrives_while_the_app_works(server, pki):
+    """Browsers act on 103 over HTTP/2 only: with ALPN h2, the hint comes before the app
+    has the request body, so before it can answer."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    srv = server.start(APP, *tls_flags(pki))
+    context = ssl.create_default_context(cafile=str(pki["ca"]))
+    context.set_alpn_protocols(["h2"])
+    with context.wrap_socket(raw_connection(srv.port), server_hostname="127.0.0.1") as sock:
+        assert sock.selected_alpn_protocol() == "h2"
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        conn.send_headers(1, [(":method", "POST"), (":path", "/hint?form=generator"),
+                              (":scheme", "https"), (":authority", "t")])
+        sock.sendall(conn.data_to_send())
+
+        def until(kind):
+            seen = []
+            while not any(isinstance(e, kind) for e in seen):
+                data = sock.recv(65536)
+                assert data, f"closed; got {seen}"
+                seen += conn.receive_data(data)
+                sock.sendall(conn.data_to_send())
+            return seen
+
+        hint = [e for e in until(h2.events.InformationalResponseReceived)
+                if isinstance(e, h2.events.InformationalResponseReceived)][0]
+        assert hint.headers == [(b":status", b"103"), (b"link", STYLE), (b"link", SCRIPT)]
+        conn.send_data(1, b"tls", end_stream=True)
+        sock.sendall(conn.data_to_send())
+        rest = until(h2.events.StreamEnded)
+    assert b"".join(e.data for e in rest if isinstance(e, h2.events.DataReceived)) \
+        == b"got tls"
+
+
+def test_httpx_over_http2_gets_the_final_response(server, pki):
+    import httpx
+
+    srv = server.start(APP, *tls_flags(pki))
+    context = ssl.create_default_context(cafile=str(pki["ca"]))
+    with httpx.Client(http2=True, verify=context, trust_env=False, timeout=10.0) as c:
+        r = c.get(f"https://127.0.0.1:{srv.port}/twice")
+        assert (r.http_version, r.status_code, r.text) == ("HTTP/2", 200, "twice")

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{CONNECTION, HOST, SEC_WEBSOCKET_PROTOCOL, UPGRADE};
 use http::{HeaderValue, Request, Response as HttpResponse, StatusCode};
-use hyper::body::Incoming;
 use yawc::WebSocket;
 
-use super::pump::run;
+use super::pump::{run, Socket};
 use super::{options, WsConfig};
 use crate::engine::activity::Busy;
-use crate::engine::body::ResponseBody;
+use crate::engine::body::{RequestBody, ResponseBody};
+use crate::engine::h2::TunnelSlot;
 use crate::engine::service::simple_response;
 use crate::engine::Shared;
 use crate::handoff::ws_session::{Decision, Session};
@@ -23,7 +23,7 @@ use crate::handoff::{header_has_token, IncomingWebSocket, LogLevel, Peer, Reques
 
 /// An HTTP/1.1 `GET` asking to become a WebSocket (RFC 6455 4.2.1), or an HTTP/2 extended
 /// `CONNECT` with `:protocol` websocket (RFC 8441 4), which the builder enables.
-pub(in crate::engine) fn is_upgrade(req: &Request<Incoming>) -> bool {
+pub(in crate::engine) fn is_upgrade<B>(req: &Request<B>) -> bool {
     if req.version() == http::Version::HTTP_2 {
         return req.method() == http::Method::CONNECT
             && req
@@ -42,7 +42,7 @@ pub(in crate::engine) fn is_upgrade(req: &Request<Incoming>) -> bool {
 pub(in crate::engine) async fn handshake(
     shared: &Arc<Shared>,
     config: &WsConfig,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
     head: RequestHead,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
     busy: Option<Busy>,
@@ -50,6 +50,8 @@ pub(in crate::engine) async fn handshake(
     if config.per_message_deflate {
         choose_deflate_offer(req.headers_mut());
     }
+    // Over HTTP/2 the stream becomes the socket once the 200 is out (`h2::stream`).
+    let tunnel = req.extensions_mut().remove::<TunnelSlot>();
     let (switching, upgrade) = match WebSocket::upgrade_with_options(&mut req, options(config)) {
         Ok(pair) => pair,
         Err(e) => {
@@ -119,9 +121,19 @@ pub(in crate::engine) async fn handshake(
                 .stats
                 .websocket_sessions
                 .fetch_add(1, Ordering::Relaxed);
+            let socket = match tunnel.and_then(|slot| slot.take()) {
+                Some(tunnel) => Socket::Http2 {
+                    tunnel,
+                    extensions: out
+                        .get(http::header::SEC_WEBSOCKET_EXTENSIONS)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned),
+                },
+                None => Socket::Http1(upgrade),
+            };
             let (shared, config) = (shared.clone(), config.clone());
             tokio::spawn(async move {
-                run(shared, config, upgrade, session).await;
+                run(shared, config, socket, session).await;
                 drop(busy);
             });
             response
@@ -216,7 +228,7 @@ impl Drop for GoneIfDropped {
 
 /// The engine's view of who asked: the head without the exchange, for the scope.
 pub(in crate::engine) fn request_head(
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
     client: Peer,
     server: Peer,
     scheme: &'static str,

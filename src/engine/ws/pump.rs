@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::Sink;
+use tokio::io::{AsyncRead, AsyncWrite};
 use yawc::close::CloseCode;
 use yawc::frame::{Frame, OpCode};
 use yawc::streaming::Streaming;
-use yawc::{HttpStream, UpgradeFut};
+use yawc::{Role, UpgradeFut, WebSocket};
 
 use super::reassembly::{Reassembly, Violation};
 use super::{WsConfig, CLOSE_TIMEOUT};
@@ -26,25 +27,62 @@ use crate::handoff::LogLevel;
 pub(super) async fn run(
     shared: Arc<Shared>,
     config: WsConfig,
-    upgrade: UpgradeFut,
+    socket: Socket,
     session: Arc<Session>,
 ) {
-    let ws = match upgrade.await {
-        Ok(ws) => ws,
-        Err(e) => {
-            session.finish(1006, "");
-            shared
-                .dispatcher
-                .log(LogLevel::Debug, format!("WebSocket upgrade failed: {e}"));
-            shared
-                .stats
-                .websocket_sessions
-                .fetch_sub(1, Ordering::Relaxed);
-            return;
-        }
+    let failed = |why: String| {
+        session.finish(1006, "");
+        shared
+            .dispatcher
+            .log(LogLevel::Debug, format!("WebSocket upgrade failed: {why}"));
+        shared
+            .stats
+            .websocket_sessions
+            .fetch_sub(1, Ordering::Relaxed);
     };
+    match socket {
+        Socket::Http1(upgrade) => match upgrade.await {
+            Ok(ws) => serve(&shared, &config, ws.into_streaming(), &session).await,
+            Err(e) => failed(e.to_string()),
+        },
+        Socket::Http2 { tunnel, extensions } => {
+            let Ok(tunnel) = tunnel.await else {
+                return failed("the stream ended before the handshake's answer".to_string());
+            };
+            let options = super::options(&config);
+            match WebSocket::from_stream_with_extensions(
+                tunnel,
+                Role::Server,
+                extensions.as_deref(),
+                options,
+            ) {
+                Ok(ws) => serve(&shared, &config, ws.into_streaming(), &session).await,
+                Err(e) => failed(e.to_string()),
+            }
+        }
+    }
+}
+
+/// Where an accepted session's frames travel.
+pub(in crate::engine) enum Socket {
+    /// The HTTP/1.1 connection itself, once hyper hands it over after the 101.
+    Http1(UpgradeFut),
+    /// An HTTP/2 stream (RFC 8441), once its 200 went out; `extensions` is the
+    /// `Sec-WebSocket-Extensions` the handshake agreed.
+    Http2 {
+        tunnel: tokio::sync::oneshot::Receiver<crate::engine::h2::Tunnel>,
+        extensions: Option<String>,
+    },
+}
+
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Arc<Shared>,
+    config: &WsConfig,
+    ws: Streaming<S>,
+    session: &Arc<Session>,
+) {
     let mut pump = Pump {
-        ws: ws.into_streaming(),
+        ws,
         reassembly: Reassembly::new(config.max_size),
         session: session.clone(),
         ping_interval: config.ping_interval,
@@ -82,9 +120,9 @@ pub(super) async fn run(
         .fetch_sub(1, Ordering::Relaxed);
 }
 
-struct Pump {
+struct Pump<S> {
     /// The frame layer: control frames, masking, inflate/deflate. Messages are ours.
-    ws: Streaming<HttpStream>,
+    ws: Streaming<S>,
     /// Messages from frames: the fragmented one in progress, the size limit.
     reassembly: Reassembly,
     session: Arc<Session>,
@@ -112,7 +150,7 @@ struct Ending {
 
 type Ended = (u16, String);
 
-impl Pump {
+impl<S: AsyncRead + AsyncWrite + Unpin> Pump<S> {
     /// Runs until the session ends; yields the code and reason the app should see.
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
         loop {
