@@ -19,7 +19,8 @@ not) can be sent as JSON: see `decode`. Then:
     ANY /run/<id>         HTTP: runs the plan (the request body is read first, if any)
     websocket /ws/<id>    WebSocket: runs the plan (websocket.* messages)
     GET /result/<id>      JSON {"done": bool, "sent": [[index, "ok" | exception type,
-                          message], ...]}: what each send() did, once the plan is over
+                          message], ...], "extensions": [name, ...]}: what each send() did,
+                          once the plan is over, and the extensions the run's scope offered
     anything else         200 "ok"
 """
 
@@ -50,8 +51,8 @@ def decode(value: Any) -> Any:
     none, bool, int (payload: decimal text, any size), float, str, strsub, bytes /
     bytearray / memoryview (payload: hex; with a `*` after the tag, hex and a count: the
     bytes repeated, to keep big bodies small in the plan), list, tuple, iter (a one-shot
-    iterator), dict / dictsub (payload: [[key, value], ...], both encoded), object (an
-    opaque object()).
+    iterator), gen (a generator over the items), dict / dictsub (payload: [[key, value],
+    ...], both encoded), object (an opaque object()).
     A new object each call: iterators and memoryviews are not shared between decodes.
     """
     tag = value[0]
@@ -81,6 +82,8 @@ def decode(value: Any) -> Any:
         return tuple(decode(v) for v in value[1])
     if tag == "iter":
         return iter([decode(v) for v in value[1]])
+    if tag == "gen":
+        return (item for item in [decode(v) for v in value[1]])
     if tag in ("dict", "dictsub"):
         made = {decode(k): decode(v) for k, v in value[1]}
         return DictSub(made) if tag == "dictsub" else made
@@ -106,11 +109,14 @@ async def _read_body(receive) -> bytes:
             return body
 
 
-async def _run_plan(plan_id: str, send) -> None:
-    """Sends the plan's messages as it says; records each outcome in RESULTS."""
+async def _run_plan(plan_id: str, scope, send) -> None:
+    """Sends the plan's messages as it says; records each outcome in RESULTS, and what the
+    scope offered (whether an extension's messages may reach the client is the test's
+    to judge)."""
     plan = PLANS.pop(plan_id)
     record: list[list[Any]] = []
-    RESULTS[plan_id] = {"done": False, "sent": record}
+    RESULTS[plan_id] = {"done": False, "sent": record,
+                        "extensions": sorted(scope.get("extensions") or {})}
     try:
         for index, encoded in enumerate(plan["messages"]):
             message = decode(encoded)
@@ -145,14 +151,14 @@ async def app(scope, receive, send):
         plan_id = path.rsplit("/", 1)[-1]
         if PLANS.get(plan_id, {}).get("receive_first"):
             await receive()
-        await _run_plan(plan_id, send)
+        await _run_plan(plan_id, scope, send)
         return
     if path.startswith("/plan/"):
         PLANS[path[len("/plan/"):]] = json.loads(await _read_body(receive))
         await _respond(send, 200, b"stored")
     elif path.startswith("/run/"):
         await _read_body(receive)
-        await _run_plan(path[len("/run/"):], send)
+        await _run_plan(path[len("/run/"):], scope, send)
     elif path.startswith("/result/"):
         result = RESULTS.get(path[len("/result/"):], {"done": False, "sent": []})
         if result["done"]:

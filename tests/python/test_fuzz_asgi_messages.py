@@ -4,15 +4,19 @@ websocket.rs), end to end against one real server per module.
 Hypothesis builds sequences of `send()` messages, mostly valid ones that are then mutated:
 wrong types in every field, missing keys, unknown types, messages out of order or repeated,
 headers as lists, tuples, iterators, bytes-like names and values, CR/LF/NUL in them, statuses
-out of range, Content-Length against the body, `more_body` and trailers. The app of
+out of range, Content-Length against the body, `more_body`, trailers, and early hints
+(`http.response.early_hint`: `links` in every iterable form, before the start message,
+between it and the first body message, once the body started). The app of
 tests/apps/fuzz_app.py sends them and records what each `send()` did. A reference model of
 the spec (asgiref specs/www.rst) and of the README's rules says, for every message, whether
 `send()` must accept it or raise (RuntimeError naming the field; OSError once the response or
 socket is over), and what the client must get: exactly the response a valid sequence
-describes (status, headers, body bytes, trailers), a 500 with an error line when the app
-failed before its response started, a cut connection or an incomplete body when it failed
-after (never a byte past a declared Content-Length), and a connection that stays in step
-with the next request. After every example the server still answers a plain request 200.
+describes (status, headers, body bytes, trailers), before it each 103 Early Hints due (byte
+for byte on HTTP/1.1, none on HTTP/1.0, on HTTP/2 where the scope offers the extension and
+only there), a 500 with an error line when the app failed before its response started, a
+cut connection or an incomplete body when it failed after (never a byte past a declared
+Content-Length), and a connection that stays in step with the next request. After every
+example the server still answers a plain request 200.
 
     FERRICORN_FUZZ_EXAMPLES=N    examples per test (default: a few seconds' worth)
     FERRICORN_FUZZ_SEED=clock    a fresh random seed (default: derandomized, repeatable);
@@ -190,6 +194,59 @@ def header_value(draw, text: st.SearchStrategy | None = None, allow_bad: bool = 
     return draw(bytes_like(data))
 
 
+LINK_TEXTS = ["</style.css>; rel=preload; as=style", "</app.js>; rel=preload; as=script",
+              "<https://cdn.example>; rel=preconnect",
+              "</font.woff2>; rel=preload; as=font; crossorigin", '</a b>;\ttitle="x, y"']
+
+
+@st.composite
+def link_value(draw, allow_bad: bool = True) -> list:
+    """One Link field value of an early hint: taken as a header value (any bytes-like form or
+    an ASCII str; sometimes one that is refused), with whitespace around it at times (not
+    part of the value, so trimmed)."""
+    pad = st.sampled_from(["", "", "", " ", "\t", " \t "])
+    if draw(st.integers(0, 39)) == 0:  # past a 16 KiB HTTP/2 frame, up to 80 KiB
+        core = st.integers(1100, 5000).map(lambda n: "</aaaaaaaaaaaaa>" * n)
+    else:
+        core = st.one_of(st.sampled_from(LINK_TEXTS),
+                         st.text(alphabet=VALUE_ALPHABET, max_size=12))
+    return draw(header_value(st.tuples(pad, core, pad).map("".join), allow_bad))
+
+
+@st.composite
+def links_field(draw, allow_bad: bool = True) -> list:
+    """An early hint's `links`: Link values in a list, tuple, iterator or generator (none at
+    all: no 103), now and then another iterable of values; or, sometimes, what the extension
+    refuses: one value on its own (bytes, str or bytearray, refused as such; a memoryview,
+    which iterates as ints), something not iterable, items that are not values."""
+    if allow_bad and draw(st.integers(0, 9)) == 0:
+        link = LINK_TEXTS[0]
+        return draw(st.one_of(junk, st.sampled_from([
+            e_bytes(link.encode()), e_bytes(b""), e_str(link), e_str(""), ["strsub", link],
+            ["bytearray", link.encode().hex()], ["bytearray", ""],
+            ["memoryview", link.encode().hex()],
+            ["list", [["list", [e_bytes(link.encode())]]]], ["iter", [e_int(60)]],
+        ])))
+    values = [draw(link_value(allow_bad)) for _ in range(draw(st.integers(0, 3)))]
+    if draw(st.integers(0, 11)) == 0:
+        # Iterables of values too, if odd ones: a dict's keys, a memoryview of nothing.
+        keys = draw(st.lists(st.sampled_from(LINK_TEXTS), max_size=3, unique=True))
+        return draw(st.sampled_from([["dict", [[e_bytes(k.encode()), ["none"]] for k in keys]],
+                                     ["memoryview", ""]]))
+    return [draw(st.sampled_from(["list", "list", "tuple", "iter", "gen"])), values]
+
+
+@st.composite
+def early_hint(draw, allow_bad: bool = True) -> dict:
+    """An `http.response.early_hint` message; sometimes without its `links`."""
+    items = [("type", e_str("http.response.early_hint"))]
+    if not allow_bad or draw(st.integers(0, 19)):
+        items.append(("links", draw(links_field(allow_bad))))
+    if draw(st.integers(0, 9)) == 0:
+        items.append(("x-unknown-key", draw(junk)))  # unknown keys are ignored
+    return msg(items)
+
+
 def pair(name: list, value: list, form: str) -> list:
     return [form, [name, value]]
 
@@ -327,6 +384,19 @@ def http_skeleton(draw, files: dict[str, str]) -> list[dict]:
                      ("headers", draw(headers_field(allow_bad=False)))]
             items.append(("more_trailers", truthy(draw, i == 0 and draw(st.booleans()))))
             messages.append(msg(items))
+    # Early hints: before the start message, between it and the first body message (the
+    # head still waits for that one, so a 103 can go first), or once the body started (the
+    # head is out: dropped).
+    start_at = 0
+    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 1, 2, 3]))):
+        where = draw(st.sampled_from(["before", "between", "after"]))
+        if where == "before":
+            at, start_at = start_at, start_at + 1
+        elif where == "between":
+            at = start_at + 1
+        else:
+            at = draw(st.integers(min(start_at + 2, len(messages)), len(messages)))
+        messages.insert(at, draw(early_hint(allow_bad=not clean)))
     return messages
 
 
@@ -334,6 +404,7 @@ def http_skeleton(draw, files: dict[str, str]) -> list[dict]:
 def random_http_message(draw, files: dict[str, str]) -> dict | list:
     kind = draw(st.sampled_from(["http.response.start", "http.response.body",
                                  "http.response.trailers", "http.response.pathsend",
+                                 "http.response.early_hint",
                                  "http.response.bogus", "websocket.send", "http.request",
                                  "not-a-dict", "no-type", "type-not-str", "HTTP.RESPONSE.BODY",
                                  "type-with-surrogate"]))
@@ -368,6 +439,9 @@ def random_http_message(draw, files: dict[str, str]) -> dict | list:
                 st.sampled_from(sorted(files.values())).map(e_str),
                 st.sampled_from(["relative/file", "", "/"]).map(e_str),
                 st.just(e_bytes(files["ten"].encode())), junk))))
+    elif kind == "http.response.early_hint":
+        if draw(st.integers(0, 5)):
+            items.append(("links", draw(links_field())))
     return msg(items)
 
 
@@ -404,7 +478,8 @@ def mutated(draw, skeleton: list, random_message: st.SearchStrategy) -> list:
                     m["items"][k] = (m["items"][k][0], draw(junk))
             else:
                 m["items"].append((draw(st.sampled_from(
-                    ["more_body", "body", "status", "trailers", "headers", "extra"])), draw(junk)))
+                    ["more_body", "body", "status", "trailers", "headers", "links", "extra"])),
+                    draw(junk)))
     return messages
 
 
@@ -511,13 +586,30 @@ class Rules:
             name = self.header_bytes(got[0])
             if not name or len(name) > 65535 or any(b not in TCHAR for b in name):
                 raise Refused()
-            value = self.header_bytes(got[1])
-            if any((b < 32 and b != 9) or b == 127 for b in value):
-                raise Refused()
-            # RFC 9110 5.5: whitespace around a value is not part of it (a Content-Length
-            # of " 5" is 5); the server trims it for every protocol (handoff/fields.rs).
-            out.append((name.lower(), value.strip(b" \t")))
+            out.append((name.lower(), self.field_value(got[1])))
         return out
+
+    def field_value(self, obj: Any) -> bytes:
+        value = self.header_bytes(obj)
+        if any((b < 32 and b != 9) or b == 127 for b in value):
+            raise Refused()
+        # RFC 9110 5.5: whitespace around a value is not part of it (a Content-Length
+        # of " 5" is 5); the server trims it for every protocol (handoff/fields.rs).
+        return value.strip(b" \t")
+
+    def links(self, message: dict) -> list[bytes]:
+        """The Link values of an `http.response.early_hint`, each taken as a header value."""
+        if "links" not in message:
+            raise Refused()
+        links = message["links"]
+        # One value on its own would iterate as ints or characters: refused, not split.
+        if isinstance(links, (bytes, str, bytearray)):
+            raise Refused()
+        try:
+            items = iter(links)
+        except TypeError:
+            raise Refused() from None
+        return [self.field_value(item) for item in items]
 
     def status(self, message: dict) -> int:
         if "status" not in message:
@@ -583,6 +675,7 @@ class HttpModel:
         self.wire: Wire | None = None
         self.streamed = 0
         self.problem: str | None = None  # the line logged when the app returns
+        self.early_hints: list[list[bytes]] = []  # each 103 due, as its Link values
 
     def send(self, message: Any) -> None:
         message, kind = self.r.message_and_type(message)
@@ -594,7 +687,17 @@ class HttpModel:
             return self.pathsend(message)
         if kind == "http.response.trailers":
             return self.send_trailers(message)
+        if kind == "http.response.early_hint":
+            return self.early_hint(message)
         raise Refused()
+
+    def early_hint(self, message: dict) -> None:
+        links = self.r.links(message)  # checked whatever the state, and changes none
+        # A 103 must come before the final head: while the head has not gone to the engine
+        # (pending, or started: it leaves with the first body message), each hint with a
+        # link is one 103; later ones are dropped, as the extension allows.
+        if self.state in ("pending", "started") and links:
+            self.early_hints.append(links)
 
     def start(self, message: dict) -> None:
         if self.state != "pending":
@@ -829,16 +932,21 @@ class Fuzzing:
         assert (status, body) == (200, b"stored")
         return plan_id
 
-    def result(self, plan_id: str) -> list:
+    def finished_run(self, plan_id: str) -> dict:
+        """What the app recorded of a plan's run once it is over: `sent`, what each send()
+        did, and `extensions`, those its scope offered."""
         deadline = time.monotonic() + TIMEOUT
         while True:
             status, body = self.http("GET", f"/result/{plan_id}")
             assert status == 200
             result = json.loads(body)
             if result["done"]:
-                return result["sent"]
+                return result
             assert time.monotonic() < deadline, f"the app never finished plan {plan_id}"
             time.sleep(0.01)
+
+    def result(self, plan_id: str) -> list:
+        return self.finished_run(plan_id)["sent"]
 
     def assert_serving(self) -> None:
         """The server still answers a plain request, on a new connection."""
@@ -859,12 +967,16 @@ class H1Response:
 
 class H1Reader:
     """A strict HTTP/1.1 response reader (RFC 9112 6.3 framing); EOF is told apart from a
-    complete body, and a server that stalls fails the read after TIMEOUT."""
+    complete body, and a server that stalls fails the read after TIMEOUT. The interim (1xx)
+    responses before a final one are kept as sent, in `interim`; final responses must carry
+    `version`."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, version: bytes = b"HTTP/1.1") -> None:
         self.sock = sock
         self.buf = bytearray()
         self.eof = False
+        self.version = version
+        self.interim: list[bytes] = []  # those read by the last response() call
 
     def fill(self) -> bool:
         if self.eof:
@@ -902,15 +1014,24 @@ class H1Reader:
         return not self.buf and not self.fill()
 
     def response(self, method: str = "GET") -> H1Response | None:
-        """The next response, or None when the server closed before any byte of one."""
-        if not self.buf and not self.fill():
-            return None
-        head = self.until(b"\r\n\r\n")
-        assert head is not None, f"connection closed inside a response head: {bytes(self.buf)!r}"
-        lines = head.split(b"\r\n")
-        version, code, _ = (lines[0].split(b" ", 2) + [b""])[:3]
-        assert version == b"HTTP/1.1", lines[0]
-        status = int(code)
+        """The next final response, or None when the server closed before any byte of one;
+        the interim responses before it go to `interim`."""
+        self.interim = []
+        while True:
+            if not self.buf and not self.fill():
+                return None
+            head = self.until(b"\r\n\r\n")
+            assert head is not None, \
+                f"connection closed inside a response head: {bytes(self.buf)!r}"
+            lines = head.split(b"\r\n")
+            version, code, _ = (lines[0].split(b" ", 2) + [b""])[:3]
+            status = int(code)
+            # RFC 9110 15.2: a 1xx precedes the final response to the same request (a 101
+            # ends HTTP/1.1 on the connection, so it is final here).
+            if not 100 <= status < 200 or status == 101:
+                break
+            self.interim.append(head + b"\r\n\r\n")
+        assert version == self.version, lines[0]
         headers = []
         for line in lines[1:]:
             name, sep, value = line.partition(b":")
@@ -1076,26 +1197,49 @@ def check_h1(resp: H1Response | None, wire: Wire, method: str, te_trailers: bool
     return "either" if wire.close == "after" else "keep"
 
 
-def h1_request(method: str, path: str, te_trailers: bool, body: bytes) -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", "Host: t"]
+def h1_request(method: str, path: str, te_trailers: bool, body: bytes,
+               version: str = "HTTP/1.1", expect_continue: bool = False) -> bytes:
+    lines = [f"{method} {path} {version}", "Host: t"]
     if te_trailers:
         lines.append("TE: trailers")
     if body:
         lines.append(f"Content-Length: {len(body)}")
+    if expect_continue:
+        lines.append("Expect: 100-continue")
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
 OK_REQUEST = b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n"
 
 
-def run_h1(fz: Fuzzing, plan_id: str, wire: Wire, method: str, te_trailers: bool,
-           pipelined: bool, request_body: bytes) -> None:
+def early_hints_h1(hints: list[list[bytes]]) -> list[bytes]:
+    """The 103 Early Hints an HTTP/1.1 client gets for these hints (one per message, a
+    `link` field per value), byte for byte."""
+    return [b"HTTP/1.1 103 Early Hints\r\n" + b"".join(b"link: " + v + b"\r\n" for v in links)
+            + b"\r\n" for links in hints]
+
+
+#: hyper's answer to `Expect: 100-continue`, once the app reads the body (the fuzz app reads
+#: it before its first send(), so it precedes any 103).
+CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def run_h1(fz: Fuzzing, plan_id: str, wire: Wire, interim: list[bytes], method: str,
+           te_trailers: bool, pipelined: bool, request_body: bytes,
+           expect_continue: bool = False) -> None:
     with fz.connect() as sock:
-        request = h1_request(method, f"/run/{plan_id}", te_trailers, request_body)
+        # The body goes with the head even when it asks for a 100 (RFC 9110 10.1.1 lets a
+        # client not wait for it).
+        request = h1_request(method, f"/run/{plan_id}", te_trailers, request_body,
+                             expect_continue=expect_continue)
+        if expect_continue:
+            interim = [CONTINUE_100, *interim]
         sock.sendall(request + (OK_REQUEST if pipelined else b""))
         reader = H1Reader(sock)
         resp = reader.response(method)
-        note(f"HTTP/1.1 response: {short(resp)}")
+        note(f"HTTP/1.1 response: {short(resp)} after 1xx {short(reader.interim)}")
+        assert reader.interim == interim, \
+            f"interim responses {short(reader.interim)} != {short(interim)}"
         fate = check_h1(resp, wire, method, te_trailers)
         if fate == "close":
             # Nothing further comes, pipelined request or not.
@@ -1109,10 +1253,32 @@ def run_h1(fz: Fuzzing, plan_id: str, wire: Wire, method: str, te_trailers: bool
                 assert fate == "either", "the server closed a connection it should keep"
                 return
         follow = reader.response("GET")
+        assert not reader.interim, f"a 1xx after the response it came with: {reader.interim}"
         if follow is None and fate == "either":
             return
         assert follow is not None and (follow.status, bytes(follow.body)) == (200, b"ok"), \
             f"the connection fell out of step: {follow}"
+
+
+def run_h10(fz: Fuzzing, plan_id: str, wire: Wire, method: str, request_body: bytes) -> None:
+    """An HTTP/1.0 request (no keep-alive): no 1xx at all (RFC 9110 15.2), then the response
+    as check_h1 holds it, framed by Content-Length or by the end of the connection (HTTP/1.0
+    has no chunked coding, so no trailers either); then the connection ends."""
+    with fz.connect() as sock:
+        sock.sendall(h1_request(method, f"/run/{plan_id}", False, request_body, "HTTP/1.0"))
+        reader = H1Reader(sock, version=b"HTTP/1.0")
+        resp = reader.response(method)
+        note(f"HTTP/1.0 response: {short(resp)} after 1xx {short(reader.interim)}")
+        assert not reader.interim, f"interim responses to HTTP/1.0: {short(reader.interim)}"
+        if resp is not None:
+            assert resp.framing != "chunked", f"chunked to HTTP/1.0: {resp.raw_head!r}"
+        if wire.end == "cut" and resp is not None and resp.framing == "close":
+            # The end of the connection is the end of such a body: a cut looks complete.
+            assert resp.status == wire.status
+            assert bytes(wire.body).startswith(bytes(resp.body)), "bytes the app never sent"
+        else:
+            check_h1(resp, wire, method, te_trailers=False)
+        assert reader.at_eof(), f"bytes after an HTTP/1.0 response: {bytes(reader.buf)[:200]!r}"
 
 
 class H2Client:
@@ -1123,7 +1289,10 @@ class H2Client:
     def __init__(self, fz: Fuzzing) -> None:
         self.sock = fz.connect()
         self.reader = FrameReader(self.sock)
-        self.encoder, self.decoder = hpack.Encoder(), hpack.Decoder()
+        # No SETTINGS_MAX_HEADER_LIST_SIZE is sent, so any size is the server's to send (a
+        # 103 with an 80 KiB Link field): hpack's own 64 KiB bound would refuse it.
+        self.encoder = hpack.Encoder()
+        self.decoder = hpack.Decoder(max_header_list_size=2**24)
         self.sock.sendall(PREFACE + raw_frame(SETTINGS, 0, 0, struct.pack(">HI", 4, 2**31 - 1))
                           + raw_frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 2**31 - 2**16)))
         self.next_stream = 1
@@ -1140,13 +1309,17 @@ class H2Client:
                                      (":authority", "t")])
         self.sock.sendall(raw_frame(HEADERS, END_STREAM | END_HEADERS, stream, block))
         self.streams[stream] = {"headers": None, "body": bytearray(), "trailers": None,
-                                "end": None}
+                                "end": None, "interim": []}
         return stream
 
     def _headers(self, stream: int, block: bytes, end_stream: bool) -> None:
         fields = self.decoder.decode(block, raw=True)
         state = self.streams.setdefault(stream, {"headers": None, "body": bytearray(),
-                                                 "trailers": None, "end": None})
+                                                 "trailers": None, "end": None, "interim": []})
+        status = dict(fields).get(b":status", b"")
+        if state["headers"] is None and status.startswith(b"1"):
+            state["interim"].append(fields)  # a 1xx: the final head follows (RFC 9113 8.1)
+            return
         state["trailers" if state["headers"] is not None else "headers"] = fields
         if end_stream:
             state["end"] = "end"
@@ -1219,7 +1392,14 @@ def check_h2_head(headers: list[tuple[bytes, bytes]]) -> None:
         assert not any(b in value for b in b"\r\n\x00"), (name, value)
 
 
-def run_h2(fz: Fuzzing, plan_id: str, wire: Wire, method: str) -> None:
+def early_hints_h2(hints: list[list[bytes]]) -> list[list[tuple[bytes, bytes]]]:
+    """The field blocks of the 103s an HTTP/2 client gets for these hints."""
+    return [[(b":status", b"103")] + [(b"link", v) for v in links] for links in hints]
+
+
+def run_h2(fz: Fuzzing, plan_id: str, wire: Wire, method: str) -> list:
+    """Holds the response to the model; returns the interim (1xx) field blocks before it,
+    for the caller to judge once it knows whether the scope offered early hints."""
     client = H2Client(fz)
     try:
         got = client.exchange(client.request(method, f"/run/{plan_id}"))
@@ -1258,6 +1438,8 @@ def run_h2(fz: Fuzzing, plan_id: str, wire: Wire, method: str) -> None:
                 client.goaway and follow["end"] == "reset" and follow["reset_code"] == 7)
             if not refused:
                 assert follow["end"] == "end" and bytes(follow["body"]) == b"ok", short(follow)
+                assert not follow["interim"], f"a 1xx for a response without hints: {follow}"
+        return got["interim"]
     finally:
         client.close()
 
@@ -1314,24 +1496,48 @@ def expected_http(fz: Fuzzing, plan: dict, method: str, http2: bool):
 
 
 def check_http_example(fz: Fuzzing, plan: dict, method: str, protocol: str,
-                       te_trailers: bool = False, pipelined: bool = False) -> None:
+                       te_trailers: bool = False, pipelined: bool = False,
+                       expect_continue: bool = False) -> None:
+    """`protocol`: "h1" (HTTP/1.1), "h10" (HTTP/1.0) or "h2"."""
     http2 = protocol == "h2"
     model, outcomes, failed, known = expected_http(fz, plan, method, http2)
+    # An HTTP/1.1 client gets the 103s, an HTTP/1.0 one none: it takes no 1xx (RFC 9110
+    # 15.2). The scope offers the extension so.
+    interim = early_hints_h1(model.early_hints) if protocol == "h1" else []
     note(f"plan: {short(plan, 4000)}")
-    note(f"model: outcomes={outcomes} failed={failed} wire={model.wire} known={known}")
+    note(f"model: outcomes={outcomes} failed={failed} wire={model.wire} known={known} "
+         f"early hints={short(model.early_hints)}")
     for name in known:
         event(f"skipped: known bug {name}")
     assume(not known)
     event(f"response: {model.wire.kind} {model.wire.end}")
     event(f"send() raised: {sum(kind != 'ok' for kind in outcomes)}")
+    event(f"early hints due: {min(len(model.early_hints), 2)}")
     plan_id = fz.put_plan(plan)
+    request_body = b"request body" if method == "POST" else b""
     if http2:
-        run_h2(fz, plan_id, model.wire, method)
+        h2_interim = run_h2(fz, plan_id, model.wire, method)
+    elif protocol == "h10":
+        run_h10(fz, plan_id, model.wire, method, request_body)
     else:
-        run_h1(fz, plan_id, model.wire, method, te_trailers, pipelined,
-               b"request body" if method == "POST" else b"")
-    sent = fz.result(plan_id)
+        run_h1(fz, plan_id, model.wire, interim, method, te_trailers, pipelined, request_body,
+               expect_continue)
+    run = fz.finished_run(plan_id)
+    sent = run["sent"]
     assert [kind for _, kind, _ in sent] == outcomes, f"send() outcomes {sent}"
+    offered = "http.response.early_hint" in run["extensions"]
+    if http2:
+        # Over HTTP/2 the engine sends 103s where it offers the extension, and none where it
+        # does not (an app may send the message anyway: it is dropped).
+        want = early_hints_h2(model.early_hints) if offered else []
+        if model.wire.end == "cut":
+            # A reset stream sends nothing more: 103s still queued behind it may be lost.
+            want = want[:len(h2_interim)]
+        assert h2_interim == want, f"HTTP/2 1xx {short(h2_interim)} != {short(want)} " \
+                                   f"(extension offered: {offered})"
+    else:
+        assert offered == (protocol == "h1"), \
+            f"extensions offered over {protocol}: {run['extensions']}"
     if model.wire.kind == "server-error":
         # The app failed before its response started: a 500, and an error line.
         fz.wait_log(f"fuzz plan {plan_id}" if failed else model.problem)
@@ -1343,10 +1549,11 @@ def check_http_example(fz: Fuzzing, plan: dict, method: str, protocol: str,
 
 @fuzz_settings(400)
 @given(data=st.data(), method=st.sampled_from(["GET", "GET", "POST", "HEAD"]),
-       te_trailers=st.booleans(), pipelined=st.booleans())
-def test_http_messages_over_http11(fz, data, method, te_trailers, pipelined):
+       te_trailers=st.booleans(), pipelined=st.booleans(), expect_continue=st.booleans())
+def test_http_messages_over_http11(fz, data, method, te_trailers, pipelined, expect_continue):
     plan = data.draw(http_case(fz.files), label="plan")
-    check_http_example(fz, plan, method, "h1", te_trailers, pipelined)
+    check_http_example(fz, plan, method, "h1", te_trailers, pipelined,
+                       expect_continue=expect_continue and method == "POST")
 
 
 @fuzz_settings(250)
@@ -1354,6 +1561,13 @@ def test_http_messages_over_http11(fz, data, method, te_trailers, pipelined):
 def test_http_messages_over_http2(fz, data, method):
     plan = data.draw(http_case(fz.files), label="plan")
     check_http_example(fz, plan, method, "h2")
+
+
+@fuzz_settings(150)
+@given(data=st.data(), method=st.sampled_from(["GET", "GET", "POST", "HEAD"]))
+def test_http_messages_over_http10(fz, data, method):
+    plan = data.draw(http_case(fz.files), label="plan")
+    check_http_example(fz, plan, method, "h10")
 
 
 # ----- WebSocket -------------------------------------------------------------------------------
@@ -1480,7 +1694,8 @@ def random_ws_message(draw) -> dict | list:
     kind = draw(st.sampled_from(["websocket.accept", "websocket.send", "websocket.close",
                                  "websocket.http.response.start",
                                  "websocket.http.response.body", "http.response.start",
-                                 "websocket.bogus", "not-a-dict", "no-type"]))
+                                 "http.response.early_hint", "websocket.bogus", "not-a-dict",
+                                 "no-type"]))
     if kind == "websocket.send":
         return draw(ws_send(clean=False))
     if kind == "websocket.close":
@@ -1497,6 +1712,8 @@ def random_ws_message(draw) -> dict | list:
         items.append(("body", draw(st.one_of(body_data().flatmap(bytes_like), junk))))
     elif kind == "websocket.accept" and draw(st.booleans()):
         items.append(("subprotocol", draw(junk)))
+    elif kind == "http.response.early_hint":  # an HTTP extension's: unknown here
+        items.append(("links", draw(links_field())))
     return msg(items)
 
 
@@ -1753,8 +1970,10 @@ def test_websocket_messages(fz, data, subprotocols):
     event(f"send() raised: {sum(kind != 'ok' for kind in outcomes)}")
     plan_id = fz.put_plan(plan)
     check_ws(fz, plan_id, model.wire, subprotocols)
-    sent = fz.result(plan_id)
+    run = fz.finished_run(plan_id)
+    sent = run["sent"]
     assert [kind for _, kind, _ in sent] == outcomes, f"send() outcomes {sent}"
+    assert "http.response.early_hint" not in run["extensions"], run["extensions"]
     if model.wire.kind == "failed":
         fz.wait_log(f"fuzz plan {plan_id}" if failed else model.problem)
     fz.assert_serving()
