@@ -70,7 +70,8 @@ impl BodyError {
             }
             BodyError::Http2(e) => match e.get_io() {
                 Some(io) => io,
-                None => return false,
+                // The client reset the stream or closed the connection mid-body.
+                None => return e.is_remote() && (e.is_reset() || e.is_go_away()),
             },
         };
         matches!(

@@ -37,6 +37,10 @@ use crate::metrics::Rejected;
 /// read whole before the app is called: one handoff instead of a round trip per chunk.
 const PREFETCH_LIMIT: u64 = 64 * 1024;
 
+/// `http.response.early_hint` messages one request may send; an app that loops on them
+/// must not make the server queue 103s without end.
+const MAX_EARLY_HINTS: usize = 16;
+
 #[derive(Clone)]
 pub(super) struct RequestService {
     shared: Arc<Shared>,
@@ -58,6 +62,11 @@ pub(in crate::engine) struct Link {
 }
 
 impl RequestService {
+    /// A line for the server's log (the `ferricorn.error` logger).
+    pub(super) fn log(&self, level: LogLevel, message: String) {
+        self.shared.dispatcher.log(level, message);
+    }
+
     pub(super) fn new(
         shared: Arc<Shared>,
         client: Peer,
@@ -337,12 +346,26 @@ impl RequestService {
             },
         });
 
+        let mut hints_left = MAX_EARLY_HINTS;
         let response = loop {
             match poll_fn(|cx| exchange.poll_response(cx)).await {
                 Awaited::Response(response) => break response,
-                Awaited::EarlyHints(hints) => {
-                    self.send_early_hints(&hints, version, informational.as_ref())
-                        .await
+                Awaited::EarlyHints(mut hints) => {
+                    if hints.len() > hints_left {
+                        shared.dispatcher.log(
+                            LogLevel::Debug,
+                            format!(
+                                "early hints past {MAX_EARLY_HINTS} for one request dropped: {}",
+                                hints.len() - hints_left
+                            ),
+                        );
+                        hints.truncate(hints_left);
+                    }
+                    hints_left -= hints.len();
+                    if !hints.is_empty() {
+                        self.send_early_hints(&hints, version, informational.as_ref())
+                            .await
+                    }
                 }
             }
         };
@@ -454,9 +477,6 @@ impl RequestService {
     }
 }
 
-/// Why a request's Host header breaks RFC 9112 3.2 (HTTP/1.1 needs exactly one, no request
-/// may carry two, and its value must be `host[:port]`), or `None` when it does not. Such a
-/// request gets 400 and never reaches the app.
 impl RequestService {
     /// `http.response.early_hint`: each a 103 before the final response, where the client
     /// can take one.
@@ -490,6 +510,9 @@ impl RequestService {
     }
 }
 
+/// Why a request's Host header breaks RFC 9112 3.2 (HTTP/1.1 needs exactly one, no request
+/// may carry two, and its value must be `host[:port]`), or `None` when it does not. Such a
+/// request gets 400 and never reaches the app.
 fn host_problem<B>(req: &Request<B>) -> Option<&'static str> {
     if req.version() > Version::HTTP_11 {
         return None; // HTTP/2 carries the authority in its own pseudo-header

@@ -6,6 +6,7 @@
     /after-start   the start message, then a hint, then the body: the head is still ours
     /after-body    the first body chunk, then a hint (dropped: the head is out), then the end
     /twice         two hints, then the answer
+    /many?n=N      N hints (each one link, numbered), then the answer
     /bad?case=C    a malformed hint (missing, single, crlf, int); the error is kept at /errors
     /extensions    the scope's "extensions" keys as JSON
     /errors        what send() raised, as JSON
@@ -73,6 +74,10 @@ async def app(scope, receive, send):
         await send({"type": "http.response.early_hint", "links": [STYLE]})
         await send({"type": "http.response.early_hint", "links": [SCRIPT]})
         await answer(send, b"twice")
+    elif path == "/many":
+        for i in range(int(query["n"])):
+            await send({"type": "http.response.early_hint", "links": [f"</{i}.js>; rel=preload"]})
+        await answer(send, b"many")
     elif path == "/bad":
         try:
             await send({"type": "http.response.early_hint", **BAD[query["case"]]})

@@ -100,6 +100,24 @@ def test_a_hint_after_the_head_went_out_is_dropped(server):
     assert reply.endswith(b"6\r\nfirst \r\n4\r\nlast\r\n0\r\n\r\n")
 
 
+#: What one request may send (engine/service.rs MAX_EARLY_HINTS).
+MAX_HINTS = 16
+
+
+def test_hints_past_the_cap_are_dropped_and_the_answer_still_comes(server):
+    """An app that sends hints without end must not make the server queue 103s without
+    end: the first 16 go out in order, the rest are dropped with a debug line."""
+    srv = server.start(APP, "--log-level", "debug")
+    with raw_connection(srv.port) as sock:
+        sock.sendall(b"GET /many?n=40 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        reply = recv_until_closed(sock)
+    hints = b"".join(b"HTTP/1.1 103 Early Hints\r\nlink: </%d.js>; rel=preload\r\n\r\n" % i
+                     for i in range(MAX_HINTS))
+    assert reply.startswith(hints + b"HTTP/1.1 200 OK\r\n")
+    assert reply.count(b" 103 ") == MAX_HINTS and reply.endswith(b"\r\n\r\nmany")
+    srv.wait_for_log(f"early hints past {MAX_HINTS} for one request dropped", timeout=5)
+
+
 def test_http10_clients_get_no_103_and_no_offer(server):
     srv = server.start(APP)
     with raw_connection(srv.port) as sock:
@@ -185,6 +203,17 @@ def test_http2_sends_each_hint_as_an_informational_head_before_the_response(serv
         e.data for e in on[ext] if isinstance(e, h2.events.DataReceived))
     assert not [e for e in on[after_body]
                 if isinstance(e, h2.events.InformationalResponseReceived)]
+
+
+def test_http2_hints_past_the_cap_are_dropped(server):
+    import h2.events
+
+    srv = server.start(APP)
+    events = h2_exchange(srv.port, ["/many?n=40"])
+    hints = [e.headers for e in events if isinstance(e, h2.events.InformationalResponseReceived)]
+    assert hints == [[(b":status", b"103"), (b"link", b"</%d.js>; rel=preload" % i)]
+                     for i in range(MAX_HINTS)]
+    assert b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived)) == b"many"
 
 
 def test_http2_over_tls_the_103_arrives_while_the_app_works(server, pki):

@@ -728,3 +728,51 @@ def test_connection_close_from_the_app_ends_neither_the_connection_nor_other_str
                                                                    False)
     assert (answer(events, beside).status, answer(events, beside).body) == (200, b"slept beside")
     assert (answer(events, after).status, answer(events, after).body) == (200, b"Hello, world!")
+
+
+def connect_request(conn, extra: list[tuple[str, str]] | None = None,
+                    end_stream: bool = False) -> int:
+    """Queues a plain CONNECT (RFC 9113 8.5: only :method and :authority)."""
+    stream = conn.get_next_available_stream_id()
+    conn.send_headers(stream, [(":method", "CONNECT"), (":authority", "example.com:443"),
+                               *(extra or [])], end_stream=end_stream)
+    return stream
+
+
+def test_a_2xx_to_a_plain_connect_opens_no_tunnel_and_carries_no_content(server):
+    """An HTTP app that answers a CONNECT with 200 and a body: RFC 9110 9.3.6 forbids
+    Content-Length and content in a 2xx to CONNECT, and no WebSocket holds the stream, so the
+    stream gets the head alone and ends at once (the client's half, still open, is closed
+    with RST_STREAM NO_ERROR, RFC 9113 8.1); the connection goes on."""
+    srv = server.start(BASIC, "--log-level", "debug")
+    sock, conn = h2_connection(srv.port)
+    stream = connect_request(conn)
+    sock.sendall(conn.data_to_send())
+    events = h2_pump(sock, conn, reset(stream))
+    got = answer(events, stream)
+    assert (got.status, got.body, got.ended, got.reset) == (200, b"", True, NO_ERROR)
+    assert "content-length" not in got.headers
+    after = h2_get(conn, "/")
+    sock.sendall(conn.data_to_send())
+    events = h2_pump(sock, conn, ended(after))
+    sock.close()
+    assert (answer(events, after).status, answer(events, after).body) == (200, b"Hello, world!")
+    srv.wait_for_log("a 2xx answer to a CONNECT that is no WebSocket", timeout=5)
+
+
+def test_a_connect_that_declares_content_is_reset_with_protocol_error(server):
+    """RFC 9110 9.3.6: a CONNECT has no content; one whose Content-Length says otherwise is
+    reset with PROTOCOL_ERROR before the app sees it, and the connection goes on."""
+    srv = server.start(BASIC)
+    sock, conn = h2_connection(srv.port)
+    stream = connect_request(conn, [("content-length", "5")])
+    sock.sendall(conn.data_to_send())
+    events = h2_pump(sock, conn, ended(stream))
+    assert answer(events, stream).reset == PROTOCOL_ERROR
+    after = h2_get(conn, "/")
+    sock.sendall(conn.data_to_send())
+    events = h2_pump(sock, conn, ended(after))
+    sock.close()
+    assert (answer(events, after).status, answer(events, after).body) == (200, b"Hello, world!")
+    assert "GET /" in "\n".join(access_lines(srv))
+    assert "CONNECT" not in "\n".join(access_lines(srv))

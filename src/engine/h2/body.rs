@@ -11,8 +11,9 @@ use http_body::{Body, Frame, SizeHint};
 
 pub(in crate::engine) struct H2Body {
     recv: RecvStream,
-    /// The request's Content-Length (the `h2` crate holds the DATA to it).
-    length: Option<u64>,
+    /// What the request's Content-Length says is still to come (the `h2` crate holds the
+    /// DATA to it).
+    remaining: Option<u64>,
     data_done: bool,
     done: bool,
 }
@@ -21,7 +22,7 @@ impl H2Body {
     pub(super) fn new(recv: RecvStream, length: Option<u64>) -> Self {
         H2Body {
             recv,
-            length,
+            remaining: length,
             data_done: false,
             done: false,
         }
@@ -45,6 +46,9 @@ impl Body for H2Body {
                 Some(Ok(data)) => {
                     // Taken: the client may send this much more.
                     let _ = this.recv.flow_control().release_capacity(data.len());
+                    if let Some(n) = &mut this.remaining {
+                        *n = n.saturating_sub(data.len() as u64);
+                    }
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 Some(Err(e)) => {
@@ -67,7 +71,10 @@ impl Body for H2Body {
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self.length {
+        if self.done {
+            return SizeHint::with_exact(0);
+        }
+        match self.remaining {
             Some(n) => SizeHint::with_exact(n),
             None => SizeHint::default(),
         }

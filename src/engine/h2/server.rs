@@ -1,6 +1,7 @@
 //! One HTTP/2 connection: the handshake, accepting streams, keep-alive pings, and the
 //! graceful close (GOAWAY, then the streams in flight finish). Each stream's work runs
-//! inside this connection's task (`streams`), next to the frames it sends and receives.
+//! inside this connection's task (`streams`), next to the frames it sends and receives: what
+//! a turn's streams queue goes out in that same turn, together, with no hop between tasks.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::engine::service::RequestService;
 use crate::engine::H2Limits;
+use crate::handoff::LogLevel;
 
 /// How long a keep-alive PING may go unanswered before the connection is given up.
 const PONG_TIMEOUT: Duration = Duration::from_secs(20);
@@ -107,29 +109,59 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Future for H2Server<I> {
         };
         if let Some(keep_alive) = &mut this.keep_alive {
             if keep_alive.poll_overdue(cx) {
+                this.service.log(
+                    LogLevel::Debug,
+                    format!(
+                        "closing an HTTP/2 connection: its client answered no PING within {}s",
+                        PONG_TIMEOUT.as_secs()
+                    ),
+                );
                 conn.abrupt_shutdown(Reason::NO_ERROR);
             }
         }
+        if let Err(over) = this.accept(cx) {
+            return Poll::Ready(over);
+        }
+        loop {
+            while let Poll::Ready(Some(())) = this.streams.poll_next_unpin(cx) {}
+            // The streams just polled may have queued frames: accepting again writes them in
+            // this turn, not on the wakeup their sends left. Streams it opens are polled
+            // next; the loop ends when a turn opens none.
+            match this.accept(cx) {
+                Ok(true) => continue,
+                Ok(false) => return Poll::Pending,
+                Err(over) => return Poll::Ready(over),
+            }
+        }
+    }
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin> H2Server<I> {
+    /// Drives the socket (reads frames, writes what the streams queued) and takes the
+    /// streams that opened: whether any did, or how the connection ended.
+    fn accept(&mut self, cx: &mut Context<'_>) -> Result<bool, Result<(), h2::Error>> {
+        let State::Serving(conn) = &mut self.state else {
+            unreachable!("the handshake is over")
+        };
+        let mut opened = false;
         loop {
             match conn.poll_accept(cx) {
                 Poll::Ready(Some(Ok((request, reply)))) => {
                     let work = super::stream::serve(
-                        this.service.clone(),
+                        self.service.clone(),
                         request,
                         reply,
-                        this.date_header,
+                        self.date_header,
                     );
-                    this.streams.push(Box::pin(work));
+                    self.streams.push(Box::pin(work));
+                    opened = true;
                 }
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                Poll::Ready(Some(Err(e))) => return Err(Err(e)),
                 // Closed: after GOAWAY with no stream left, or the client went away.
-                Poll::Ready(None) => return Poll::Ready(Ok(())),
-                Poll::Pending => break,
+                Poll::Ready(None) => return Err(Ok(())),
+                Poll::Pending => return Ok(opened),
             }
         }
-        // Streams' sends wake this task again, and the next turn's accept writes them.
-        while let Poll::Ready(Some(())) = this.streams.poll_next_unpin(cx) {}
-        Poll::Pending
     }
 }
 

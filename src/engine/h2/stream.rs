@@ -3,13 +3,15 @@
 //! stream's work at once (the request's future and body are dropped, which tells the app).
 //!
 //! Must not: hold more of a response than one body chunk beyond what the `h2` crate buffers
-//! (`max_send_buffer_size`): the body is pulled only when the stream has room.
+//! (`max_send_buffer_size`): a chunk is pulled, then waits until the stream has room for it.
 
 use std::future::poll_fn;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures::FutureExt;
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream, SendStream};
 use http::header::{CONTENT_LENGTH, DATE};
@@ -21,12 +23,36 @@ use super::body::H2Body;
 use super::tunnel::Tunnel;
 use crate::engine::body::{RequestBody, ResponseBody};
 use crate::engine::service::RequestService;
+use crate::handoff::LogLevel;
 
 /// The stream's reply handle, shared by the request (for 103s) and the stream's task.
-type Reply = Arc<Mutex<SendResponse<Bytes>>>;
+type Reply = Arc<Mutex<ReplyState>>;
 
-fn lock(reply: &Reply) -> std::sync::MutexGuard<'_, SendResponse<Bytes>> {
+struct ReplyState {
+    send: SendResponse<Bytes>,
+    /// The final head is out (or the stream given up): no 1xx may follow it.
+    final_sent: bool,
+}
+
+fn lock(reply: &Reply) -> std::sync::MutexGuard<'_, ReplyState> {
     reply.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Sends the final head, marking it sent under the same lock a 103 takes.
+fn send_final(
+    reply: &Reply,
+    head: Response<()>,
+    end_of_stream: bool,
+) -> Result<SendStream<Bytes>, h2::Error> {
+    let mut state = lock(reply);
+    state.final_sent = true;
+    state.send.send_response(head, end_of_stream)
+}
+
+fn reset(reply: &Reply, reason: Reason) {
+    let mut state = lock(reply);
+    state.final_sent = true;
+    state.send.send_reset(reason);
 }
 
 /// How a request's service sends an interim response on its stream (request extension).
@@ -39,7 +65,8 @@ impl Informational {
         let mut hint = Response::new(());
         *hint.status_mut() = StatusCode::EARLY_HINTS;
         *hint.headers_mut() = links.clone();
-        lock(&self.0).send_informational(hint).is_ok()
+        let mut state = lock(&self.0);
+        !state.final_sent && state.send.send_informational(hint).is_ok()
     }
 }
 
@@ -54,17 +81,50 @@ impl TunnelSlot {
     }
 }
 
-/// Serves one stream to its end.
+/// Serves one stream to its end. A panic while serving it costs that stream only: it is
+/// reset and logged, and the connection's other streams go on.
 pub(super) async fn serve(
     service: RequestService,
     request: Request<RecvStream>,
     reply: SendResponse<Bytes>,
     date_header: bool,
 ) {
-    let reply: Reply = Arc::new(Mutex::new(reply));
+    let reply: Reply = Arc::new(Mutex::new(ReplyState {
+        send: reply,
+        final_sent: false,
+    }));
+    let serving = serve_stream(service.clone(), request, reply.clone(), date_header);
+    if let Err(panic) = AssertUnwindSafe(serving).catch_unwind().await {
+        let what = panic
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("no message");
+        service.log(
+            LogLevel::Error,
+            format!(
+                "a bug in ferricorn: serving an HTTP/2 stream panicked ({what}); the stream \
+                 was reset and the connection goes on. Please report it."
+            ),
+        );
+        reset(&reply, Reason::INTERNAL_ERROR);
+    }
+}
+
+async fn serve_stream(
+    service: RequestService,
+    request: Request<RecvStream>,
+    reply: Reply,
+    date_header: bool,
+) {
     let (mut parts, recv) = request.into_parts();
     let mut tunnel = None;
     let body = if parts.method == Method::CONNECT {
+        // RFC 9110 9.3.6: a CONNECT carries no content; its DATA belongs to the tunnel.
+        if crate::engine::service::content_length(&parts.headers).is_some_and(|n| n > 0) {
+            reset(&reply, Reason::PROTOCOL_ERROR);
+            return;
+        }
         // RFC 8441: the `:protocol` the WebSocket handshake looks for, and the stream kept
         // for the socket.
         if let Some(protocol) = parts.extensions.remove::<h2::ext::Protocol>() {
@@ -86,15 +146,15 @@ pub(super) async fn serve(
     };
     parts.extensions.insert(Informational(reply.clone()));
     let responding = service.respond(Request::from_parts(parts, body));
-    let reset = poll_fn(|cx| lock(&reply).poll_reset(cx));
+    let cancelled = poll_fn(|cx| lock(&reply).send.poll_reset(cx));
     let response = tokio::select! {
         biased;
-        response = responding => response,
         // The client cancelled the stream: dropping the request's future tells the app.
-        _ = reset => return,
+        _ = cancelled => return,
+        response = responding => response,
     };
     let Ok(response) = response else {
-        lock(&reply).send_reset(Reason::INTERNAL_ERROR);
+        reset(&reply, Reason::INTERNAL_ERROR);
         return;
     };
     let (head, body) = response.into_parts();
@@ -108,18 +168,28 @@ pub(super) async fn serve(
         head.headers_mut().entry(DATE).or_insert_with(date_now);
     }
     if let Some((give, recv)) = tunnel {
-        // A WebSocket handshake the app accepted holds the other end; any other CONNECT
-        // is an ordinary request and its answer an ordinary response.
-        if head.status().is_success() && !give.is_closed() {
+        if head.status().is_success() {
+            // RFC 9110 9.3.6: a 2xx to CONNECT has no Content-Length and no content; what
+            // follows on the stream is the tunnel's.
             head.headers_mut().remove(CONTENT_LENGTH);
-            if let Ok(send) = lock(&reply).send_response(head, false) {
+            if give.is_closed() {
+                // No WebSocket holds the other end (an HTTP app said 2xx): the tunnel opens
+                // and closes at once, as on HTTP/1.1, and the app's body goes nowhere.
+                service.log(
+                    LogLevel::Debug,
+                    "a 2xx answer to a CONNECT that is no WebSocket: the tunnel was closed \
+                     at once, the body dropped"
+                        .to_string(),
+                );
+                let _ = send_final(&reply, head, true);
+            } else if let Ok(send) = send_final(&reply, head, false) {
                 let _ = give.send(Tunnel::new(send, recv));
             }
             return;
         }
     }
     if body.is_end_stream() {
-        let _ = lock(&reply).send_response(head, true);
+        let _ = send_final(&reply, head, true);
         return;
     }
     if let Some(length) = body.size_hint().exact() {
@@ -127,10 +197,10 @@ pub(super) async fn serve(
             .entry(CONTENT_LENGTH)
             .or_insert_with(|| HeaderValue::from(length));
     }
-    let sent = lock(&reply).send_response(head, false);
+    let sent = send_final(&reply, head, false);
     match sent {
         Ok(send) => send_body(body, send).await,
-        Err(_) => lock(&reply).send_reset(Reason::INTERNAL_ERROR),
+        Err(_) => reset(&reply, Reason::INTERNAL_ERROR),
     }
 }
 

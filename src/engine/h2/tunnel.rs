@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes};
-use h2::{RecvStream, SendStream};
+use h2::{Reason, RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 pub(in crate::engine) struct Tunnel {
@@ -48,6 +48,13 @@ impl AsyncRead for Tunnel {
                 Some(Ok(data)) => {
                     let _ = this.recv.flow_control().release_capacity(data.len());
                     this.unread = data;
+                }
+                // A peer that resets with NO_ERROR or CANCEL is done, not failing.
+                Some(Err(e))
+                    if e.is_reset()
+                        && matches!(e.reason(), Some(Reason::NO_ERROR | Reason::CANCEL)) =>
+                {
+                    return Poll::Ready(Ok(()))
                 }
                 Some(Err(e)) => return Poll::Ready(Err(gone(e))),
                 // The peer ended its side: end of input.
