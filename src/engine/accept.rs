@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 
 use super::conn::{drain_grace, serve};
+use super::sendfile::SendfileSocket;
 use super::service::Link;
 use super::Tls;
 use super::{Phase, Shared};
@@ -57,7 +58,7 @@ pub(super) async fn accept_unix(listener: UnixListener, shared: Arc<Shared>) {
 /// now until that task ends.
 fn spawn_connection<S>(stream: S, client: Peer, server: Peer, shared: &Arc<Shared>)
 where
-    S: FirstByte + AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static,
+    S: FirstByte + AsyncRead + AsyncWrite + SendfileSocket + Unpin + Send + Sync + 'static,
 {
     let counted = OpenConnection::count(shared);
     let shared = shared.clone();
@@ -98,7 +99,7 @@ async fn serve_tls<S>(
     server: Peer,
     shared: Arc<Shared>,
 ) where
-    S: FirstByte + AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static,
+    S: FirstByte + AsyncRead + AsyncWrite + SendfileSocket + Unpin + Send + Sync + 'static,
 {
     // The handshake gets what is left of the time a request head gets, counted from the
     // accept; a client that fails it (plain HTTP on this port, an aborted or stalled

@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 
 use super::activity::{Activity, Busy};
 use super::h2::H2Body;
+use super::sendfile::FileHandoff;
 use super::service::drop_connection_fields;
 use crate::handoff::access_record::{AccessSink, Pending};
 use crate::handoff::exchange::{Aborted, BodyFailure, Exchange};
@@ -181,6 +182,17 @@ enum BodyKind {
     Full(Option<Bytes>),
     Streaming(StreamingBody),
     File(FileBody),
+    Handoff(HandoffBody),
+}
+
+/// A file the socket sends itself (`sendfile`): to hyper a body of exact length 0, which it
+/// drops at once (the head's Content-Length is written as the app's); what a body does when
+/// it ends (metrics, access log, the busy mark) waits for the file instead.
+pub struct HandoffBody {
+    handoff: Arc<FileHandoff>,
+    /// The connection stays busy until the last byte is out.
+    busy: Busy,
+    record: StreamRecord,
 }
 
 /// Bytes read from a file at a time for `http.response.pathsend`: large enough that a big
@@ -264,6 +276,19 @@ impl ResponseBody {
             unread: len,
             remaining: len,
             _busy: Busy::new(activity),
+            record,
+        }))
+    }
+
+    /// The file `handoff` was armed with: sent by the socket after the head.
+    pub(super) fn handoff(
+        handoff: Arc<FileHandoff>,
+        activity: Arc<Activity>,
+        record: StreamRecord,
+    ) -> Self {
+        Self::of(BodyKind::Handoff(HandoffBody {
+            handoff,
+            busy: Busy::new(activity),
             record,
         }))
     }
@@ -368,6 +393,9 @@ impl Body for ResponseBody {
             BodyKind::Full(b) => b.as_ref().is_none_or(|b| b.is_empty()),
             BodyKind::Streaming(s) => s.finished,
             BodyKind::File(f) => f.remaining == 0,
+            // Not ended: hyper then takes the length from size_hint and the head's
+            // Content-Length as the app's (an ended body would make it "0").
+            BodyKind::Handoff(_) => false,
         }
     }
 
@@ -376,12 +404,36 @@ impl Body for ResponseBody {
             BodyKind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             BodyKind::Streaming(_) => SizeHint::default(),
             BodyKind::File(f) => SizeHint::with_exact(f.remaining),
+            // hyper writes none of it: the socket sends the file (see `sendfile`).
+            BodyKind::Handoff(_) => SizeHint::with_exact(0),
         }
     }
 }
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
+        if let BodyKind::Handoff(_) = &self.kind {
+            let BodyKind::Handoff(body) = std::mem::replace(&mut self.kind, BodyKind::Full(None))
+            else {
+                unreachable!("matched above")
+            };
+            let access = self.access.take();
+            let HandoffBody {
+                handoff,
+                busy,
+                record,
+            } = body;
+            handoff.when_sent(Box::new(move |sent| {
+                record
+                    .metrics
+                    .record(&record.method, record.status, record.started.elapsed());
+                if let Some((pending, sink)) = access {
+                    sink.submit(pending.finish(sent));
+                }
+                drop(busy);
+            }));
+            return;
+        }
         if let Some((pending, sink)) = self.access.take() {
             sink.submit(pending.finish(self.sent));
         }
@@ -393,6 +445,8 @@ impl BodyKind {
         match self {
             BodyKind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             BodyKind::File(f) => f.poll_chunk(cx),
+            // hyper takes no byte of it: the socket sends the file.
+            BodyKind::Handoff(_) => Poll::Ready(None),
             BodyKind::Streaming(s) => match s.exchange.poll_chunk(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
                     if let Some(owed) = &mut s.owed {

@@ -19,6 +19,7 @@ use super::activity::{close_at, Activity, SendWindow, Watch, MIN_CHECK};
 use super::framing::FramingWatch;
 use super::h2::H2Server;
 use super::interim::Interim;
+use super::sendfile::{self, FileHandoff, SendfileSocket};
 use super::service::{Link, RequestService};
 use super::watched_io::WatchedIo;
 use super::{Phase, Shared};
@@ -46,7 +47,7 @@ enum ConnError {
 
 impl<S> Served<S>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + SendfileSocket + Unpin + Send + 'static,
 {
     /// HTTP/1.1: finish the response in flight, then close; HTTP/2: GOAWAY, finish the
     /// streams in flight, then close.
@@ -60,7 +61,7 @@ where
 
 impl<S> Future for Served<S>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + SendfileSocket + Unpin + Send + 'static,
 {
     type Output = Result<(), ConnError>;
 
@@ -74,7 +75,7 @@ where
 
 pub(super) async fn serve<S>(stream: S, client: Peer, server: Peer, link: Link, shared: Arc<Shared>)
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + SendfileSocket + Unpin + Send + 'static,
 {
     let http2 = link.http2;
     let activity = Arc::new(if http2 {
@@ -84,6 +85,8 @@ where
     });
     // HTTP/2 has no byte stream to put a 103 into between hyper's frames.
     let interim = (!http2).then(|| Arc::new(Interim::default()));
+    // Nor a file: HTTP/2 frames it in DATA, and TLS must encrypt it.
+    let handoff = (!http2 && sendfile::possible::<S>()).then(|| Arc::new(FileHandoff::default()));
     let io = WatchedIo {
         inner: stream,
         activity: activity.clone(),
@@ -97,6 +100,7 @@ where
         },
         shared: shared.clone(),
         interim: interim.clone(),
+        handoff: handoff.clone(),
     };
     let cfg = &shared.config;
     let service = RequestService::new(
@@ -106,6 +110,7 @@ where
         link,
         activity.clone(),
         interim,
+        handoff,
     );
     let conn = if http2 {
         Served::Http2(Box::pin(H2Server::new(

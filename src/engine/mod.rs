@@ -25,6 +25,7 @@ mod proxy;
 mod refusals;
 mod request_id;
 mod runtime;
+mod sendfile;
 mod service;
 mod tls;
 mod watched_io;

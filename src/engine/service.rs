@@ -25,6 +25,7 @@ use super::h2::Informational;
 use super::interim::{early_hints_h1, Interim};
 use super::refusals::Refusal;
 use super::request_id;
+use super::sendfile::{FileHandoff, SENDFILE_MIN};
 use super::ws;
 use super::RequestLimits;
 use super::{Error, Shared};
@@ -50,6 +51,8 @@ pub(super) struct RequestService {
     activity: Arc<Activity>,
     /// HTTP/1.1: where a 103 waits for its moment on the socket.
     interim: Option<Arc<Interim>>,
+    /// Plain-text HTTP/1.1: where a file response waits for the socket to `sendfile` it.
+    handoff: Option<Arc<FileHandoff>>,
 }
 
 /// How a connection reached us: its scheme, and on TLS what the `tls` extension reports.
@@ -74,6 +77,7 @@ impl RequestService {
         link: Link,
         activity: Arc<Activity>,
         interim: Option<Arc<Interim>>,
+        handoff: Option<Arc<FileHandoff>>,
     ) -> Self {
         RequestService {
             shared,
@@ -82,6 +86,7 @@ impl RequestService {
             link,
             activity,
             interim,
+            handoff,
         }
     }
 }
@@ -131,6 +136,11 @@ impl RequestService {
     pub(super) fn respond(&self, req: Request<RequestBody>) -> Responding {
         let this = self.clone();
         Box::pin(async move {
+            if let Some(handoff) = &this.handoff {
+                // The last response's file is still going out (engine/sendfile.rs): this
+                // one's head, or its 100 Continue or 103, must not come before its end.
+                poll_fn(|cx| handoff.poll_idle(cx)).await;
+            }
             if this.activity.closing() {
                 return Err(ConnectionClosing);
             }
@@ -409,7 +419,7 @@ impl RequestService {
                 };
                 let described = source.to_string();
                 match open_for_sending(source).await {
-                    Ok((file, len)) => {
+                    Ok((file, start, len)) => {
                         let mut head = head;
                         // The app's own Content-Length is held to: a file shorter than it
                         // ends the body early, which cuts the connection (as for an app
@@ -429,9 +439,23 @@ impl RequestService {
                                 len
                             }
                         };
+                        let chunked = head.headers.contains_key(TRANSFER_ENCODING);
                         let body = if method == http::Method::HEAD || bodyless {
                             metrics.record(&method, record.status, started.elapsed());
                             ResponseBody::full(Bytes::new())
+                        } else if let Some(handoff) = self
+                            .handoff
+                            .as_ref()
+                            .filter(|_| len >= SENDFILE_MIN && !chunked)
+                        {
+                            // Zero copy: the socket sends the file after the head hyper
+                            // writes (engine/sendfile.rs).
+                            shared.dispatcher.log(
+                                LogLevel::Debug,
+                                format!("a file response: {len} bytes go out with sendfile(2)"),
+                            );
+                            handoff.arm(file, start, len);
+                            ResponseBody::handoff(handoff.clone(), self.activity.clone(), record)
                         } else {
                             ResponseBody::file(file, len, self.activity.clone(), record)
                         };
@@ -602,8 +626,9 @@ pub(super) fn drop_connection_fields(
     }
 }
 
-/// The file of a file response and the bytes left in it: a regular file only.
-async fn open_for_sending(source: FileSource) -> std::io::Result<(std::fs::File, u64)> {
+/// The file of a file response, where its bytes start and how many are left: a regular
+/// file only.
+async fn open_for_sending(source: FileSource) -> std::io::Result<(std::fs::File, u64, u64)> {
     let opened = tokio::task::spawn_blocking(move || {
         let (mut file, path_given) = match source {
             FileSource::Path(path) => (std::fs::File::open(&path)?, true),
@@ -619,7 +644,7 @@ async fn open_for_sending(source: FileSource) -> std::io::Result<(std::fs::File,
         } else {
             std::io::Seek::stream_position(&mut file)?
         };
-        Ok((file, meta.len().saturating_sub(start)))
+        Ok((file, start, meta.len().saturating_sub(start)))
     });
     opened.await.map_err(std::io::Error::other)?
 }

@@ -1,7 +1,8 @@
 //! The connection's socket as hyper sees it: every read and write is noted for the
 //! watchdog (`Activity`) and the bytes read are followed by `FramingWatch`; the two answers
 //! hyper cannot give (408 for a stalled head, 414 for a request line past the limit) are
-//! written here, on the socket itself, and so are HTTP/1.1's interim responses (`interim`).
+//! written here, on the socket itself, and so are HTTP/1.1's interim responses (`interim`)
+//! and the files sent with `sendfile(2)` (`sendfile`).
 //!
 //! Must not: buffer, delay or reorder hyper's bytes.
 
@@ -16,6 +17,7 @@ use super::activity::Activity;
 use super::framing::{FramingWatch, Verdict};
 use super::interim::Interim;
 use super::refusals::Refusal;
+use super::sendfile::{FileHandoff, SendfileSocket};
 use super::Shared;
 use crate::handoff::LogLevel;
 
@@ -34,9 +36,23 @@ pub(super) struct WatchedIo<S> {
     pub(super) shared: Arc<Shared>,
     /// HTTP/1.1: the 103s the connection's requests queue.
     pub(super) interim: Option<Arc<Interim>>,
+    /// Plain-text HTTP/1.1: the file a response sends with `sendfile(2)` after its head.
+    pub(super) handoff: Option<Arc<FileHandoff>>,
 }
 
-impl<S: AsyncWrite + Unpin> WatchedIo<S> {
+impl<S: AsyncWrite + SendfileSocket + Unpin> WatchedIo<S> {
+    /// Sends the file a response armed, if any: its head is out, as hyper flushes only with
+    /// its own buffer empty, and hyper writes nothing more until the file's body ends.
+    fn poll_handoff(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &self.handoff {
+            None => Poll::Ready(Ok(())),
+            Some(handoff) => {
+                let activity = &self.activity;
+                handoff.poll_send(&self.inner, cx, |r| activity.note_write(r))
+            }
+        }
+    }
+
     /// Writes the interim responses that have begun (and at a message boundary, those
     /// queued) before anything else.
     fn poll_interim(&mut self, cx: &mut Context<'_>, at_boundary: bool) -> Poll<io::Result<()>> {
@@ -87,7 +103,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WatchedIo<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for WatchedIo<S> {
+impl<S: AsyncWrite + SendfileSocket + Unpin> AsyncWrite for WatchedIo<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -115,12 +131,15 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WatchedIo<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // hyper flushes the socket only with its own buffer empty: a message boundary.
+        // hyper flushes the socket only with its own buffer empty: after a head whose file
+        // goes next, or at a message boundary.
+        std::task::ready!(self.poll_handoff(cx))?;
         std::task::ready!(self.poll_interim(cx, true))?;
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_handoff(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

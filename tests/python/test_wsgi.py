@@ -733,6 +733,18 @@ def test_file_wrapper_sends_from_where_the_app_left_the_file(wsgi_server, big_fi
     assert closed is True
 
 
+def test_file_wrapper_on_plain_http11_goes_out_with_sendfile(server, big_file):
+    """A real file through wsgi.file_wrapper is sent by the kernel (sendfile(2)), from the
+    app's position, byte for byte."""
+    srv = server.start(APP, *WSGI, "--log-level", "debug")
+    with http_client(timeout=30) as c:
+        r = c.get(f"{srv.url}/file", params={"path": str(big_file), "cl": "1",
+                                             "tag": "file-sendfile", "skip": "10"})
+    assert r.content == big_file.read_bytes()[10:]
+    size = big_file.stat().st_size - 10
+    srv.wait_for_log(f"a file response: {size} bytes go out with sendfile(2)", timeout=5)
+
+
 def test_file_wrapper_over_http2(wsgi_server, big_file):
     with httpx.Client(http1=False, http2=True, trust_env=False, timeout=30) as c:
         r = c.get(f"{wsgi_server.url}/file", params={"path": str(big_file), "cl": "1",
