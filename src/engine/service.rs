@@ -236,6 +236,10 @@ impl RequestService {
         let started = std::time::Instant::now();
         let metrics = shared.config.metrics;
         let method = req.method().clone();
+        // Only a request whose body is all in (none, here) may have its file sent beneath
+        // hyper: hyper turns idle when a request body ends, and an idle hyper could write
+        // an answer of its own into the middle of the file (engine/sendfile.rs).
+        let no_request_body = req.body().is_end_stream();
         let mut guard = InFlightGuard {
             activity: self.activity.clone(),
             exchange: None,
@@ -443,11 +447,13 @@ impl RequestService {
                         let body = if method == http::Method::HEAD || bodyless {
                             metrics.record(&method, record.status, started.elapsed());
                             ResponseBody::full(Bytes::new())
-                        } else if let Some(handoff) = self
-                            .handoff
-                            .as_ref()
-                            .filter(|_| len >= SENDFILE_MIN && !chunked)
-                        {
+                        } else if let Some(handoff) = self.handoff.as_ref().filter(|_| {
+                            len >= SENDFILE_MIN
+                                && !chunked
+                                && no_request_body
+                                // hyper writes no Content-Length into a 2xx to CONNECT.
+                                && method != http::Method::CONNECT
+                        }) {
                             // Zero copy: the socket sends the file after the head hyper
                             // writes (engine/sendfile.rs).
                             shared.dispatcher.log(
@@ -644,7 +650,9 @@ async fn open_for_sending(source: FileSource) -> std::io::Result<(std::fs::File,
         } else {
             std::io::Seek::stream_position(&mut file)?
         };
-        Ok((file, start, meta.len().saturating_sub(start)))
+        let len = meta.len().saturating_sub(start);
+        super::sendfile::read_ahead(&file, start, len);
+        Ok((file, start, len))
     });
     opened.await.map_err(std::io::Error::other)?
 }

@@ -66,7 +66,24 @@ impl<S: AsyncWrite + SendfileSocket + Unpin> WatchedIo<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WatchedIo<S> {
+impl<S: AsyncWrite + SendfileSocket + Unpin> WatchedIo<S> {
+    /// A file going out comes before any other byte.
+    fn before_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.handoff.as_ref().is_some_and(|h| h.sending()) {
+            return self.poll_handoff(cx);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Tells an armed file that hyper wrote (its head is on the way).
+    fn after_write(&self, written: &Poll<io::Result<usize>>) {
+        if let (Some(handoff), Poll::Ready(Ok(n))) = (&self.handoff, written) {
+            handoff.wrote(*n);
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + SendfileSocket + Unpin> AsyncRead for WatchedIo<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -74,6 +91,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WatchedIo<S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let this = &mut *self;
+        // A file going out comes first: nothing read now may be answered in its middle.
+        if this.handoff.as_ref().is_some_and(|h| h.sending()) {
+            std::task::ready!(this.poll_handoff(cx))?;
+        }
         if this.activity.head_timed_out() {
             // Best effort: the socket is idle in both directions, so the short answer fits
             // its send buffer; then the end of input makes hyper drop the connection.
@@ -109,9 +130,11 @@ impl<S: AsyncWrite + SendfileSocket + Unpin> AsyncWrite for WatchedIo<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.before_write(cx))?;
         std::task::ready!(self.poll_interim(cx, false))?;
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         self.activity.note_write(&r);
+        self.after_write(&r);
         r
     }
 
@@ -120,9 +143,11 @@ impl<S: AsyncWrite + SendfileSocket + Unpin> AsyncWrite for WatchedIo<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.before_write(cx))?;
         std::task::ready!(self.poll_interim(cx, false))?;
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         self.activity.note_write(&r);
+        self.after_write(&r);
         r
     }
 

@@ -255,3 +255,21 @@ def test_a_small_file_goes_with_its_head_not_sendfile(server, tmp_path):
         r = c.get(f"{srv.url}/send", params={"path": str(small)})
     assert r.content == small.read_bytes()
     assert SENDFILE_LINE not in srv.logs()
+
+
+def test_a_request_with_a_body_gets_its_file_read_and_in_step_with_what_follows(server, files):
+    """A request with a body is answered by the read path (hyper turns idle when a request
+    body ends, and could answer a next request in the middle of a sendfile): the file comes
+    whole, then hyper's 400 for a malformed request pipelined behind it."""
+    srv = server.start(APP, "--log-level", "debug")
+    with raw_connection(srv.port) as sock:
+        sock.sendall(f"POST /send?path={files['big']} HTTP/1.1\r\nHost: t\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+                     "NOT A REQUEST\r\n\r\n".encode())
+        buffered = bytearray()
+        head, body = read_response(sock, buffered)
+        rest = bytes(buffered) + recv_until_closed(sock)
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert body == files["big"].read_bytes()
+    assert rest.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert SENDFILE_LINE not in srv.logs()
