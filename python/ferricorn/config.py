@@ -263,8 +263,9 @@ OPTIONS: tuple[Option, ...] = (
            "callable of scope returning the coroutine function), as uvicorn does.", _A,
            choices=("auto", "asgi3", "asgi2", "wsgi"),
            applies=WORKER),
-    Option("wsgi_threads", None, "Python threads that run a WSGI app; requests past them wait "
-           "in the --limit-queue queue.", _A, _int_in(1), metavar="N",
+    Option("wsgi_threads", None, "Python threads that run a WSGI app; as many requests again "
+           "wait for a free thread, and the rest in the --limit-queue queue.", _A, _int_in(1),
+           metavar="N",
            applies=WORKER, shown_default="4 per CPU core, at most 32"),
     Option("lifespan", "auto", "Lifespan protocol: auto tolerates apps that lack it.", _A,
            choices=("auto", "on", "off"),
@@ -350,7 +351,7 @@ OPTIONS: tuple[Option, ...] = (
            "in the app at once; "
            "past it, 503 with Retry-After.", _T, _int_in(1), metavar="N",
            applies=ENGINE, engine_name="admission_limit",
-           shown_default="no limit; a WSGI app: --wsgi-threads"),
+           shown_default="no limit; a WSGI app: twice --wsgi-threads"),
     Option("limit_queue", 0, "Requests past --limit-concurrency that wait, first in first out, "
            "for a free slot instead of a 503.", _T, _int_in(0), metavar="N",
            applies=ENGINE, engine_name="admission_queue",
@@ -608,11 +609,15 @@ class Config:
 
     @property
     def admission_limit(self) -> int | None:
-        """Requests in the app at once: --limit-concurrency, or a WSGI app's threads (a
-        request past them waits in the engine's queue, never in an unbounded one)."""
+        """Requests let in at once: --limit-concurrency, or twice a WSGI app's threads (a
+        request past them waits in the engine's queue, never in an unbounded one). The
+        second half waits in the threads' own queue, so that a thread that finishes takes
+        the next request at once instead of waiting for the engine to let one in: measured
+        on wsgi-hello (8 threads), 100-116k requests/s at 10-11 us of CPU each against
+        56-72k at 18-23 us with the limit at the thread count."""
         if self.limit_concurrency is not None or not self.wsgi:
             return self.limit_concurrency
-        return self.wsgi_thread_count
+        return 2 * self.wsgi_thread_count
 
     @property
     def admission_queue(self) -> int:

@@ -74,6 +74,7 @@ impl WsgiHost {
 
     /// A WSGI thread's whole life: serve requests until the pool closes.
     fn run(&self, py: Python<'_>) -> PyResult<()> {
+        pool::yield_to_running_threads();
         let mut builder = EnvironBuilder::new(py, &self.template)?;
         loop {
             // A thread that just finished takes queued work before it gives up the GIL.

@@ -104,6 +104,24 @@ pub struct WsgiPool {
     running: Mutex<HashMap<u64, Running>>,
 }
 
+/// Makes the calling WSGI thread one that does not preempt a running thread when it wakes
+/// (Linux `SCHED_BATCH`; it keeps its fair share of the CPU). A thread woken for a request or
+/// for the GIL would otherwise take the core from the engine thread or from the thread that
+/// holds the GIL, and be taken from again a moment later: measured on wsgi-hello (8 threads,
+/// wrk -c100), 0.97 context switches per request against 1.84, 18-23 us of CPU per request
+/// against 27-35. Best effort: a refusal changes nothing but speed.
+pub fn yield_to_running_threads() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: changes only the calling thread's scheduling policy (pid 0), with a valid
+        // parameter; SCHED_BATCH needs no privilege.
+        unsafe {
+            libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
+        }
+    }
+}
+
 /// A deadline passed: what happened to the request, for the warning.
 pub struct Expired {
     pub label: RequestLabel,
