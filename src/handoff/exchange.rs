@@ -280,6 +280,9 @@ struct State {
     abort_flushed: bool,
     engine_done: bool,
     app_waiting: bool,
+    /// Body bytes the waiting app needs before a wake is worth it (`read_body_wanting`);
+    /// 0: any.
+    app_wants: usize,
     engine_waker: Option<Waker>,
     pump_waker: Option<Waker>,
 }
@@ -369,7 +372,10 @@ impl Exchange {
                 }
                 None => s.body_end = true,
             }
-            std::mem::take(&mut s.app_waiting)
+            // A thread that waits for a read of n bytes is woken once they are there, not
+            // for each chunk on the way (a 1 MiB upload comes in many).
+            let enough = s.body_end || s.body_bytes >= s.app_wants;
+            enough && std::mem::take(&mut s.app_waiting)
         };
         self.wake_app_if(waiting);
     }
@@ -497,8 +503,16 @@ impl Exchange {
 
     /// The app asks for request body. `Wait` registers the app as waiting.
     pub fn read_body(&self) -> BodyRead {
+        self.read_body_wanting(0)
+    }
+
+    /// Like `read_body`, for a reader that needs `wanted` bytes to go on (WSGI's
+    /// `read(n)`): it waits until that many are buffered (at most the read-ahead) or the
+    /// body ends, rather than take each chunk as it comes and wait again.
+    pub fn read_body_wanting(&self, wanted: usize) -> BodyRead {
         let mut s = self.lock();
-        if !s.body.is_empty() {
+        let wanted = wanted.min(self.read_ahead);
+        if !s.body.is_empty() && (s.body_bytes >= wanted || s.body_end) {
             // Hand over everything buffered at once: fewer messages, fewer wakeups.
             let chunk = BodyChunks(s.body.drain(..).collect());
             s.body_bytes = 0;
@@ -518,6 +532,7 @@ impl Exchange {
         }
         s.body_started = true;
         s.app_waiting = true;
+        s.app_wants = wanted;
         let pump = s.pump_waker.take();
         drop(s);
         if let Some(p) = pump {

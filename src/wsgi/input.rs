@@ -37,15 +37,16 @@ impl WsgiInput {
         }
     }
 
-    /// Waits for more body; false at its end.
-    fn fill(&mut self, py: Python<'_>) -> PyResult<bool> {
+    /// Waits for more body, `wanted` bytes of it if it has that many (a `read(n)` is woken
+    /// once, not for each chunk the client's upload comes in); false at its end.
+    fn fill(&mut self, py: Python<'_>, wanted: usize) -> PyResult<bool> {
         if self.eof {
             return Ok(false);
         }
         let exchange = &self.exchange;
-        let read = match exchange.read_body() {
+        let read = match exchange.read_body_wanting(wanted) {
             BodyRead::Wait => py.detach(|| {
-                WsgiPool::wait_for(|| match exchange.read_body() {
+                WsgiPool::wait_for(|| match exchange.read_body_wanting(wanted) {
                     BodyRead::Wait => None,
                     other => Some(other),
                 })
@@ -137,7 +138,7 @@ impl WsgiInput {
                     return self.take(py, l);
                 }
             }
-            if !self.fill(py)? {
+            if !self.fill(py, 1)? {
                 let n = self.available;
                 return self.take(py, n);
             }
@@ -157,11 +158,11 @@ impl WsgiInput {
     fn read<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
         match limit(size) {
             Some(n) => {
-                while self.available < n && self.fill(py)? {}
+                while self.available < n && self.fill(py, n - self.available)? {}
                 self.take(py, n)
             }
             None => {
-                while self.fill(py)? {}
+                while self.fill(py, usize::MAX)? {}
                 let n = self.available;
                 self.take(py, n)
             }

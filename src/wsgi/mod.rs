@@ -59,6 +59,7 @@ impl WsgiHost {
         file_wrapper: Py<PyAny>,
         error_log: Py<PyAny>,
     ) -> Self {
+        keep_large_blocks();
         WsgiHost {
             pool: Arc::new(WsgiPool::default()),
             app,
@@ -176,6 +177,30 @@ impl WsgiHost {
         if let Err(e) = result {
             e.print(py);
         }
+    }
+}
+
+/// Large blocks from the heap, kept for reuse: glibc's default gives each allocation past
+/// its (moving) mmap threshold fresh pages and hands them back on free, so a WSGI app that
+/// moves megabyte bodies (`wsgi.input` read whole, the body joined, the response copied out
+/// of Python) page-faults on every byte of each. Measured on wsgi-echo-1m (1 MiB up and
+/// back, 8 threads): 628-852 requests/s at 1,505-1,904 us of CPU each, against 1,166-1,367
+/// at 796-931 us with blocks up to 8 MiB from the heap and up to 32 MiB of free heap kept
+/// before it is trimmed; RSS 167 MiB against 152-156. Process-wide, so only where a WSGI app
+/// is served: on ASGI hello it measured a few percent slower, and ASGI bodies come in
+/// chunks. Once per process.
+fn keep_large_blocks() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // SAFETY: mallopt only changes glibc's allocation parameters; both values are
+            // within its accepted ranges (the mmap threshold at most 32 MiB on 64-bit).
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 8 * 1024 * 1024);
+                libc::mallopt(libc::M_TRIM_THRESHOLD, 32 * 1024 * 1024);
+            }
+        });
     }
 }
 
