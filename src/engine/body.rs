@@ -363,10 +363,17 @@ impl FileBody {
     }
 }
 
+impl StreamRecord {
+    /// The request's metrics, now that its response has ended.
+    fn record_end(&self) {
+        self.metrics
+            .record(&self.method, self.status, self.started.elapsed());
+    }
+}
+
 impl Drop for FileBody {
     fn drop(&mut self) {
-        let r = &self.record;
-        r.metrics.record(&r.method, r.status, r.started.elapsed());
+        self.record.record_end();
     }
 }
 
@@ -424,9 +431,7 @@ impl Drop for ResponseBody {
                 record,
             } = body;
             handoff.when_sent(Box::new(move |sent| {
-                record
-                    .metrics
-                    .record(&record.method, record.status, record.started.elapsed());
+                record.record_end();
                 if let Some((pending, sink)) = access {
                     sink.submit(pending.finish(sent));
                 }
@@ -483,8 +488,7 @@ impl BodyKind {
 
 impl Drop for StreamingBody {
     fn drop(&mut self) {
-        let r = &self.record;
-        r.metrics.record(&r.method, r.status, r.started.elapsed());
+        self.record.record_end();
         if self.finished || self.owed == Some(0) {
             self.exchange.engine_done();
         } else {

@@ -67,8 +67,9 @@ impl<S: AsyncWrite + SendfileSocket + Unpin> WatchedIo<S> {
 }
 
 impl<S: AsyncWrite + SendfileSocket + Unpin> WatchedIo<S> {
-    /// A file going out comes before any other byte.
-    fn before_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// A file going out comes before any other byte, and before any read (nothing read now
+    /// may be answered in its middle).
+    fn poll_file_first(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.handoff.as_ref().is_some_and(|h| h.sending()) {
             return self.poll_handoff(cx);
         }
@@ -91,10 +92,7 @@ impl<S: AsyncRead + AsyncWrite + SendfileSocket + Unpin> AsyncRead for WatchedIo
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let this = &mut *self;
-        // A file going out comes first: nothing read now may be answered in its middle.
-        if this.handoff.as_ref().is_some_and(|h| h.sending()) {
-            std::task::ready!(this.poll_handoff(cx))?;
-        }
+        std::task::ready!(this.poll_file_first(cx))?;
         if this.activity.head_timed_out() {
             // Best effort: the socket is idle in both directions, so the short answer fits
             // its send buffer; then the end of input makes hyper drop the connection.
@@ -130,7 +128,7 @@ impl<S: AsyncWrite + SendfileSocket + Unpin> AsyncWrite for WatchedIo<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        std::task::ready!(self.before_write(cx))?;
+        std::task::ready!(self.poll_file_first(cx))?;
         std::task::ready!(self.poll_interim(cx, false))?;
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         self.activity.note_write(&r);
@@ -143,7 +141,7 @@ impl<S: AsyncWrite + SendfileSocket + Unpin> AsyncWrite for WatchedIo<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        std::task::ready!(self.before_write(cx))?;
+        std::task::ready!(self.poll_file_first(cx))?;
         std::task::ready!(self.poll_interim(cx, false))?;
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         self.activity.note_write(&r);
