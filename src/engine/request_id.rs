@@ -18,7 +18,7 @@ pub fn take_or_make(header: &HeaderName, headers: &HeaderMap) -> HeaderValue {
     let mut given = headers.get_all(header).iter();
     if let (Some(value), None) = (given.next(), given.next()) {
         if well_formed(value.as_bytes()) {
-            return value.clone();
+            return crate::handoff::detach::header_value(value);
         }
     }
     generate()

@@ -30,6 +30,7 @@ use super::ws;
 use super::RequestLimits;
 use super::{Error, Shared};
 use crate::handoff::access_record::Pending;
+use crate::handoff::detach;
 use crate::handoff::exchange::{Awaited, Exchange, FileSource, Response, ResponseHead};
 use crate::handoff::{Dispatcher, IncomingRequest, LogLevel, Peer, RequestHead, TlsInfo};
 use crate::metrics::Rejected;
@@ -133,8 +134,12 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
 
 impl RequestService {
     /// Serves one request of either protocol (HTTP/2 streams come from `h2::stream`).
-    pub(super) fn respond(&self, req: Request<RequestBody>) -> Responding {
+    pub(super) fn respond(&self, mut req: Request<RequestBody>) -> Responding {
         let this = self.clone();
+        // The target outlives the head (the access record, the app's cycle): copied, so
+        // that it does not hold the connection's read buffer for the whole response.
+        let target = std::mem::take(req.uri_mut());
+        *req.uri_mut() = detach::uri(target);
         Box::pin(async move {
             if let Some(handoff) = &this.handoff {
                 // The last response's file is still going out (engine/sendfile.rs): this

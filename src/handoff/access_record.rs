@@ -117,7 +117,7 @@ impl Pending {
                 request_headers: sink
                     .request_headers()
                     .iter()
-                    .map(|name| headers.get(name).cloned())
+                    .map(|name| headers.get(name).map(super::detach::header_value))
                     .collect(),
                 response_headers: Vec::new(),
             },

@@ -9,6 +9,7 @@
 
 pub mod access_record;
 pub mod body_length;
+pub mod detach;
 pub mod exchange;
 pub mod fields;
 pub mod in_flight;

@@ -1,0 +1,83 @@
+//! Copies of a request's pieces that do not keep the connection's read buffer alive.
+//!
+//! hyper parses a request head in place: its URI and header values are slices of the
+//! connection's 8 KiB read buffer. Whatever outlives the head (the access log's pending
+//! record, the ASGI cycle's method and path, a request id) would keep that whole buffer
+//! alive, and hyper allocates a second one for its next read: 8 KiB more per open stream,
+//! and a fresh buffer per keep-alive request. A copy of the few bytes kept is cheaper than
+//! either. Must not: be used on the hot path for what dies with the head (the headers the
+//! scope is built from are read once and dropped).
+
+use bytes::Bytes;
+use http::uri::{Authority, Parts, PathAndQuery, Scheme};
+use http::{HeaderValue, Uri};
+
+/// `uri` with its parts copied out of any shared buffer; the original if a part would not
+/// parse again (it always does: each was parsed once already).
+pub fn uri(uri: Uri) -> Uri {
+    let original = uri.clone();
+    let mut parts: Parts = uri.into_parts();
+    let copied = (|| -> Option<Uri> {
+        if let Some(scheme) = parts.scheme.take() {
+            parts.scheme = Some(Scheme::try_from(scheme.as_str()).ok()?);
+        }
+        if let Some(authority) = parts.authority.take() {
+            let bytes = Bytes::copy_from_slice(authority.as_str().as_bytes());
+            parts.authority = Some(Authority::from_maybe_shared(bytes).ok()?);
+        }
+        if let Some(path) = parts.path_and_query.take() {
+            let bytes = Bytes::copy_from_slice(path.as_str().as_bytes());
+            parts.path_and_query = Some(PathAndQuery::from_maybe_shared(bytes).ok()?);
+        }
+        Uri::from_parts(parts).ok()
+    })();
+    copied.unwrap_or(original)
+}
+
+/// `value` in a buffer of its own.
+pub fn header_value(value: &HeaderValue) -> HeaderValue {
+    let mut copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+    copy.set_sensitive(value.is_sensitive());
+    copy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_keep_every_form_of_target() {
+        for target in [
+            "/",
+            "/a/b?x=1&y=%20",
+            "http://example.com:8080/p?q",
+            "https://example.com",
+            "example.com:443",
+            "*",
+        ] {
+            let parsed: Uri = target.parse().unwrap();
+            let copy = uri(parsed.clone());
+            assert_eq!(copy, parsed, "{target}");
+            assert_eq!(copy.to_string(), parsed.to_string(), "{target}");
+        }
+    }
+
+    #[test]
+    fn a_copied_target_no_longer_shares_its_buffer() {
+        let buffer = Bytes::from_static(b"/stream?n=40").slice(..);
+        let shared = Uri::from_maybe_shared(buffer.clone()).unwrap();
+        let copy = uri(shared);
+        let path = copy.path_and_query().unwrap().as_str();
+        assert_eq!(path, "/stream?n=40");
+        assert_ne!(path.as_ptr(), buffer.as_ptr());
+    }
+
+    #[test]
+    fn header_values_copy_with_their_sensitivity() {
+        let mut value = HeaderValue::from_static("abc");
+        value.set_sensitive(true);
+        let copy = header_value(&value);
+        assert_eq!(copy, value);
+        assert!(copy.is_sensitive());
+    }
+}
