@@ -21,7 +21,7 @@ pub mod processes;
 mod server;
 mod wake;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Waker;
 use std::time::Duration;
@@ -41,6 +41,16 @@ fn seconds(v: f64, what: &str) -> PyResult<Duration> {
         PyValueError::new_err(format!("{what} must be a non-negative number of seconds"))
     })
 }
+
+/// Requests (and WebSocket sessions) the loop starts per iteration. A burst of thousands of
+/// connections would otherwise start every app in one callback, and the streams already
+/// running would wait for the whole burst for their next timer or wakeup; bounded, the loop
+/// runs the others' timers and steps between slices of the burst.
+pub(crate) const MAX_STARTS_PER_BATCH: usize = 128;
+
+/// A request queued behind this many events gets its header values copied out of the
+/// connection's read buffer (`handoff::detach`) before it waits.
+const DETACH_WHEN_WAITING: usize = MAX_STARTS_PER_BATCH;
 
 /// Work for the loop thread.
 pub enum Event {
@@ -70,6 +80,8 @@ pub struct EventQueue {
     doorbell: wake::Doorbell,
     /// WSGI mode: requests and their wakes go to the WSGI threads, not the loop.
     wsgi: OnceLock<Arc<WsgiPool>>,
+    /// Events the loop took but left for a later iteration (`MAX_STARTS_PER_BATCH`).
+    backlog: AtomicUsize,
 }
 
 impl EventQueue {
@@ -85,6 +97,7 @@ impl EventQueue {
             sleeping: AtomicBool::new(true),
             doorbell: wake::Doorbell::new()?,
             wsgi: OnceLock::new(),
+            backlog: AtomicUsize::new(0),
         })
     }
 
@@ -152,10 +165,16 @@ impl EventQueue {
     }
 
     fn push(&self, event: Event) {
-        self.events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(event);
+        self.push_with(|_| event);
+    }
+
+    /// Pushes the event `make` returns, given how many events wait before it.
+    fn push_with(&self, make: impl FnOnce(usize) -> Event) {
+        {
+            let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+            let waiting = events.len() + self.backlog.load(Ordering::Relaxed);
+            events.push(make(waiting));
+        }
         // Pushed before the check: if the loop set `sleeping` after our push, it re-checks
         // the queue and finds the event; if before, we see the flag and ring.
         if self.sleeping.swap(false, Ordering::SeqCst) {
@@ -164,10 +183,21 @@ impl EventQueue {
         }
     }
 
+    /// The loop side says how many events it holds back for later iterations.
+    fn set_backlog(&self, events: usize) {
+        self.backlog.store(events, Ordering::Relaxed);
+    }
+
     /// Swaps the pending events into `batch` (which must be empty).
     fn take(&self, batch: &mut Vec<Event>) {
         let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::swap(&mut *events, batch);
+    }
+
+    /// Appends the pending events to `batch`.
+    fn take_into(&self, batch: &mut Vec<Event>) {
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        batch.append(&mut events);
     }
 
     /// Loop side: take what is there; if nothing, declare sleep and check once more so that
@@ -224,7 +254,15 @@ impl Dispatcher for EventQueue {
         if let Some(pool) = self.wsgi.get() {
             return pool.submit(request);
         }
-        self.push(Event::Request(Box::new(request)));
+        self.push_with(|waiting| {
+            let mut request = request;
+            if waiting >= DETACH_WHEN_WAITING {
+                // It will wait a while: its head must not hold the connection's read buffer
+                // meanwhile (hyper would allocate another for its next read).
+                crate::handoff::detach::header_values(&mut request.head.headers);
+            }
+            Event::Request(Box::new(request))
+        });
     }
 
     fn dispatch_websocket(&self, websocket: IncomingWebSocket) {

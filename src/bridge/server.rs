@@ -15,7 +15,7 @@ use pyo3::types::PyDict;
 
 use super::assist::{AssistPolicy, Thresholds, Verdict};
 use super::engine_config::{engine_config, engine_error};
-use super::{seconds, Event, EventQueue};
+use super::{seconds, Event, EventQueue, MAX_STARTS_PER_BATCH};
 use crate::access_log::{AccessLog, AccessTarget};
 use crate::asgi::{Context, HttpCycle, ScopeBuilder, TrackingConfig, WebSocketCycle};
 use crate::engine::{Engine, Listener};
@@ -43,6 +43,8 @@ pub struct Server {
     /// The worker's access log, closed (its queue written out) at shutdown.
     access_log: Option<Arc<AccessLog>>,
     batch: Vec<Event>,
+    /// Events of a burst left for the next loop iteration (see `MAX_STARTS_PER_BATCH`).
+    deferred: Vec<Event>,
     /// Requests are tracked for cancellation or deadlines.
     tracking: bool,
     metrics: &'static MetricsBlock,
@@ -143,6 +145,7 @@ impl Server {
             error_log,
             access_log,
             batch: Vec::with_capacity(256),
+            deferred: Vec::new(),
             local_fd,
             tracking: tracked,
             metrics,
@@ -250,10 +253,9 @@ impl Server {
             }
         };
         let mut this = slf.borrow_mut();
-        let mut batch = std::mem::take(&mut this.batch);
-        this.queue.take(&mut batch);
+        let batch = this.next_batch();
         let handled = this.handle_batch(py, batch);
-        if more && !this.poll_scheduled {
+        if (more || !this.deferred.is_empty()) && !this.poll_scheduled {
             this.poll_scheduled = true;
             let again = slf.getattr(intern!(py, "_turn_again"))?;
             this.call_soon.call1(py, (again,))?;
@@ -317,8 +319,13 @@ impl Server {
         }
         let mut this = slf.borrow_mut();
         this.poll_scheduled = false;
-        let mut batch = std::mem::take(&mut this.batch);
-        this.queue.take_or_sleep(&mut batch);
+        let batch = if this.deferred.is_empty() {
+            let mut batch = std::mem::take(&mut this.batch);
+            this.queue.take_or_sleep(&mut batch);
+            batch
+        } else {
+            this.next_batch()
+        };
         if batch.is_empty() {
             this.batch = batch;
             return Ok(());
@@ -430,15 +437,34 @@ impl Server {
         Ok(())
     }
 
-    /// Handles every event of `batch` (an error in one does not stop the others; the first
-    /// is returned) and keeps the emptied vector for the next batch.
+    /// What the last batch left, then what the engine queued since, in their order.
+    fn next_batch(&mut self) -> Vec<Event> {
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.append(&mut self.deferred);
+        self.queue.take_into(&mut batch);
+        batch
+    }
+
+    /// Handles the events of `batch` in order (an error in one does not stop the others; the
+    /// first is returned) until `MAX_STARTS_PER_BATCH` requests and sessions have started;
+    /// the rest waits in `deferred` for the next loop iteration. Keeps the emptied vector.
     fn handle_batch(&mut self, py: Python<'_>, mut batch: Vec<Event>) -> PyResult<()> {
         let mut first_error = None;
-        for event in batch.drain(..) {
+        let mut starts = 0;
+        let mut events = batch.drain(..);
+        for event in events.by_ref() {
+            if matches!(event, Event::Request(_) | Event::WebSocket(_)) {
+                starts += 1;
+            }
             if let Err(e) = self.handle(py, event) {
                 first_error.get_or_insert(e);
             }
+            if starts == MAX_STARTS_PER_BATCH {
+                break;
+            }
         }
+        self.deferred.extend(events);
+        self.queue.set_backlog(self.deferred.len());
         self.batch = batch;
         first_error.map_or(Ok(()), Err)
     }

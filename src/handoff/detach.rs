@@ -8,9 +8,9 @@
 //! either. Must not: be used on the hot path for what dies with the head (the headers the
 //! scope is built from are read once and dropped).
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::uri::{Authority, Parts, PathAndQuery, Scheme};
-use http::{HeaderValue, Uri};
+use http::{HeaderMap, HeaderValue, Uri};
 
 /// `uri` with its parts copied out of any shared buffer; the original if a part would not
 /// parse again (it always does: each was parsed once already).
@@ -32,6 +32,25 @@ pub fn uri(uri: Uri) -> Uri {
         Uri::from_parts(parts).ok()
     })();
     copied.unwrap_or(original)
+}
+
+/// Every value of `headers` copied into one buffer of their own (one allocation for all).
+pub fn header_values(headers: &mut HeaderMap) {
+    let total = headers.values().map(HeaderValue::len).sum();
+    let mut buffer = BytesMut::with_capacity(total);
+    for value in headers.values() {
+        buffer.extend_from_slice(value.as_bytes());
+    }
+    let buffer = buffer.freeze();
+    let mut at = 0;
+    for value in headers.values_mut() {
+        let len = value.len();
+        if let Ok(mut copy) = HeaderValue::from_maybe_shared(buffer.slice(at..at + len)) {
+            copy.set_sensitive(value.is_sensitive());
+            *value = copy;
+        }
+        at += len;
+    }
 }
 
 /// `value` in a buffer of its own.
@@ -70,6 +89,28 @@ mod tests {
         let path = copy.path_and_query().unwrap().as_str();
         assert_eq!(path, "/stream?n=40");
         assert_ne!(path.as_ptr(), buffer.as_ptr());
+    }
+
+    #[test]
+    fn a_header_map_copies_every_value_in_order() {
+        let buffer = Bytes::from_static(b"text/plainabcdefgh");
+        let mut headers = HeaderMap::new();
+        let shared = |range: std::ops::Range<usize>| {
+            HeaderValue::from_maybe_shared(buffer.slice(range)).unwrap()
+        };
+        headers.insert("content-type", shared(0..10));
+        headers.append("x-a", shared(10..13));
+        headers.append("x-a", shared(13..18));
+        headers.insert("x-empty", HeaderValue::from_static(""));
+        let before = headers.clone();
+        header_values(&mut headers);
+        assert_eq!(headers, before);
+        let all: Vec<_> = headers.get_all("x-a").iter().collect();
+        assert_eq!(all, ["abc", "defgh"]);
+        for value in headers.values() {
+            let inside = buffer.as_ptr_range().contains(&value.as_bytes().as_ptr());
+            assert!(!inside || value.is_empty());
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ must not be held back while the fast ones keep the server busy."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import threading
@@ -181,6 +182,12 @@ def test_gc_policy_adaptive_freezes_startup_and_follows_requests_in_flight(serve
     finally:
         for sock in socks:
             sock.close()
+
+
+def _pair(field) -> tuple[str, str]:
+    """A header field as apps/scope_app.py reports it (bytes and tuples marked)."""
+    items = field["tuple"] if isinstance(field, dict) else field
+    return items[0]["bytes"], items[1]["bytes"]
     deadline = time.monotonic() + 5
     while gc_state(srv)["threshold"][0] != 700 and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -235,3 +242,37 @@ def test_engine_moves_to_its_assistant_under_busy_streams_and_back(server):
             time.sleep(0.1)
         assert srv.logs().count("engine handed to its assistant thread") == 2
         assert srv.stop(signal.SIGTERM) == 0
+
+
+def test_a_burst_past_one_batch_answers_every_request_with_its_own_head(server):
+    """The loop starts at most a batch of requests per iteration (bridge: MAX_STARTS_PER_BATCH,
+    128) and copies the headers of those that wait out of their connection's read buffer:
+    600 requests arriving at once must each be answered, by their own app, with the headers
+    they sent, and every connection must go on serving after."""
+    srv = server.start("apps.scope_app:app")
+    clients = 600
+    socks = [raw_connection(srv.port, timeout=30) for _ in range(clients)]
+    try:
+        for i, sock in enumerate(socks):
+            sock.sendall(f"GET /burst/{i}?i={i} HTTP/1.1\r\nHost: t\r\nX-Client: c{i}\r\n"
+                         f"X-Padding: {'p' * (i % 97)}\r\n\r\n".encode())
+        for i, sock in enumerate(socks):
+            response = RawReader(sock).read_response()
+            assert response.status == 200, (i, response.raw_head)
+            scope = json.loads(response.body)
+            headers = dict(_pair(field) for field in scope["headers"])
+            assert (scope["path"], scope["query_string"]) == (f"/burst/{i}", {"bytes": f"i={i}"}), i
+            assert headers["x-client"] == f"c{i}", (i, headers)
+            assert headers["x-padding"] == "p" * (i % 97), i
+        for i in (0, clients // 2, clients - 1):
+            socks[i].sendall(b"GET /again HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert RawReader(socks[i]).read_response().status == 200
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def _pair(field) -> tuple[str, str]:
+    """A header field as apps/scope_app.py reports it (bytes and tuples marked)."""
+    items = field["tuple"] if isinstance(field, dict) else field
+    return items[0]["bytes"], items[1]["bytes"]
