@@ -182,12 +182,6 @@ def test_gc_policy_adaptive_freezes_startup_and_follows_requests_in_flight(serve
     finally:
         for sock in socks:
             sock.close()
-
-
-def _pair(field) -> tuple[str, str]:
-    """A header field as apps/scope_app.py reports it (bytes and tuples marked)."""
-    items = field["tuple"] if isinstance(field, dict) else field
-    return items[0]["bytes"], items[1]["bytes"]
     deadline = time.monotonic() + 5
     while gc_state(srv)["threshold"][0] != 700 and time.monotonic() < deadline:
         time.sleep(0.1)
