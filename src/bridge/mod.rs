@@ -46,7 +46,7 @@ fn seconds(v: f64, what: &str) -> PyResult<Duration> {
 /// connections would otherwise start every app in one callback, and the streams already
 /// running would wait for the whole burst for their next timer or wakeup; bounded, the loop
 /// runs the others' timers and steps between slices of the burst.
-pub(crate) const MAX_STARTS_PER_BATCH: usize = 128;
+pub(crate) const MAX_STARTS_PER_BATCH: usize = 512;
 
 /// A request queued behind this many events gets its header values copied out of the
 /// connection's read buffer (`handoff::detach`) before it waits.
