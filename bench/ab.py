@@ -35,6 +35,8 @@ SCENARIOS = {
     "stream-10-yield": ("bench.apps.stream_10_yield:app", "/", None),
     "fastapi": ("bench.apps.fastapi_items:app", "/items", BENCH / "lua" / "fastapi_item.lua"),
     "ws-echo": ("bench.apps.ws_echo:app", "/ws", None),
+    # With --ferricorn-args "--interface wsgi --wsgi-threads 8".
+    "wsgi-hello": ("bench.apps.wsgi_apps:hello", "/", None),
 }
 LOADGEN = BENCH.parent / "target" / "release" / "examples" / "loadgen"
 
