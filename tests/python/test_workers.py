@@ -247,7 +247,10 @@ def test_workers_share_the_socket_and_prefix_their_logs(server):
         wid = match.group(1)
         assert re.search(rf"^\[worker {wid}\] INFO: +Started server process \[{pid}\]$",
                          logs, re.M), logs
-        assert re.search(rf'^\[worker {wid}\] INFO: +.*"GET /pid HTTP/1.1" 200', logs, re.M)
+        # Access lines come through the worker's log writer and the supervisor's relay,
+        # after the responses: waited for.
+        srv.wait_for_log(re.compile(rf'^\[worker {wid}\] INFO: +.*"GET /pid HTTP/1.1" 200',
+                                    re.M), timeout=5)
     assert srv.stop(signal.SIGTERM) == 0
 
 
