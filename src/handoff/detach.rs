@@ -15,23 +15,24 @@ use http::{HeaderMap, HeaderValue, Uri};
 /// `uri` with its parts copied out of any shared buffer; the original if a part would not
 /// parse again (it always does: each was parsed once already).
 pub fn uri(uri: Uri) -> Uri {
-    let original = uri.clone();
-    let mut parts: Parts = uri.into_parts();
-    let copied = (|| -> Option<Uri> {
-        if let Some(scheme) = parts.scheme.take() {
-            parts.scheme = Some(Scheme::try_from(scheme.as_str()).ok()?);
-        }
-        if let Some(authority) = parts.authority.take() {
-            let bytes = Bytes::copy_from_slice(authority.as_str().as_bytes());
-            parts.authority = Some(Authority::from_maybe_shared(bytes).ok()?);
-        }
-        if let Some(path) = parts.path_and_query.take() {
-            let bytes = Bytes::copy_from_slice(path.as_str().as_bytes());
-            parts.path_and_query = Some(PathAndQuery::from_maybe_shared(bytes).ok()?);
-        }
-        Uri::from_parts(parts).ok()
-    })();
-    copied.unwrap_or(original)
+    copied(&uri).unwrap_or(uri)
+}
+
+fn copied(uri: &Uri) -> Option<Uri> {
+    let copy = |part: &str| Bytes::copy_from_slice(part.as_bytes());
+    let mut parts = Parts::default();
+    parts.scheme = uri.scheme_str().map(Scheme::try_from).transpose().ok()?;
+    parts.authority = uri
+        .authority()
+        .map(|a| Authority::from_maybe_shared(copy(a.as_str())))
+        .transpose()
+        .ok()?;
+    parts.path_and_query = uri
+        .path_and_query()
+        .map(|p| PathAndQuery::from_maybe_shared(copy(p.as_str())))
+        .transpose()
+        .ok()?;
+    Uri::from_parts(parts).ok()
 }
 
 /// Every value of `headers` copied into one buffer of their own (one allocation for all).
