@@ -35,6 +35,9 @@ pub struct ScopeBuilder {
     clients: HashMap<SocketAddr, Py<PyAny>>,
     /// `server` for a Unix socket: `(path, None)`.
     unix_server: Py<PyAny>,
+    /// The `{}` an extension without parameters maps to, one for every scope: two dicts less
+    /// per request, about 130 bytes beside every open stream.
+    no_parameters: Py<PyDict>,
 }
 
 impl ScopeBuilder {
@@ -86,6 +89,7 @@ impl ScopeBuilder {
             last_server: None,
             clients: HashMap::new(),
             unix_server,
+            no_parameters: PyDict::new(py).unbind(),
         })
     }
 
@@ -177,13 +181,14 @@ impl ScopeBuilder {
         // The extensions that work here (asgiref docs/extensions.rst); `tls` only on TLS
         // connections, as its spec requires.
         let extensions = PyDict::new(py);
-        extensions.set_item(intern!(py, "http.response.pathsend"), PyDict::new(py))?;
+        let no_parameters = self.no_parameters.bind(py);
+        extensions.set_item(intern!(py, "http.response.pathsend"), no_parameters)?;
         if trailers_reach_client(req) {
-            extensions.set_item(intern!(py, "http.response.trailers"), PyDict::new(py))?;
+            extensions.set_item(intern!(py, "http.response.trailers"), no_parameters)?;
         }
         if matches!(req.version, http::Version::HTTP_11 | http::Version::HTTP_2) {
             // 103 Early Hints: HTTP/1.0 clients take no 1xx (RFC 9110 15.2).
-            extensions.set_item(intern!(py, "http.response.early_hint"), PyDict::new(py))?;
+            extensions.set_item(intern!(py, "http.response.early_hint"), no_parameters)?;
         }
         if let Some(tls) = &req.tls {
             extensions.set_item(intern!(py, "tls"), tls_extension(py, tls)?)?;
