@@ -19,6 +19,12 @@
 //! `sse-tokens` app's parameters) gets N chunked `data: tokK` events S seconds apart instead:
 //! the ceiling for the token-stream scenarios. The listen backlog is 2048, as ferricorn's and
 //! uvicorn's, so that 1,000 clients connecting at once do not wait for SYN retries.
+//!
+//! `--h2` serves HTTP/2 by prior knowledge (h2c, as h2load speaks it) instead of HTTP/1.1,
+//! with ferricorn's default of 100 streams per connection: the ceiling for `h2-hello`.
+//! `--ssl-certfile C --ssl-keyfile K` serves HTTP/1.1 over TLS with rustls (ring, ALPN
+//! `http/1.1`, its default versions and suites): the ceiling for `tls-hello` and
+//! `tls-handshakes`.
 
 use std::convert::Infallible;
 use std::process::ExitCode;
@@ -29,11 +35,14 @@ use http_body::Frame;
 use http_body_util::{Either, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpSocket};
+use tokio_rustls::TlsAcceptor;
 
 const BODY: &[u8] = b"Hello, world!";
 /// As ferricorn's and uvicorn's default `--backlog`.
@@ -43,7 +52,8 @@ const BACKLOG: u32 = 2048;
 type EventStream = futures::stream::BoxStream<'static, Result<Frame<Bytes>, Infallible>>;
 type Reply = Response<Either<Full<Bytes>, StreamBody<EventStream>>>;
 
-const USAGE: &str = "usage: hyper_hello [--host HOST] [--port PORT] [--threads N] [--delay-ms D]";
+const USAGE: &str = "usage: hyper_hello [--host HOST] [--port PORT] [--threads N] [--delay-ms D] \
+[--h2] [--ssl-certfile CERT.pem --ssl-keyfile KEY.pem]";
 
 /// Command-line options.
 struct Options {
@@ -51,6 +61,9 @@ struct Options {
     port: u16,
     threads: usize,
     delay: Duration,
+    h2: bool,
+    certfile: Option<String>,
+    keyfile: Option<String>,
 }
 
 /// Parses `--host`, `--port` and `--threads`, as `--flag value` or `--flag=value`.
@@ -60,6 +73,9 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options, String>
         port: 8000,
         threads: 1,
         delay: Duration::ZERO,
+        h2: false,
+        certfile: None,
+        keyfile: None,
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -90,8 +106,19 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options, String>
                     .map_err(|_| format!("--delay-ms: not a whole number of ms: {value:?}"))?;
                 options.delay = Duration::from_millis(millis);
             }
+            "--h2" => options.h2 = true,
+            "--ssl-certfile" => {
+                options.certfile = Some(take_value(&flag, inline_value, &mut args)?)
+            }
+            "--ssl-keyfile" => options.keyfile = Some(take_value(&flag, inline_value, &mut args)?),
             _ => return Err(format!("unknown argument: {flag:?}")),
         }
+    }
+    if options.certfile.is_some() != options.keyfile.is_some() {
+        return Err("--ssl-certfile and --ssl-keyfile go together".to_string());
+    }
+    if options.h2 && options.certfile.is_some() {
+        return Err("--h2 is h2c (plain text); TLS serves HTTP/1.1".to_string());
     }
     Ok(options)
 }
@@ -162,17 +189,43 @@ fn events(count: usize, interval: Duration) -> EventStream {
     .boxed()
 }
 
+/// The TLS acceptor of `--ssl-certfile` / `--ssl-keyfile`.
+fn tls_acceptor(certfile: &str, keyfile: &str) -> Result<TlsAcceptor, String> {
+    let certs = CertificateDer::pem_file_iter(certfile)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{certfile}: {e}"))?;
+    let key = PrivateKeyDer::from_pem_file(keyfile).map_err(|e| format!("{keyfile}: {e}"))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(
+        rustls::crypto::ring::default_provider().into(),
+    )
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(std::sync::Arc::new(config)))
+}
+
 /// Accepts connections forever, serving each on its own task.
 async fn serve(options: Options) -> std::io::Result<()> {
     let listener = listen(&options)?;
+    let tls = match (&options.certfile, &options.keyfile) {
+        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key).map_err(std::io::Error::other)?),
+        _ => None,
+    };
     eprintln!(
-        "hyper_hello: listening on http://{} ({} runtime thread(s), {} ms delay)",
+        "hyper_hello: listening on {}://{} ({}, {} runtime thread(s), {} ms delay)",
+        if tls.is_some() { "https" } else { "http" },
         listener.local_addr()?,
+        if options.h2 { "h2c" } else { "HTTP/1.1" },
         options.threads,
         options.delay.as_millis()
     );
     let mut builder = http1::Builder::new();
     builder.keep_alive(true);
+    let mut h2_builder = http2::Builder::new(TokioExecutor::new());
+    h2_builder.max_concurrent_streams(100);
     loop {
         let (stream, _peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -187,11 +240,27 @@ async fn serve(options: Options) -> std::io::Result<()> {
         let _ = stream.set_nodelay(true);
         let delay = options.delay;
         let service = service_fn(move |request| hello(request, delay));
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        tokio::spawn(async move {
-            // Errors here are clients going away mid-request (e.g. wrk stopping): not ours.
-            let _ = connection.await;
-        });
+        // Errors below are clients going away mid-request (e.g. wrk stopping): not ours.
+        if let Some(tls) = &tls {
+            let (tls, builder) = (tls.clone(), builder.clone());
+            tokio::spawn(async move {
+                if let Ok(stream) = tls.accept(stream).await {
+                    let _ = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                }
+            });
+        } else if options.h2 {
+            let connection = h2_builder.serve_connection(TokioIo::new(stream), service);
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+        } else {
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+        }
     }
 }
 

@@ -416,6 +416,7 @@ SCENARIOS: dict[str, Scenario] = {
             " certificate): hello plus the cost of TLS records",
             tls=True,
             check=expect_body(b"Hello, world!"),
+            ceiling=(),
         ),
         Scenario(
             name="tls-handshakes",
@@ -425,6 +426,7 @@ SCENARIOS: dict[str, Scenario] = {
             tls=True,
             headers=("Connection: close",),
             check=expect_body(b"Hello, world!"),
+            ceiling=(),
         ),
         Scenario(
             name="h2-hello",
@@ -436,6 +438,7 @@ SCENARIOS: dict[str, Scenario] = {
             connections=H2_CONNECTIONS,
             streams=H2_STREAMS,
             check=expect_body(b"Hello, world!"),
+            ceiling=("--h2",),
         ),
         Scenario(
             name="h2-stream",

@@ -60,8 +60,7 @@ def loadgen_binary() -> Path:
 def serves(server: str, scenario: Scenario) -> bool:
     """Whether ``server`` runs ``scenario``: the WSGI scenarios run on WSGI_SERVERS only and
     gunicorn runs nothing else; uvicorn speaks no HTTP/2, Hypercorn is there for the TLS and
-    HTTP/2 scenarios only, and the hyper ceiling (HTTP/1.1, no TLS) only where the scenario
-    names its flags."""
+    HTTP/2 scenarios only, and the hyper ceiling only where the scenario names its flags."""
     if server not in ALL_SERVERS:
         raise ValueError(f"unknown server {server!r}")
     if scenario.interface == "wsgi":
@@ -140,7 +139,7 @@ def server_command(
             "--no-control-socket", *extra, scenario.app,
         ]
     assert scenario.ceiling is not None  # serves() said so
-    return [str(hyper_binary()), "--port", str(port), *scenario.ceiling]
+    return [str(hyper_binary()), "--port", str(port), *scenario.ceiling, *extra]
 
 
 def missing_requirements(servers: list[str], scenarios: list[str]) -> list[str]:

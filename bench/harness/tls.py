@@ -71,7 +71,7 @@ def certificates() -> Iterator[TlsFiles]:
 def server_tls_flags(server: str, files: TlsFiles) -> list[str]:
     """The flags that make ``server`` serve TLS with ``files`` (each with its defaults
     otherwise: protocol versions, ciphers, ALPN)."""
-    if server in ("ferricorn", "uvicorn"):
+    if server in ("ferricorn", "uvicorn", "hyper"):
         return ["--ssl-keyfile", str(files.key), "--ssl-certfile", str(files.cert)]
     if server == "granian":
         return ["--ssl-keyfile", str(files.key), "--ssl-certificate", str(files.cert)]

@@ -122,8 +122,9 @@ def test_tls_flags_per_server():
         "--ssl-keyfile", "/tmp/c/key.pem", "--ssl-certificate", "/tmp/c/cert.pem"]
     assert server_tls_flags("hypercorn", FILES) == [
         "--keyfile", "/tmp/c/key.pem", "--certfile", "/tmp/c/cert.pem"]
+    assert server_tls_flags("hyper", FILES) == server_tls_flags("ferricorn", FILES)
     with pytest.raises(ValueError):
-        server_tls_flags("hyper", FILES)
+        server_tls_flags("gunicorn-sync", FILES)
 
 
 def test_which_server_runs_which_scenario():
@@ -133,9 +134,9 @@ def test_which_server_runs_which_scenario():
     assert runs == {
         "hello": ["ferricorn", "granian", "uvicorn", "hyper"],
         "json": ["ferricorn", "granian", "uvicorn"],
-        "tls-hello": ["ferricorn", "granian", "uvicorn", "hypercorn"],
-        "tls-handshakes": ["ferricorn", "granian", "uvicorn", "hypercorn"],
-        "h2-hello": ["ferricorn", "granian", "hypercorn"],
+        "tls-hello": ["ferricorn", "granian", "uvicorn", "hypercorn", "hyper"],
+        "tls-handshakes": ["ferricorn", "granian", "uvicorn", "hypercorn", "hyper"],
+        "h2-hello": ["ferricorn", "granian", "hypercorn", "hyper"],
         "h2-stream": ["ferricorn", "granian", "hypercorn"],
     }
     assert server_command("uvicorn", SCENARIOS["h2-hello"], 1, []) is None
@@ -161,6 +162,9 @@ def test_command_lines_over_tls():
         "-m", "hypercorn", "--bind", "127.0.0.1:8443", "--workers", "1", "--worker-class",
         "uvloop", "--log-level", "warning", "--keyfile", "/tmp/c/key.pem", "--certfile",
         "/tmp/c/cert.pem", "bench.apps.hello:app"]
+    hyper = server_command("hyper", tls_hello, 8443, [], FILES)
+    assert hyper[1:] == ["--port", "8443", "--ssl-keyfile", "/tmp/c/key.pem",
+                         "--ssl-certfile", "/tmp/c/cert.pem"]
     with pytest.raises(ValueError, match="needs a certificate"):
         server_command("ferricorn", tls_hello, 8443, [])
 
@@ -174,6 +178,10 @@ def test_command_lines_over_h2c():
     assert not any(part.startswith("--http") or "ssl" in part for part in ferricorn)
     hypercorn = server_command("hypercorn", h2, 8080, [])
     assert "--keyfile" not in hypercorn and hypercorn[-1] == "bench.apps.stream_10:app"
+    # The ceiling of h2-hello serves h2c; h2-stream's app has none.
+    assert server_command("hyper", SCENARIOS["h2-hello"], 8080, [])[1:] == [
+        "--port", "8080", "--h2"]
+    assert server_command("hyper", h2, 8080, []) is None
     # The plain scenarios keep Granian on HTTP/1.1.
     plain = server_command("granian", SCENARIOS["hello"], 8080, [])
     assert plain[plain.index("--http") + 1] == "1"
