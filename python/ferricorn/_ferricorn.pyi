@@ -55,6 +55,7 @@ class Server:
         assist_chunks: float | None = None,
         assist_load: float | None = None,
         resume_chunks: float | None = None,
+        assist_idle_cores: float | None = None,
     ) -> None: ...
     @property
     def assisted(self) -> bool: ...

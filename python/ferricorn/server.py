@@ -321,9 +321,10 @@ def _spare_core(config: Config) -> bool:
 
 def _assist_thresholds() -> tuple[float, ...]:
     """The assist policy's thresholds (chunks/s to hand over, loop load, chunks/s to take
-    back), the engine's defaults unless FERRICORN_TEST_ASSIST_THRESHOLDS overrides them.
-    That variable is for the end-to-end tests only: how busy a shared machine lets the loop
-    thread get is not theirs to decide, so they lower the thresholds."""
+    back, idle cores to hand over), the engine's defaults unless
+    FERRICORN_TEST_ASSIST_THRESHOLDS overrides them. That variable is for the end-to-end
+    tests only: how busy a shared machine lets the loop thread get is not theirs to decide,
+    so they lower the thresholds."""
     raw = os.environ.get("FERRICORN_TEST_ASSIST_THRESHOLDS")
     return tuple(float(part) for part in raw.split(",")) if raw else ()
 

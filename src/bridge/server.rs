@@ -176,15 +176,17 @@ impl Server {
     }
 
     /// Local mode, where a core is spare for it: lets the engine move to an assistant
-    /// thread while streams keep the loop thread saturated (see `bridge/assist.rs`). Python
-    /// calls it when there are fewer workers than usable cores. No effect otherwise. The
-    /// thresholds default to the benchmark's choice; tests lower them.
-    #[pyo3(signature = (assist_chunks=None, assist_load=None, resume_chunks=None))]
+    /// thread while streams or an idle core beside it keep the loop thread saturated (see
+    /// `bridge/assist.rs`). Python calls it when there are fewer workers than usable cores.
+    /// No effect otherwise. The thresholds default to the benchmark's choice; tests lower
+    /// them.
+    #[pyo3(signature = (assist_chunks=None, assist_load=None, resume_chunks=None, assist_idle_cores=None))]
     fn enable_assist(
         &mut self,
         assist_chunks: Option<f64>,
         assist_load: Option<f64>,
         resume_chunks: Option<f64>,
+        assist_idle_cores: Option<f64>,
     ) {
         if self.local_fd.is_some() && self.wsgi.is_none() {
             let default = Thresholds::default();
@@ -192,6 +194,7 @@ impl Server {
                 assist_chunks: assist_chunks.unwrap_or(default.assist_chunks),
                 assist_load: assist_load.unwrap_or(default.assist_load),
                 resume_chunks: resume_chunks.unwrap_or(default.resume_chunks),
+                assist_idle_cores: assist_idle_cores.unwrap_or(default.assist_idle_cores),
             };
             self.assist = Some(AssistPolicy::new(self.queue.chunk_wakes(), thresholds));
         }
@@ -229,7 +232,7 @@ impl Server {
                 this.log(
                     py,
                     LogLevel::Debug,
-                    "engine back on the loop thread: streams are calm",
+                    "engine back on the loop thread: the load is calm",
                 )?;
             }
         }
@@ -417,7 +420,7 @@ impl Server {
             this.log(
                 py,
                 LogLevel::Debug,
-                "engine handed to its assistant thread: streams keep the loop busy",
+                "engine handed to its assistant thread: the loop thread is saturated",
             )?;
         }
         // The queue may hold events already; from now on the doorbell says when it does.

@@ -238,6 +238,93 @@ def test_engine_moves_to_its_assistant_under_busy_streams_and_back(server):
         assert srv.stop(signal.SIGTERM) == 0
 
 
+class BusyHttp2:
+    """`clients` threads, each with one HTTP/2 connection (h2c) sending 20 GET /gc streams
+    at a time until stopped: many small answers and no mid-body chunk, as h2load's hello.
+    Every answer is checked and counted."""
+
+    def __init__(self, port: int, clients: int = 4) -> None:
+        self.port = port
+        self.stop = threading.Event()
+        self.done = 0
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._client, daemon=True)
+                        for _ in range(clients)]
+
+    def __enter__(self) -> BusyHttp2:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(30)
+
+    def _client(self) -> None:
+        from h2client import h2_connection, h2_get
+
+        try:
+            sock, conn = h2_connection(self.port, timeout=30)
+            with sock:
+                while not self.stop.is_set():
+                    streams = {h2_get(conn, "/gc") for _ in range(20)}
+                    sock.sendall(conn.data_to_send())
+                    bodies = self._answers(sock, conn, streams)
+                    for stream in streams:
+                        assert json.loads(bodies[stream])["enabled"] is True, bodies[stream]
+                    with self._lock:
+                        self.done += len(streams)
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            self.errors.append(repr(e))
+
+    @staticmethod
+    def _answers(sock, conn, streams: set[int]) -> dict[int, bytes]:
+        """The bodies of `streams`, read until each has ended."""
+        import h2.events
+        from h2client import h2_pump
+
+        ended: set[int] = set()
+        bodies: dict[int, bytes] = {}
+
+        def all_ended(events: list) -> bool:
+            for e in events:
+                if isinstance(e, h2.events.DataReceived):
+                    bodies[e.stream_id] = bodies.get(e.stream_id, b"") + e.data
+                if isinstance(e, h2.events.StreamEnded):
+                    ended.add(e.stream_id)
+            events.clear()
+            return ended >= streams
+
+        h2_pump(sock, conn, all_ended, timeout=30)
+        return bodies
+
+
+def test_engine_moves_to_its_assistant_beside_an_idle_core_and_back(server):
+    """HTTP/2 clients leave a core idle beside a saturated loop thread with no stream chunks
+    to count: the engine moves to its assistant thread on that (bridge/assist.rs), every
+    answer still arrives, and it comes back once the load is gone. The thresholds are
+    lowered as in the test above: no chunk rate reaches the first, any load the second, any
+    idle core the fourth."""
+    import os
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs a spare core: the assistant is only used with one")
+    srv = server.start(APP, "--log-level", "debug",
+                       env={"FERRICORN_TEST_ASSIST_THRESHOLDS": "1e12,0.05,200,0"})
+    with BusyHttp2(srv.port) as busy:
+        srv.wait_for_log("engine handed to its assistant thread", timeout=60)
+        before = busy.done
+        deadline = time.monotonic() + 30
+        while busy.done < before + 200 and not busy.errors and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert busy.done >= before + 200, (before, busy.done, busy.errors[:3])
+    assert not busy.errors, busy.errors[:3]
+    srv.wait_for_log("engine back on the loop thread", timeout=20)
+    assert gc_state(srv)["enabled"] is True
+
+
 def test_a_burst_past_one_batch_answers_every_request_with_its_own_head(server):
     """The loop starts at most a batch of requests per iteration (bridge: MAX_STARTS_PER_BATCH,
     512) and copies the headers of those that wait out of their connection's read buffer:
