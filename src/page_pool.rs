@@ -14,7 +14,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// The size of hyper's buffers (`INIT_BUFFER_SIZE`, the read strategy's first size).
 pub const BLOCK: usize = 8192;
@@ -28,6 +28,9 @@ pub struct PagePoolAllocator;
 struct Locked {
     locked: AtomicBool,
     pool: UnsafeCell<Pool>,
+    /// `pool.free_len` as last written under the lock, for `give` to read before it takes
+    /// the lock (a hint: it only decides whether a block's pages go back).
+    idle: AtomicUsize,
 }
 
 static POOL: Locked = Locked::new();
@@ -64,6 +67,7 @@ impl Locked {
     const fn new() -> Self {
         Locked {
             locked: AtomicBool::new(false),
+            idle: AtomicUsize::new(0),
             pool: UnsafeCell::new(Pool {
                 free: ptr::null_mut(),
                 free_len: 0,
@@ -91,6 +95,7 @@ impl Locked {
         self.with_pool(|pool| {
             if pool.free_len > 0 {
                 pool.free_len -= 1;
+                self.idle.store(pool.free_len, Ordering::Relaxed);
                 // SAFETY: entries below `free_len` were written by `give`.
                 return unsafe { pool.free.add(pool.free_len).read() };
             }
@@ -111,31 +116,31 @@ impl Locked {
     }
 
     fn give(&self, block: *mut u8) {
+        // Beyond a few MiB of idle buffers (after thousands of connections closed), each
+        // one given back also gives its pages back, as glibc trims its heap: the block stays
+        // ours, and reads as zeros when it is next written. Done before the block is on the
+        // free list, where another thread could take it and write into it at once.
+        if self.idle.load(Ordering::Relaxed) >= KEEP_RESIDENT {
+            // SAFETY: a whole block of one of our mappings, no longer in use by anyone.
+            unsafe { libc::madvise(block.cast(), BLOCK, libc::MADV_DONTNEED) };
+        }
         let kept = self.with_pool(|pool| {
             if pool.free.is_null() {
                 pool.free = map(FREE_STACK_SLOTS * size_of::<*mut u8>()).cast();
             }
             if pool.free.is_null() || pool.free_len == FREE_STACK_SLOTS {
-                return None;
+                return false;
             }
             // SAFETY: `free_len` is below the stack's slot count.
             unsafe { pool.free.add(pool.free_len).write(block) };
             pool.free_len += 1;
-            Some(pool.free_len)
+            self.idle.store(pool.free_len, Ordering::Relaxed);
+            true
         });
-        match kept {
-            // Beyond a few MiB of idle buffers (after thousands of connections closed), each
-            // one given back also gives its pages back, as glibc trims its heap: the block
-            // stays ours, and reads as zeros when it is next written.
-            // SAFETY (both): a whole block of one of our mappings, no longer in use.
-            Some(free) if free > KEEP_RESIDENT => unsafe {
-                libc::madvise(block.cast(), BLOCK, libc::MADV_DONTNEED);
-            },
-            Some(_) => {}
+        if !kept {
             // More blocks given back than the stack holds (64 GiB of them).
-            None => unsafe {
-                libc::munmap(block.cast(), BLOCK);
-            },
+            // SAFETY: a whole block of one of our mappings, no longer in use by anyone.
+            unsafe { libc::munmap(block.cast(), BLOCK) };
         }
     }
 }
@@ -261,9 +266,13 @@ mod tests {
             unsafe { b.write_bytes(0xEE, BLOCK) };
             pool.give(b);
         }
+        // The last two were given back with KEEP_RESIDENT blocks idle already.
         let last = pool.take();
         assert_eq!(last, *blocks.last().unwrap());
         assert!((0..BLOCK).all(|i| unsafe { *last.add(i) } == 0));
+        // One of the resident few keeps its bytes.
+        let resident = blocks[KEEP_RESIDENT - 1];
+        assert_eq!(unsafe { *resident }, 0xEE);
     }
 
     #[test]
