@@ -71,6 +71,8 @@ pub(super) struct AssistPolicy {
     since: Instant,
     chunks_then: u64,
     cpu_then: Duration,
+    /// The machine's CPU time at the last tick, read only while the loop thread is busy
+    /// enough for it to matter (`/proc/stat` is long on a many-core machine).
     machine_then: Option<MachineTime>,
     busy_ticks: u32,
     calm_ticks: u32,
@@ -85,7 +87,7 @@ impl AssistPolicy {
             since: Instant::now(),
             chunks_then: chunks,
             cpu_then: thread_cpu(),
-            machine_then: MachineTime::now(),
+            machine_then: None,
             busy_ticks: 0,
             calm_ticks: 0,
             for_idle_core: false,
@@ -102,7 +104,11 @@ impl AssistPolicy {
         let cpu = thread_cpu();
         let rate = chunks.saturating_sub(self.chunks_then) as f64 / span.as_secs_f64();
         let load = cpu.saturating_sub(self.cpu_then).as_secs_f64() / span.as_secs_f64();
-        let machine = MachineTime::now();
+        // Idle cores count only for a saturated loop that is not assisted yet; the first such
+        // tick reads the baseline, the next one the figure.
+        let machine = (!assisted && load >= self.thresholds.assist_load)
+            .then(MachineTime::now)
+            .flatten();
         let idle_cores = match (&self.machine_then, &machine) {
             (Some(then), Some(now)) => now.idle_cores_since(then),
             _ => 0.0,
