@@ -11,10 +11,14 @@ import re
 import signal
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 from conftest import RawReader, raw_connection
+
+if TYPE_CHECKING:
+    from typing import Self
 
 APP = "apps.streams_app:app"
 CHUNKS, SIZE = 400, 16
@@ -22,20 +26,20 @@ CHUNKS, SIZE = 400, 16
 EXPECTED = b"".join(f"{i:06d}".encode().ljust(SIZE, b".") for i in range(CHUNKS))
 
 
-class BusyStreams:
-    """`clients` threads, each asking for /yield over and over on one keep-alive connection
-    (HTTP/1.1, chunked) until stopped; every body is checked and counted."""
+class BusyClients:
+    """`clients` threads running `_client` until stopped; each counts what it checked with
+    `_count` and a failure ends its thread into `errors`."""
 
-    def __init__(self, port: int, clients: int = 40) -> None:
+    def __init__(self, port: int, clients: int) -> None:
         self.port = port
         self.stop = threading.Event()
         self.done = 0
         self.errors: list[str] = []
         self._lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._client, daemon=True)
+        self.threads = [threading.Thread(target=self._run, daemon=True)
                         for _ in range(clients)]
 
-    def __enter__(self) -> BusyStreams:
+    def __enter__(self) -> Self:
         for t in self.threads:
             t.start()
         return self
@@ -45,27 +49,44 @@ class BusyStreams:
         for t in self.threads:
             t.join(30)
 
-    def _client(self) -> None:
+    def _run(self) -> None:
         try:
-            with raw_connection(self.port, timeout=30) as sock:
-                reader = RawReader(sock)
-                while not self.stop.is_set():
-                    sock.sendall(f"GET /yield?chunks={CHUNKS}&size={SIZE} HTTP/1.1\r\n"
-                                 "Host: t\r\n\r\n".encode())
-                    response = reader.read_response()
-                    if response.status != 200 or response.body != EXPECTED:
-                        raise AssertionError(f"status {response.status}, body "
-                                             f"{response.body[:40]!r}... ({len(response.body)} B)")
-                    if response.header("transfer-encoding") != "chunked":
-                        raise AssertionError("not chunked")
-                    with self._lock:
-                        self.done += 1
+            self._client()
         except Exception as exc:  # noqa: BLE001 - reported by the test
             with self._lock:
                 self.errors.append(repr(exc))
 
+    def _count(self, answers: int) -> None:
+        with self._lock:
+            self.done += answers
 
-def wait_until_busy(busy: BusyStreams, responses: int, timeout: float = 30.0) -> None:
+    def _client(self) -> None:
+        raise NotImplementedError
+
+
+class BusyStreams(BusyClients):
+    """`clients` threads, each asking for /yield over and over on one keep-alive connection
+    (HTTP/1.1, chunked) until stopped; every body is checked and counted."""
+
+    def __init__(self, port: int, clients: int = 40) -> None:
+        super().__init__(port, clients)
+
+    def _client(self) -> None:
+        with raw_connection(self.port, timeout=30) as sock:
+            reader = RawReader(sock)
+            while not self.stop.is_set():
+                sock.sendall(f"GET /yield?chunks={CHUNKS}&size={SIZE} HTTP/1.1\r\n"
+                             "Host: t\r\n\r\n".encode())
+                response = reader.read_response()
+                if response.status != 200 or response.body != EXPECTED:
+                    raise AssertionError(f"status {response.status}, body "
+                                         f"{response.body[:40]!r}... ({len(response.body)} B)")
+                if response.header("transfer-encoding") != "chunked":
+                    raise AssertionError("not chunked")
+                self._count(1)
+
+
+def wait_until_busy(busy: BusyClients, responses: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while busy.done < responses and not busy.errors and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -238,46 +259,26 @@ def test_engine_moves_to_its_assistant_under_busy_streams_and_back(server):
         assert srv.stop(signal.SIGTERM) == 0
 
 
-class BusyHttp2:
+class BusyHttp2(BusyClients):
     """`clients` threads, each with one HTTP/2 connection (h2c) sending 20 GET /gc streams
     at a time until stopped: many small answers and no mid-body chunk, as h2load's hello.
     Every answer is checked and counted."""
 
     def __init__(self, port: int, clients: int = 4) -> None:
-        self.port = port
-        self.stop = threading.Event()
-        self.done = 0
-        self.errors: list[str] = []
-        self._lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._client, daemon=True)
-                        for _ in range(clients)]
-
-    def __enter__(self) -> BusyHttp2:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(30)
+        super().__init__(port, clients)
 
     def _client(self) -> None:
         from h2client import h2_connection, h2_get
 
-        try:
-            sock, conn = h2_connection(self.port, timeout=30)
-            with sock:
-                while not self.stop.is_set():
-                    streams = {h2_get(conn, "/gc") for _ in range(20)}
-                    sock.sendall(conn.data_to_send())
-                    bodies = self._answers(sock, conn, streams)
-                    for stream in streams:
-                        assert json.loads(bodies[stream])["enabled"] is True, bodies[stream]
-                    with self._lock:
-                        self.done += len(streams)
-        except Exception as e:  # noqa: BLE001 - reported by the test
-            self.errors.append(repr(e))
+        sock, conn = h2_connection(self.port, timeout=30)
+        with sock:
+            while not self.stop.is_set():
+                streams = {h2_get(conn, "/gc") for _ in range(20)}
+                sock.sendall(conn.data_to_send())
+                bodies = self._answers(sock, conn, streams)
+                for stream in streams:
+                    assert json.loads(bodies[stream])["enabled"] is True, bodies[stream]
+                self._count(len(streams))
 
     @staticmethod
     def _answers(sock, conn, streams: set[int]) -> dict[int, bytes]:
@@ -315,11 +316,7 @@ def test_engine_moves_to_its_assistant_beside_an_idle_core_and_back(server):
                        env={"FERRICORN_TEST_ASSIST_THRESHOLDS": "1e12,0.05,200,0"})
     with BusyHttp2(srv.port) as busy:
         srv.wait_for_log("engine handed to its assistant thread", timeout=60)
-        before = busy.done
-        deadline = time.monotonic() + 30
-        while busy.done < before + 200 and not busy.errors and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert busy.done >= before + 200, (before, busy.done, busy.errors[:3])
+        wait_until_busy(busy, busy.done + 200)
     assert not busy.errors, busy.errors[:3]
     srv.wait_for_log("engine back on the loop thread", timeout=20)
     assert gc_state(srv)["enabled"] is True
