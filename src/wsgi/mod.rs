@@ -81,10 +81,15 @@ impl WsgiHost {
             // A thread that just finished takes queued work before it gives up the GIL.
             let request = match self.pool.try_next() {
                 Some(r) => r,
-                None => match py.detach(|| self.pool.next()) {
-                    Some(r) => r,
-                    None => return Ok(()),
-                },
+                None => {
+                    if !py.detach(|| self.pool.wait_for_work()) {
+                        return Ok(());
+                    }
+                    match self.pool.take() {
+                        Some(r) => r,
+                        None => continue,
+                    }
+                }
             };
             self.serve(py, &mut builder, request);
         }

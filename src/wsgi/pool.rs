@@ -1,10 +1,11 @@
 //! The WSGI request pool: requests the engine hands over, the Python threads that take them,
 //! and how a thread blocked on its exchange is woken.
 //!
-//! The engine's dispatcher calls [`WsgiPool::submit`]; each WSGI thread loops on
-//! [`WsgiPool::next`] (with the GIL released). While a thread serves a request it is
-//! registered under the exchange's id, so the engine's `wake_app(id)` (body arrived, buffer
-//! drained, client gone) unparks exactly that thread. Registration also carries the start
+//! The engine's dispatcher calls [`WsgiPool::submit`]; each WSGI thread takes queued requests
+//! while it has the GIL ([`WsgiPool::try_next`]), and otherwise sleeps in
+//! [`WsgiPool::wait_for_work`] (GIL released) until woken for one. While a thread serves a
+//! request it is registered under the exchange's id, so the engine's `wake_app(id)` (body
+//! arrived, buffer drained, client gone) unparks exactly that thread. Registration also carries the start
 //! time, which `--timeout-request` reads ([`WsgiPool::expire`]).
 //!
 //! Holds no Python objects and never takes the GIL; every lock here is short.
@@ -92,9 +93,22 @@ struct Running {
 struct Queue {
     requests: VecDeque<IncomingRequest>,
     closed: bool,
-    /// Threads asleep in `next`: a submit wakes one only when there is one (a futex call
-    /// saved per request while every thread is busy).
+    /// Threads asleep in `wait_for_work`.
     sleepers: usize,
+    /// A sleeper has been notified and has not woken yet.
+    notified: bool,
+    /// Threads woken for queued work that have not taken it yet (most of that time they
+    /// wait for the GIL). While one is on its way, the work queued is already someone's.
+    coming: usize,
+}
+
+impl Queue {
+    /// Whether to wake a sleeper for the work queued: only when nobody is already on the
+    /// way to take it. A thread serving a request does not count: it may be blocked in the
+    /// app (`time.sleep`, a database) for as long as the app likes.
+    fn wants_a_thread(&self) -> bool {
+        !self.requests.is_empty() && self.sleepers > 0 && !self.notified && self.coming == 0
+    }
 }
 
 #[derive(Default)]
@@ -147,28 +161,51 @@ impl WsgiPool {
             return;
         }
         q.requests.push_back(request);
-        let sleeper = q.sleepers > 0;
-        drop(q);
-        if sleeper {
+        self.wake_one_if_wanted(q);
+    }
+
+    fn wake_one_if_wanted(&self, mut q: MutexGuard<'_, Queue>) {
+        if q.wants_a_thread() {
+            q.notified = true;
+            drop(q);
             self.ready.notify_one();
         }
     }
 
-    /// The next request, waiting for one; `None` once the pool is closed (call without the
-    /// GIL).
-    pub fn next(&self) -> Option<IncomingRequest> {
+    /// Waits until a request is queued (call without the GIL), then counts the caller as on
+    /// its way to it: the caller takes the GIL and then [`WsgiPool::take`]s. False once the
+    /// pool is closed and empty.
+    ///
+    /// Why the GIL comes before the request: a thread that held a request while it waited
+    /// for the GIL would keep it from the thread that has the GIL and is about to look for
+    /// more work (measured on wsgi-hello: each request then changed threads and the GIL
+    /// with it). A woken thread that finds the work gone goes back to sleep.
+    pub fn wait_for_work(&self) -> bool {
         let mut q = lock(&self.queue);
         loop {
-            if let Some(r) = q.requests.pop_front() {
-                return Some(r);
+            if !q.requests.is_empty() {
+                q.coming += 1;
+                return true;
             }
             if q.closed {
-                return None;
+                return false;
             }
             q.sleepers += 1;
             q = self.ready.wait(q).unwrap_or_else(|e| e.into_inner());
             q.sleepers -= 1;
+            q.notified = false;
         }
+    }
+
+    /// A thread back from `wait_for_work`, now with the GIL, takes a request if one is
+    /// left. With more queued it wakes another sleeper: the first request may block in the
+    /// app, and a burst must not wait for it.
+    pub fn take(&self) -> Option<IncomingRequest> {
+        let mut q = lock(&self.queue);
+        q.coming -= 1;
+        let request = q.requests.pop_front();
+        self.wake_one_if_wanted(q);
+        request
     }
 
     /// A queued request, if one is there (a thread that just finished takes it before it
@@ -177,8 +214,8 @@ impl WsgiPool {
         lock(&self.queue).requests.pop_front()
     }
 
-    /// No more requests: the threads return from `next` once the queue is empty; requests
-    /// still queued are answered 503.
+    /// No more requests: the threads return from `wait_for_work` once the queue is empty;
+    /// requests still queued are answered 503.
     pub fn close(&self) {
         let left: Vec<_> = {
             let mut q = lock(&self.queue);
@@ -293,10 +330,120 @@ mod tests {
     fn closed_pool_releases_waiting_threads() {
         let pool = Arc::new(WsgiPool::default());
         let p = pool.clone();
-        let t = std::thread::spawn(move || p.next().is_none());
+        let t = std::thread::spawn(move || !p.wait_for_work());
         std::thread::sleep(Duration::from_millis(20));
         pool.close();
         assert!(t.join().unwrap());
+    }
+
+    struct NoWaker;
+    impl crate::handoff::AppWaker for NoWaker {
+        fn wake_app(&self, _id: u64) {}
+    }
+
+    fn request(id: u64) -> IncomingRequest {
+        let exchange = Exchange::new(id, Arc::new(NoWaker), Default::default(), 1024, 1024);
+        let peer = crate::handoff::Peer::Unix;
+        IncomingRequest {
+            exchange: Arc::new(exchange),
+            head: crate::handoff::RequestHead {
+                method: http::Method::GET,
+                uri: http::Uri::from_static("/"),
+                version: http::Version::HTTP_11,
+                headers: http::HeaderMap::new(),
+                client: peer.clone(),
+                server: peer,
+                scheme: "http",
+                tls: None,
+                request_id: None,
+            },
+        }
+    }
+
+    /// A thread of the pool that takes one request and holds it (an app blocked in
+    /// `time.sleep`) until `release` is dropped; reports the id it took.
+    fn blocked_thread(
+        pool: &Arc<WsgiPool>,
+        took: std::sync::mpsc::Sender<u64>,
+        release: Arc<std::sync::RwLock<()>>,
+    ) -> std::thread::JoinHandle<()> {
+        let pool = pool.clone();
+        std::thread::spawn(move || {
+            while pool.wait_for_work() {
+                if let Some(r) = pool.take() {
+                    took.send(r.exchange.id).unwrap();
+                    drop(release.read().unwrap());
+                    return;
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn a_burst_behind_blocked_threads_fans_out_one_thread_at_a_time() {
+        let pool = Arc::new(WsgiPool::default());
+        let (took, taken) = std::sync::mpsc::channel();
+        let release = Arc::new(std::sync::RwLock::new(()));
+        let hold = release.write().unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|_| blocked_thread(&pool, took.clone(), release.clone()))
+            .collect();
+        while lock(&pool.queue).sleepers < 4 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for id in 0..3 {
+            pool.submit(request(id));
+        }
+        // One wake for the burst, not one per request: the woken thread wakes the next as
+        // it takes its request and sees more queued.
+        let mut ids: Vec<u64> = (0..3)
+            .map(|_| {
+                taken
+                    .recv_timeout(Duration::from_secs(5))
+                    .expect("a request waited")
+            })
+            .collect();
+        ids.sort_unstable();
+        assert_eq!(
+            ids,
+            [0, 1, 2],
+            "each request on a thread of its own, none left queued"
+        );
+        let q = lock(&pool.queue);
+        assert!(q.requests.is_empty() && q.coming == 0);
+        drop(q);
+        drop(hold);
+        pool.close();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_thread_on_its_way_keeps_the_next_submit_from_waking_another() {
+        let pool = WsgiPool::default();
+        {
+            let mut q = lock(&pool.queue);
+            q.sleepers = 2;
+            q.coming = 1;
+        }
+        pool.submit(request(1));
+        assert!(
+            !lock(&pool.queue).notified,
+            "the thread on its way takes it"
+        );
+        lock(&pool.queue).coming = 0;
+        pool.submit(request(2));
+        assert!(
+            lock(&pool.queue).notified,
+            "nobody on the way: a sleeper is woken"
+        );
+        pool.submit(request(3));
+        let q = lock(&pool.queue);
+        assert!(
+            q.notified && q.requests.len() == 3,
+            "one wake in flight at a time"
+        );
     }
 
     #[test]
