@@ -25,6 +25,10 @@ use super::watched_io::WatchedIo;
 use super::{Phase, Shared};
 use crate::handoff::{LogLevel, Peer};
 
+/// How many fields hyper parses into a request head when it is not told a number (its
+/// `DEFAULT_MAX_HEADERS`, not public).
+const HYPER_STACK_FIELDS: usize = 100;
+
 /// How long a draining server keeps an idle connection open for a request in flight.
 const DRAIN_GRACE: Duration = Duration::from_millis(1000);
 
@@ -129,9 +133,6 @@ where
             .header_read_timeout(None)
             .max_buf_size(cfg.max_header_bytes.max(8192))
             .max_header_size(cfg.max_header_bytes)
-            // One more than the limit: hyper parses that many, the service refuses them
-            // with 431 and a log line; hyper itself answers 431 to anything past.
-            .max_headers(cfg.limits.fields + 1)
             .auto_date_header(cfg.date_header)
             // A zero keep-alive timeout means one request per connection, said in the response.
             .keep_alive(!cfg.keep_alive.is_zero())
@@ -140,6 +141,15 @@ where
             // 4 KiB echo pays for the copy (11.0 against 10.75), small API answers are the
             // common case.
             .writev(false);
+        // hyper parses a head's fields into arrays on the stack, as many as it parses by
+        // default, or into two 3 KiB arrays on the heap per request when told a number
+        // (and glibc merges its free lists for each). So the number is left to hyper up to
+        // its own: the service refuses the fields past the limit with 431 and a log line,
+        // and hyper answers 431 to more fields than it parses (logged as a head too large).
+        // Only a higher limit tells hyper to parse one more field than the limit.
+        if cfg.limits.fields > HYPER_STACK_FIELDS {
+            builder.max_headers(cfg.limits.fields + 1);
+        }
         Served::Http1(Box::pin(
             builder
                 .serve_connection(TokioIo::new(io), service)

@@ -12,6 +12,7 @@ import re
 import time
 
 import httpx
+import pytest
 from conftest import http_client, raw_connection, recv_until_closed
 
 BASIC = "apps.basic:app"
@@ -169,6 +170,22 @@ def test_more_fields_than_the_limit_get_431(server):
         head, body = exchange(srv.port, b"GET / HTTP/1.1\r\nHost: t\r\n" + fields(extra)
                               + b"\r\n")
         assert status_line(head) == b"HTTP/1.1 431 Request Header Fields Too Large", head
+    assert_serves(srv)
+
+
+@pytest.mark.parametrize("limit", [None, 150])
+def test_the_field_limit_holds_at_the_default_and_above_it(server, limit):
+    """At the default (100, gunicorn's) and above it: exactly the limit is served, one more
+    is 431 (hyper counts the fields up to its own 100; past that the engine tells it)."""
+    srv = server.start(BASIC, *(["--limit-request-fields", str(limit)] if limit else []))
+    limit = limit or 100
+    # Host and Connection are two of the fields.
+    head, _ = exchange(srv.port, b"GET / HTTP/1.1\r\nHost: t\r\n" + fields(limit - 2)
+                       + b"Connection: close\r\n\r\n")
+    assert status_line(head) == b"HTTP/1.1 200 OK", head
+    head, _ = exchange(srv.port, b"GET / HTTP/1.1\r\nHost: t\r\n" + fields(limit - 1)
+                       + b"Connection: close\r\n\r\n")
+    assert status_line(head) == b"HTTP/1.1 431 Request Header Fields Too Large", head
     assert_serves(srv)
 
 
