@@ -324,7 +324,7 @@ def test_engine_moves_to_its_assistant_beside_an_idle_core_and_back(server):
 
 def test_a_burst_past_one_batch_answers_every_request_with_its_own_head(server):
     """The loop starts at most a batch of requests per iteration (bridge: MAX_STARTS_PER_BATCH,
-    512) and copies the headers of those that wait out of their connection's read buffer:
+    64) and copies the headers of those that wait out of their connection's read buffer:
     1,200 requests arriving at once must each be answered, by their own app, with the headers
     they sent, and every connection must go on serving after."""
     srv = server.start("apps.scope_app:app")
