@@ -47,7 +47,7 @@ fn seconds(v: f64, what: &str) -> PyResult<Duration> {
 /// running would wait for the whole burst for their next timer or wakeup; bounded, the loop
 /// runs the others' timers and steps between slices of the burst. 64 rather than 512:
 /// slow-100ms (1,000 connections whose requests come in waves) had the loop's timers late
-/// by 2.3-3.0 ms at p90 and its p50 3 ms over Granian's with 512 (a timer probe in the
+/// by 2.3-3.3 ms at p90 and its p50 3 ms over Granian's with 512 (a timer probe in the
 /// app), 1.3-1.6 ms and 103.4-105.0 ms with 64; hello measured the same (its 100
 /// connections' requests then take two iterations at most).
 pub(crate) const MAX_STARTS_PER_BATCH: usize = 64;

@@ -5,8 +5,8 @@
 //! while it has the GIL ([`WsgiPool::try_next`]), and otherwise sleeps in
 //! [`WsgiPool::wait_for_work`] (GIL released) until woken for one. While a thread serves a
 //! request it is registered under the exchange's id, so the engine's `wake_app(id)` (body
-//! arrived, buffer drained, client gone) unparks exactly that thread. Registration also carries the start
-//! time, which `--timeout-request` reads ([`WsgiPool::expire`]).
+//! arrived, buffer drained, client gone) unparks exactly that thread. Registration also
+//! carries the start time, which `--timeout-request` reads ([`WsgiPool::expire`]).
 //!
 //! Holds no Python objects and never takes the GIL; every lock here is short.
 
