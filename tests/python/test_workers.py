@@ -549,6 +549,10 @@ def test_sigterm_drains_in_flight_requests_of_every_worker(server):
         wait_for(lambda: srv.logs().count("SLEEP-STARTED") == 6, 5, "6 slow requests started",
                  srv.logs)
         sleeping = set(map(int, re.findall(r"SLEEP-STARTED (\d+)", srv.logs())))
+        # The load must have been answered before the signal for "no failure before it" to
+        # say anything: the six slow requests can start before its first answer.
+        wait_for(lambda: len(load.outcomes) >= 5, 5, "the load answered before SIGTERM",
+                 srv.logs)
         signalled = time.monotonic()
         srv.send_signal(signal.SIGTERM)
         code = srv.wait(timeout=10)
