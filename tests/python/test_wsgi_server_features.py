@@ -1,0 +1,304 @@
+"""Server features that must apply to WSGI apps (`--interface wsgi`) as they do to ASGI apps.
+
+- Proxy headers (`--proxy-headers`, `--forwarded-allow-ips`): X-Forwarded-For and
+  X-Forwarded-Proto from a trusted peer become REMOTE_ADDR / REMOTE_PORT and
+  wsgi.url_scheme (the nearest untrusted hop of a chain, the first entry with '*'); without
+  the flag or from an untrusted peer they are ignored. Every case is checked against the
+  ASGI scope's client and scheme under the same flags too (tests/apps/scope_app.py).
+- SIGHUP with `--workers 2`: the workers are replaced one by one, no request sent during
+  the restart fails, and the new worker processes serve afterwards.
+- `--reload`: an edited app file is served after the change; a syntax error keeps the old
+  worker serving until the file is fixed.
+
+(`--root-path`, `--limit-concurrency`, `--timeout-request`, metrics and the access log with
+WSGI apps are in test_wsgi.py, test_metrics.py and test_access_log.py.)
+
+Served apps: tests/apps/wsgi_features_app.py (/pid answers the process id; anything else
+reports the environ keys looked at here as JSON) and, for --reload, a module written to a
+temporary directory. Worker processes are found with the helpers of test_workers.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+
+import httpx
+import pytest
+from conftest import RawReader, http_client, raw_connection
+from test_workers import Load, children, failures, pids_of, wait_for, wait_workers
+
+APP = "apps.wsgi_features_app:app"
+ASGI_APP = "apps.scope_app:app"
+WSGI = ("--interface", "wsgi")
+
+
+@pytest.fixture(autouse=True)
+def _kill_leftover_workers(server):
+    """The shared fixture kills a supervisor with SIGKILL, which leaves its workers running
+    (reparented, still serving the inherited socket): kill them as well."""
+    yield
+    leftovers: set[int] = set()
+    for srv in server.started:
+        if srv.alive():
+            leftovers |= children(srv.proc.pid)
+            srv.proc.kill()
+            srv.proc.wait(10)
+    for pid in leftovers:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+# --- proxy headers --------------------------------------------------------------------------------
+
+#: Stands for the socket peer (127.0.0.1 and the client socket's own port) in CASES.
+PEER = object()
+
+CHAIN = "198.51.100.1, 203.0.113.7, 10.0.0.5"
+
+#: id -> (flags, request headers, expected (REMOTE_ADDR, REMOTE_PORT, wsgi.url_scheme)).
+#: A client named by X-Forwarded-For has port 0 in the ASGI scope, "0" in the environ.
+CASES = {
+    "trusted-by-default": (
+        (),
+        [("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "https")],
+        ("203.0.113.7", "0", "https"),
+    ),
+    "proxy-headers-flag": (
+        ("--proxy-headers",),
+        [("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "https")],
+        ("203.0.113.7", "0", "https"),
+    ),
+    "allow-address": (
+        ("--proxy-headers", "--forwarded-allow-ips", "127.0.0.1"),
+        [("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "https")],
+        ("203.0.113.7", "0", "https"),
+    ),
+    "allow-networks": (
+        ("--proxy-headers", "--forwarded-allow-ips", "10.0.0.0/8, 127.0.0.0/8"),
+        [("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "https")],
+        ("203.0.113.7", "0", "https"),
+    ),
+    "ipv6-client": (
+        ("--proxy-headers",),
+        [("X-Forwarded-For", "2001:db8::7"), ("X-Forwarded-Proto", "https")],
+        ("2001:db8::7", "0", "https"),
+    ),
+    "proto-only": (("--proxy-headers",), [("X-Forwarded-Proto", "https")], (PEER, PEER, "https")),
+    "proto-any-case": (
+        ("--proxy-headers",),
+        [("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "HTTPS")],
+        ("203.0.113.7", "0", "https"),
+    ),
+    "for-only": (
+        ("--proxy-headers",),
+        [("X-Forwarded-For", "203.0.113.7")],
+        ("203.0.113.7", "0", "http"),
+    ),
+    "unknown-proto": (
+        ("--proxy-headers",),
+        [("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "ftp")],
+        ("203.0.113.7", "0", "http"),
+    ),
+    "chain-nearest-untrusted-hop": (
+        ("--proxy-headers", "--forwarded-allow-ips", "127.0.0.1,10.0.0.0/8"),
+        [("X-Forwarded-For", CHAIN), ("X-Forwarded-Proto", "https")],
+        ("203.0.113.7", "0", "https"),
+    ),
+    "chain-over-two-lines": (
+        ("--proxy-headers", "--forwarded-allow-ips", "127.0.0.1,10.0.0.0/8"),
+        [
+            ("X-Forwarded-For", "198.51.100.1, 203.0.113.7"),
+            ("X-Forwarded-For", "10.0.0.5"),
+            ("X-Forwarded-Proto", "https"),
+        ],
+        ("203.0.113.7", "0", "https"),
+    ),
+    "chain-trust-all": (
+        ("--proxy-headers", "--forwarded-allow-ips", "*"),
+        [("X-Forwarded-For", CHAIN), ("X-Forwarded-Proto", "https")],
+        ("198.51.100.1", "0", "https"),
+    ),
+    "no-proxy-headers": (
+        ("--no-proxy-headers",),
+        [("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "https")],
+        (PEER, PEER, "http"),
+    ),
+    "untrusted-network": (
+        ("--proxy-headers", "--forwarded-allow-ips", "10.0.0.0/8"),
+        [("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "https")],
+        (PEER, PEER, "http"),
+    ),
+    "untrusted-ipv6-only": (
+        ("--proxy-headers", "--forwarded-allow-ips", "::1"),
+        [("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "https")],
+        (PEER, PEER, "http"),
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def servers(module_server):
+    """One server per (app, flags), started on first use and kept for the module."""
+    started = {}
+
+    def get(app: str, flags: tuple[str, ...]):
+        if (app, flags) not in started:
+            started[app, flags] = module_server.start(app, *flags)
+        return started[app, flags]
+
+    return get
+
+
+def ask(port: int, target: str, headers: list[tuple[str, str]]) -> tuple[dict, int]:
+    """GET `target` with these headers on a new connection; returns the JSON answer and the
+    client socket's port."""
+    head = f"GET {target} HTTP/1.1\r\nHost: test.local\r\nConnection: close\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in headers) + "\r\n"
+    with raw_connection(port) as sock:
+        local_port = sock.getsockname()[1]
+        sock.sendall(head.encode("latin-1"))
+        response = RawReader(sock).read_response()
+    assert response.status == 200, response.raw_head + response.body
+    return json.loads(response.body), local_port
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_proxy_headers_in_the_wsgi_environ(servers, case):
+    flags, headers, (addr, port, scheme) = CASES[case]
+    srv = servers(APP, WSGI + flags)
+    environ, local_port = ask(srv.port, "/environ", headers)
+    expected_addr = "127.0.0.1" if addr is PEER else addr
+    expected_port = str(local_port) if port is PEER else port
+    assert environ["REMOTE_ADDR"] == expected_addr
+    assert environ["REMOTE_PORT"] == expected_port
+    assert environ["wsgi.url_scheme"] == scheme
+    # The server's own address is not touched by the headers.
+    assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("127.0.0.1", str(srv.port))
+    # The headers themselves reach the app as sent, believed or not (as in the ASGI scope).
+    sent_for = [value for name, value in headers if name == "X-Forwarded-For"]
+    sent_proto = [value for name, value in headers if name == "X-Forwarded-Proto"]
+    assert environ["HTTP_X_FORWARDED_FOR"] == (", ".join(sent_for) if sent_for else None)
+    assert environ["HTTP_X_FORWARDED_PROTO"] == (sent_proto[0] if sent_proto else None)
+
+    # The same request under the same flags gives an ASGI app the same client and scheme.
+    asgi = servers(ASGI_APP, flags)
+    scope, local_port = ask(asgi.port, "/scope", headers)
+    expected_client = ["127.0.0.1", local_port] if addr is PEER else [addr, int(port)]
+    assert (scope["client"], scope["scheme"]) == ({"tuple": expected_client}, scheme)
+
+
+# --- SIGHUP ---------------------------------------------------------------------------------------
+
+
+def worker_id(logs: str, pid: int) -> str:
+    match = re.search(rf"^INFO: +Started worker (\d+) \[{pid}\]$", logs, re.M)
+    assert match, f"no 'Started worker' line for [{pid}]; logs:\n{logs}"
+    return match.group(1)
+
+
+def test_sighup_rolling_restart_of_wsgi_workers_fails_no_request(server):
+    srv = server.start(APP, *WSGI, "--workers", "2")
+    old = wait_workers(srv, 2)
+    # Keep-alive clients (each holds a connection to one worker) and new connections.
+    with Load(srv.url, threads=4, keepalive=True) as kept, Load(srv.url, keepalive=False) as fresh:
+        time.sleep(1.0)
+        signalled = time.monotonic()
+        srv.send_signal(signal.SIGHUP)
+        new = wait_workers(srv, 2, not_in=old)
+        restarted_at = time.monotonic()
+        time.sleep(1.0)
+    outcomes = kept.outcomes + fresh.outcomes
+    assert failures(outcomes) == [], failures(outcomes)[:5]
+    assert len(outcomes) > 100
+    assert [o.body for o in outcomes if not o.body.isdigit()] == []
+    assert not new & old
+    assert srv.proc.pid not in old | new
+    assert pids_of(outcomes) <= old | new
+    before = [o for o in outcomes if o.end < signalled]
+    assert before and pids_of(before) <= old
+    after = [o for o in outcomes if o.start > restarted_at]
+    assert len(after) > 20
+    assert pids_of(after) <= new
+    logs = srv.logs()
+    assert "SIGHUP: replacing the workers one by one" in logs
+    for pid in old:
+        assert re.search(rf"Worker \d+ \[{pid}\] stopped \(exit code 0\)", logs), logs
+    # The replacements run the app as WSGI too.
+    for pid in new:
+        wid = worker_id(logs, pid)
+        assert re.search(rf"^\[worker {wid}\] INFO: +Application interface: wsgi$", logs, re.M), (
+            logs
+        )
+    assert srv.stop(signal.SIGTERM) == 0
+
+
+# --- reload ---------------------------------------------------------------------------------------
+
+RELOAD_APP = """
+def app(environ, start_response):
+    body = b"{text}"
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+
+def _get_text(srv) -> str | None:
+    try:
+        with http_client(timeout=3) as client:
+            resp = client.get(srv.url + "/")
+    except httpx.HTTPError:
+        return None
+    return resp.text if resp.status_code == 200 else f"status {resp.status_code}"
+
+
+def test_reload_serves_edits_of_a_wsgi_app_and_survives_a_syntax_error(server, tmp_path):
+    appdir = tmp_path / "project"
+    appdir.mkdir()
+    module = appdir / "wsgi_reload_target.py"
+    module.write_text(RELOAD_APP.format(text="wsgi version one"))
+    srv = server.start(
+        "wsgi_reload_target:app",
+        *WSGI,
+        "--reload",
+        "--app-dir",
+        appdir,
+        "--reload-dir",
+        appdir,
+        "--reload-delay",
+        "0.1",
+        env={"PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    first = wait_workers(srv, 1)
+    assert _get_text(srv) == "wsgi version one"
+    logs = srv.logs()
+    assert "Will watch for changes in these directories" in logs
+    assert re.search(r"Application interface: wsgi$", logs, re.M), logs
+
+    module.write_text(RELOAD_APP.format(text="wsgi version two!"))
+    wait_for(lambda: _get_text(srv) == "wsgi version two!", 8, "the edited app served", srv.logs)
+    second = wait_workers(srv, 1, not_in=first)
+
+    module.write_text("def app(environ, start_response):\n    return (\n")
+    srv.wait_for_log("SyntaxError", timeout=8)
+    srv.wait_for_log("failed to start", timeout=5)
+    time.sleep(0.3)
+    assert srv.alive()
+    assert children(srv.proc.pid) == second, "the old worker should keep serving"
+    assert _get_text(srv) == "wsgi version two!"
+
+    module.write_text(RELOAD_APP.format(text="wsgi version three, fixed"))
+    wait_for(
+        lambda: _get_text(srv) == "wsgi version three, fixed", 8, "the fixed app served", srv.logs
+    )
+    wait_workers(srv, 1, not_in=first | second)
+    logs = srv.logs()
+    assert len(re.findall(r"Application interface: wsgi$", logs, re.M)) >= 3, logs
+    assert "Application interface: asgi" not in logs
+    assert srv.stop(signal.SIGTERM) == 0
