@@ -44,6 +44,11 @@ def _cert(subject: str, key, issuer_key, issuer: str, ca: bool, san: bool) -> x5
     return builder.sign(issuer_key, hashes.SHA256())
 
 
+def x509_certificate(subject: str, key, issuer_key, issuer: str) -> x509.Certificate:
+    """A client (end-entity) certificate for `subject`, signed by `issuer_key`."""
+    return _cert(subject, key, issuer_key, issuer, ca=False, san=False)
+
+
 def _pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
@@ -51,7 +56,8 @@ def _pem(cert: x509.Certificate) -> bytes:
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> dict[str, Path]:
     """ca.pem; server chain (leaf first, then the CA) with a plain PKCS#8 key, a PKCS#1 RSA
-    key, an encrypted PKCS#8 key (password "s3cret"); a client certificate and key."""
+    key, an encrypted PKCS#8 key (password "s3cret"); a client certificate and key; a renewed
+    server certificate; a leaf signed by an intermediate CA, with the intermediate after it."""
     d = tmp_path_factory.mktemp("pki")
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = _cert("test CA", ca_key, ca_key, "test CA", ca=True, san=False)
@@ -61,6 +67,14 @@ def pki(tmp_path_factory) -> dict[str, Path]:
     client = _cert("client one", client_key, ca_key, "test CA", ca=False, san=False)
     renewed_key = ec.generate_private_key(ec.SECP256R1())
     renewed = _cert("localhost renewed", renewed_key, ca_key, "test CA", ca=False, san=True)
+    # A chain as certbot's fullchain.pem has it: the leaf, then the intermediate that signed
+    # it; a client that trusts only the root verifies it only if both are sent.
+    intermediate_key = ec.generate_private_key(ec.SECP256R1())
+    intermediate = _cert("test intermediate", intermediate_key, ca_key, "test CA", ca=True,
+                         san=False)
+    issued_key = ec.generate_private_key(ec.SECP256R1())
+    issued = _cert("localhost issued", issued_key, intermediate_key, "test intermediate",
+                   ca=False, san=True)
     files = {
         "ca": _pem(ca),
         "chain": _pem(server) + _pem(ca),
@@ -83,6 +97,10 @@ def pki(tmp_path_factory) -> dict[str, Path]:
         "renewed_key": renewed_key.private_bytes(serialization.Encoding.PEM,
                                                  serialization.PrivateFormat.PKCS8,
                                                  serialization.NoEncryption()),
+        "intermediate_chain": _pem(issued) + _pem(intermediate),
+        "intermediate_key": issued_key.private_bytes(serialization.Encoding.PEM,
+                                                     serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption()),
     }
     paths = {}
     for name, data in files.items():

@@ -15,8 +15,10 @@ import pytest
 import websockets
 from conftest import raw_connection, recv_until_closed
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec
 from h2client import h2_connection, h2_get, h2_pump
-from pki import client, tls_flags, x509_name
+from pki import client, tls_flags, x509_certificate, x509_name
 
 
 @pytest.mark.parametrize("key", ["key", "rsa_key"])
@@ -61,16 +63,35 @@ def test_no_tls_extension_on_plain_connections(server):
 
 
 def test_the_whole_chain_is_sent_leaf_first(server, pki):
-    srv = server.start("apps.basic:app", *tls_flags(pki))
+    # The client trusts the root only: the handshake verifies only if the server sends the
+    # intermediate after the leaf, as the chain file has them.
+    srv = server.start("apps.basic:app", "--ssl-certfile", str(pki["intermediate_chain"]),
+                       "--ssl-keyfile", str(pki["intermediate_key"]))
     context = ssl.create_default_context(cafile=str(pki["ca"]))
     with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as raw, \
             context.wrap_socket(raw, server_hostname="localhost") as tls:
         leaf = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
-        assert leaf.subject == x509_name("localhost")
+        assert leaf.subject == x509_name("localhost issued")
+        assert leaf.issuer == x509_name("test intermediate")
         assert tls.version() == "TLSv1.3"
         tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         data = recv_until_closed(tls)
     assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"Hello, world!")
+
+
+def test_a_chain_without_its_intermediate_does_not_verify(server, pki, tmp_path):
+    # The other side of the test above: the leaf alone fails the same client, so the test
+    # above passes because the intermediate was sent.
+    leaf_only = tmp_path / "leaf.pem"
+    pem = pki["intermediate_chain"].read_bytes()
+    end = b"-----END CERTIFICATE-----\n"
+    leaf_only.write_bytes(pem[: pem.index(end) + len(end)])
+    srv = server.start("apps.basic:app", "--ssl-certfile", str(leaf_only),
+                       "--ssl-keyfile", str(pki["intermediate_key"]))
+    context = ssl.create_default_context(cafile=str(pki["ca"]))
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as raw, \
+            pytest.raises(ssl.SSLCertVerificationError):
+        context.wrap_socket(raw, server_hostname="localhost")
 
 
 def test_encrypted_key_with_its_password(server, pki):
@@ -114,6 +135,44 @@ def test_unloadable_files_stop_startup_naming_them(server, pki, tmp_path, certfi
     assert message.format(**paths) in done.output
 
 
+def test_an_unsupported_key_type_stops_startup_naming_it(server, pki, tmp_path):
+    dsa_key = tmp_path / "dsa.pem"
+    dsa_key.write_bytes(dsa.generate_private_key(key_size=1024).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption()))
+    done = server.run("apps.basic:app", "--ssl-certfile", str(pki["chain"]),
+                      "--ssl-keyfile", str(dsa_key))
+    assert done.returncode == 1, done.output
+    assert f'--ssl-keyfile {dsa_key}: unsupported key type "DSA PRIVATE KEY"' in done.output
+
+
+def test_tls12_in_the_tls_scope_extension(server, pki):
+    srv = server.start("apps.scope_app:app", *tls_flags(pki, "key", "--ssl-version", "5"))
+    with client(pki) as http:
+        tls = http.get(f"https://127.0.0.1:{srv.port}/").json()["extensions"]["tls"]
+    assert tls["tls_version"] == 0x0303
+    # OpenSSL's first choice with an RSA certificate: TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384.
+    assert tls["cipher_suite"] == 0xC030
+
+
+def test_a_client_certificate_from_another_ca_is_refused(server, pki, tmp_path):
+    other_ca_key = ec.generate_private_key(ec.SECP256R1())
+    stranger_key = ec.generate_private_key(ec.SECP256R1())
+    stranger = x509_certificate("client stranger", stranger_key, other_ca_key, "other CA")
+    (tmp_path / "stranger.pem").write_bytes(stranger.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "stranger_key.pem").write_bytes(stranger_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    srv = server.start("apps.basic:app", *tls_flags(pki, "key", "--ssl-cert-reqs", "2",
+                                                    "--ssl-ca-certs", str(pki["ca"])))
+    url = f"https://127.0.0.1:{srv.port}/"
+    stranger_cert = (str(tmp_path / "stranger.pem"), str(tmp_path / "stranger_key.pem"))
+    with client(pki, cert=stranger_cert) as http, pytest.raises(httpx.HTTPError):
+        http.get(url)
+    with client(pki, cert=(str(pki["client"]), str(pki["client_key"]))) as http:
+        assert http.get(url).text == "Hello, world!"
+
+
 def test_plain_http_on_the_tls_port_costs_only_that_connection(server, pki):
     srv = server.start("apps.basic:app", *tls_flags(pki))
     with raw_connection(srv.port) as sock:
@@ -138,15 +197,25 @@ def test_tls13_only(server, pki):
         assert http.get(f"https://127.0.0.1:{srv.port}/").status_code == 200
 
 
-def test_tls12_with_a_chosen_cipher(server, pki):
+@pytest.mark.parametrize("cipher", ["ECDHE-RSA-AES128-GCM-SHA256",
+                                    "ECDHE-RSA-CHACHA20-POLY1305"])
+def test_tls12_with_a_chosen_cipher(server, pki, cipher):
+    # Neither suite is the one the client (OpenSSL's default order) or rustls would pick
+    # first (ECDHE-RSA-AES256-GCM-SHA384), so only --ssl-ciphers makes it the one used.
     srv = server.start("apps.basic:app", *tls_flags(pki, "key", "--ssl-version", "5",
-                                                    "--ssl-ciphers",
-                                                    "ECDHE-RSA-AES256-GCM-SHA384"))
+                                                    "--ssl-ciphers", cipher))
     context = ssl.create_default_context(cafile=str(pki["ca"]))
     with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as raw, \
             context.wrap_socket(raw, server_hostname="localhost") as tls:
         assert tls.version() == "TLSv1.2"
-        assert tls.cipher()[0] == "ECDHE-RSA-AES256-GCM-SHA384"
+        assert tls.cipher()[0] == cipher
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as raw:
+        # A client that offers only the default's first choice finds nothing in common.
+        only_aes256 = ssl.create_default_context(cafile=str(pki["ca"]))
+        only_aes256.maximum_version = ssl.TLSVersion.TLSv1_2
+        only_aes256.set_ciphers("ECDHE-RSA-AES256-GCM-SHA384")
+        with pytest.raises(ssl.SSLError):
+            only_aes256.wrap_socket(raw, server_hostname="localhost")
 
 
 def test_tls10_is_refused_with_a_clear_error(server):
