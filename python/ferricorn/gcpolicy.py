@@ -9,7 +9,7 @@ tens of objects alive per request (Task, coroutine, frames, timer, the cycle obj
 Python's default thresholds (700, 10, 10) those objects are promoted while they live, and
 every full collection walks all of them: at 10,000 open streams, full collections of about
 120 ms each took 20% of the worker's CPU and added their length to every stream's delay
-(bench/ANALYSIS.md, "Token streams"). Raising the young generation's threshold with the
+(bench/RESULTS-earlier.md, "Session 10"). Raising the young generation's threshold with the
 requests in flight lets short-lived objects die before a collection sees them, and freezing
 what startup allocated (the app, its modules) keeps it out of every later full collection.
 The threshold is kept small for a server with few requests in flight, so cyclic garbage
