@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="ferricorn",
         usage="ferricorn [OPTIONS] APP",
-        description="Serve an ASGI application with ferricorn, a Rust-powered ASGI server.",
+        description="Serve an ASGI or WSGI application with ferricorn, a Rust-powered ASGI and "
+        "WSGI server.",
         epilog="Every option can also be set through the environment as FERRICORN_<NAME>, "
         "e.g. FERRICORN_PORT=9000 or FERRICORN_ACCESS_LOG=false (repeatable options take one "
         "value per line). Command-line flags take precedence.",

@@ -363,7 +363,8 @@ OPTIONS: tuple[Option, ...] = (
            "client leaves before the response is complete.", _T, flag=True,
            applies=ENGINE),
     Option("timeout_request", None, "Cancel a request that has not finished in this many "
-           "seconds: 504 if nothing was sent, else the connection is cut.", _T,
+           "seconds: 504 if nothing was sent, else the connection is cut (a WSGI thread cannot "
+           "be cancelled: the client gets the 504, the thread runs on).", _T,
            _seconds(positive=True), metavar="SECONDS",
            applies=ENGINE),
     Option("blocked_loop_warning", 1.0, "Warn, with the Python stack, when the event loop is "

@@ -86,7 +86,11 @@ def test_help_lists_options_with_defaults():
     result = run_cli("--help")
     assert result.returncode == 0, result.stderr
     out = " ".join(result.stdout.split())  # undo line wrapping
-    assert out.startswith("usage: ferricorn [OPTIONS] APP")
+    assert out.startswith("usage: ferricorn [OPTIONS] APP Serve an ASGI or WSGI application "
+                          "with ferricorn, a Rust-powered ASGI and WSGI server. ")
+    assert ("--timeout-request SECONDS Cancel a request that has not finished in this many "
+            "seconds: 504 if nothing was sent, else the connection is cut (a WSGI thread "
+            "cannot be cancelled: the client gets the 504, the thread runs on).") in out
     for flag in ("--host", "--port", "--uds", "--fd", "--lifespan", "--log-level",
                  "--no-access-log", "--header", "--forwarded-allow-ips", "--factory",
                  "--timeout-keep-alive", "--engine-threads", "--version"):

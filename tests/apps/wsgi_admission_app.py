@@ -1,0 +1,110 @@
+"""A WSGI app for the admission and blocking-point tests (tests/python/test_wsgi_admission.py).
+
+Routes (query parameters in brackets):
+    /block [tag, path]  prints "ADM-STARTED <tag>", then waits (polling, at most 60 s) until
+                        the file `path` exists, and answers JSON {"tag", "thread",
+                        "max_active"}: the most /block requests seen in the app at once
+    /read [tag]         prints "ADM-READING <tag>", reads wsgi.input to its end with read()
+                        and answers JSON {"tag", "size"}
+    /produce [tag, n]   streams n chunks of 1 MiB (a generator), counting them by tag
+    /produced [tag]     JSON {"produced": chunks /produce has yielded so far for tag}
+    /hash               reads wsgi.input in 64 KiB pieces, keeping none: JSON {"sha256",
+                        "size", "max_read"}
+    /hello              b"hello"
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import threading
+import time
+from urllib.parse import parse_qs
+
+_lock = threading.Lock()
+_active = 0
+_max_active = 0
+PRODUCED: dict[str, int] = {}
+
+
+def _say(line: str) -> None:
+    """One line to stdout in one write (print() writes the newline apart: lines of two
+    threads could run together)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _query(environ) -> dict[str, str]:
+    parsed = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    return {key: values[-1] for key, values in parsed.items()}
+
+
+def _json(start_response, value):
+    body = json.dumps(value).encode()
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _block(start_response, tag: str, path: str):
+    global _active, _max_active
+    with _lock:
+        _active += 1
+        _max_active = max(_max_active, _active)
+    _say(f"ADM-STARTED {tag}")
+    try:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        with _lock:
+            _active -= 1
+    return _json(start_response, {"tag": tag, "thread": threading.current_thread().name,
+                                  "max_active": _max_active})
+
+
+def _produce(tag: str, n: int):
+    chunk = b"p" * (1024 * 1024)
+    for _ in range(n):
+        with _lock:
+            PRODUCED[tag] = PRODUCED.get(tag, 0) + 1
+        yield chunk
+
+
+def _hash(environ, start_response):
+    digest = hashlib.sha256()
+    size = max_read = 0
+    stream = environ["wsgi.input"]
+    while True:
+        chunk = stream.read(65536)
+        if not chunk:
+            break
+        digest.update(chunk)
+        size += len(chunk)
+        max_read = max(max_read, len(chunk))
+    return _json(start_response, {"sha256": digest.hexdigest(), "size": size,
+                                  "max_read": max_read})
+
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    q = _query(environ)
+    tag = q.get("tag", "")
+    if path == "/block":
+        return _block(start_response, tag, q["path"])
+    if path == "/read":
+        _say(f"ADM-READING {tag}")
+        body = environ["wsgi.input"].read()
+        return _json(start_response, {"tag": tag, "size": len(body)})
+    if path == "/produce":
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return _produce(tag, int(q.get("n", "200")))
+    if path == "/produced":
+        with _lock:
+            return _json(start_response, {"produced": PRODUCED.get(tag, 0)})
+    if path == "/hash":
+        return _hash(environ, start_response)
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+    return [b"hello"]
