@@ -460,8 +460,8 @@ OPTIONS: tuple[Option, ...] = (
            "on one HTTP/2 connection, all streams together, before the apps read them.", _H2,
            _int_in(65535, 2**31 - 1), metavar="BYTES", applies=ENGINE),
     Option("h2_keep_alive_interval", None, "Send an HTTP/2 PING this many seconds after the "
-           "connection opens and after each answer; close it if no answer comes within 20 s.", _H2, _seconds(),
-           metavar="SECONDS", applies=ENGINE, shown_default="off"),
+           "connection opens and after each answer; close it if no answer comes within 20 s.",
+           _H2, _seconds(), metavar="SECONDS", applies=ENGINE, shown_default="off"),
     Option("h2_max_pending_reset_streams", 20, "HTTP/2 streams a client may open and reset "
            "before the server reads them; past it the connection ends with GOAWAY (the rapid "
            "reset attack, CVE-2023-44487).", _H2, _int_in(1), metavar="N", applies=ENGINE),
