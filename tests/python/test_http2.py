@@ -23,7 +23,7 @@ import h2.events
 import hpack
 import httpx
 import pytest
-from conftest import raw_connection
+from conftest import raw_connection, recv_until_closed
 from h2client import (
     ACK,
     CANCEL,
@@ -47,6 +47,7 @@ from h2client import (
     h2_pump,
     raw_frame,
 )
+from pki import tls_flags
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -778,3 +779,159 @@ def test_a_connect_that_declares_content_is_reset_with_protocol_error(server):
     # The access line is written after the response goes out: wait for it, then look.
     srv.wait_for_log('"GET / HTTP/2" 200', timeout=5)
     assert "CONNECT" not in "\n".join(access_lines(srv))
+
+
+# --- 10. RST_STREAM reaches an app that only waits in receive() ------------------------------
+
+
+WAITS = "apps.h2_waits_app:app"
+
+
+def received_on(sock, conn, tag: str) -> tuple[Answer, dict]:
+    """GET /received on a new stream of this connection: its answer, and what the app
+    recorded for `tag` ({} if nothing yet)."""
+    import json
+
+    stream = h2_get(conn, "/received")
+    sock.sendall(conn.data_to_send())
+    got = answer(h2_pump(sock, conn, ended(stream)), stream)
+    return got, json.loads(got.body).get(tag, {}) if got.status == 200 else {}
+
+
+@pytest.mark.parametrize("route", ["wait-before-start", "wait-after-start"])
+def test_rst_stream_gives_a_waiting_app_http_disconnect(server, route):
+    """An app that, having read its (empty) body, only awaits receive() and never sends
+    again (before its response started, or after its start and a first chunk): the client's
+    RST_STREAM(CANCEL) on that stream makes that receive() return exactly
+    {"type": "http.disconnect"} within 5 s, nothing else ever, and a later stream on the
+    same connection is answered 200."""
+    srv = server.start(WAITS)
+    sock, conn = h2_connection(srv.port)
+    waiting = h2_get(conn, f"/{route}?tag=w")
+    sock.sendall(conn.data_to_send())
+    srv.wait_for_log("WAITING w")
+    if route == "wait-after-start":
+        def started(events: list) -> bool:
+            return answer(events, waiting).body == b"started"
+        first = answer(h2_pump(sock, conn, started), waiting)
+        assert (first.status, first.body, first.ended) == (200, b"started", False)
+    # The app has the body and now waits: nothing has come for it yet.
+    polled, record = received_on(sock, conn, "w")
+    assert polled.status == 200
+    assert record["messages"] == [{"type": "http.request", "body": "", "more_body": False}]
+
+    conn.reset_stream(waiting, error_code=CANCEL)
+    reset_at = time.monotonic()
+    sock.sendall(conn.data_to_send())
+    while len(record["messages"]) < 2 and time.monotonic() < reset_at + 5:
+        time.sleep(0.05)
+        polled, record = received_on(sock, conn, "w")
+        assert (polled.status, polled.ended, polled.reset) == (200, True, None), polled
+    assert record["messages"] == [{"type": "http.request", "body": "", "more_body": False},
+                                  {"type": "http.disconnect"}], \
+        f"receive() did not return http.disconnect within 5 s; logs:\n{srv.logs()}"
+    assert 0 <= record["at"] - reset_at < 5.0  # CLOCK_MONOTONIC, shared by both processes
+
+    after = h2_get(conn, "/received")
+    sock.sendall(conn.data_to_send())
+    events = h2_pump(sock, conn, ended(after))
+    sock.close()
+    assert (answer(events, after).status, answer(events, after).reset) == (200, None)
+    srv.wait_for_log("RECEIVED w", timeout=5)
+
+
+# --- 11. --http httptools: uvicorn's name for HTTP/1.1 only ----------------------------------
+
+
+def test_http_httptools_serves_http11_only_on_a_plain_port(server):
+    """`--http httptools` (uvicorn's name) selects ferricorn's HTTP/1.1, as h11 does: an
+    HTTP/1.1 request is served; the h2c prior-knowledge preface (with the client's SETTINGS)
+    is not taken as HTTP/2: no SETTINGS or any byte comes back, the connection is closed
+    (hyper's HTTP/1.1 parser sees "PRI * HTTP/2.0" and closes without an answer), and the
+    server goes on serving HTTP/1.1."""
+    srv = server.start(BASIC, "--http", "httptools")
+    with httpx.Client(trust_env=False, timeout=10) as http:
+        response = http.get(srv.url + "/")
+    assert (response.http_version, response.status_code, response.text) == \
+        ("HTTP/1.1", 200, "Hello, world!")
+    with raw_connection(srv.port) as sock:
+        sock.sendall(PREFACE + raw_frame(SETTINGS, 0, 0))
+        assert recv_until_closed(sock, timeout=5) == b""
+    with httpx.Client(http1=False, http2=True, trust_env=False, timeout=10) as http:
+        with pytest.raises(httpx.RemoteProtocolError):
+            http.get(srv.url + "/")
+    assert srv.alive(), srv.logs()
+    with httpx.Client(trust_env=False, timeout=10) as http:
+        assert http.get(srv.url + "/").text == "Hello, world!"
+
+
+def test_http_httptools_offers_no_h2_by_alpn_on_tls(server, pki):
+    """On a TLS port, `--http httptools` makes the server's ALPN list "http/1.1" alone: a
+    client offering h2 and http/1.1 gets http/1.1 and is served HTTP/1.1; one offering h2
+    alone finds no protocol in common (the handshake fails with no_application_protocol)."""
+    import ssl
+
+    srv = server.start(BASIC, *tls_flags(pki, "key", "--http", "httptools"))
+    context = ssl.create_default_context(cafile=str(pki["ca"]))
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as tls:
+        assert tls.selected_alpn_protocol() == "http/1.1"
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        reply = recv_until_closed(tls)
+    assert reply.startswith(b"HTTP/1.1 200 OK\r\n") and reply.endswith(b"\r\n\r\nHello, world!")
+    only_h2 = ssl.create_default_context(cafile=str(pki["ca"]))
+    only_h2.set_alpn_protocols(["h2"])
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as raw:
+        with pytest.raises(ssl.SSLError, match="alert no application protocol"):
+            only_h2.wrap_socket(raw, server_hostname="localhost")
+    with httpx.Client(http2=True, verify=context, trust_env=False, timeout=10) as http:
+        response = http.get(f"https://127.0.0.1:{srv.port}/")
+    assert (response.http_version, response.text) == ("HTTP/1.1", "Hello, world!")
+
+
+# --- 12. --limit-queue counts streams -------------------------------------------------------
+
+
+def test_limit_queue_counts_streams_not_connections(server):
+    """--limit-concurrency 1 --limit-queue 1 and three slow streams on one HTTP/2
+    connection: the first runs, the second waits in the queue and starts only once the
+    first is done (answered 200 after it), the third is answered at once with the overload
+    503 (Retry-After: 1, body "Service Unavailable\\n") and never reaches the app; the
+    connection serves a fourth stream afterwards."""
+    srv = server.start(BASIC, "--limit-concurrency", "1", "--limit-queue", "1")
+    sock, conn = h2_connection(srv.port)
+    first = h2_get(conn, "/sleep?s=1.5&tag=first")
+    sock.sendall(conn.data_to_send())
+    srv.wait_for_log("SLEEP-STARTED first")
+    second = h2_get(conn, "/sleep?s=0.5&tag=second")
+    sock.sendall(conn.data_to_send())
+    time.sleep(0.2)  # the second is in the queue before the third comes
+    third = h2_get(conn, "/sleep?s=0&tag=third")
+    sock.sendall(conn.data_to_send())
+    started = time.monotonic()
+    events = h2_pump(sock, conn, ended(third))
+    shed_after = time.monotonic() - started
+    assert "SLEEP-STARTED second" not in srv.logs(), "the second ran beside the first"
+    events += h2_pump(sock, conn, ended(first))
+    first_done = time.monotonic()
+    events += h2_pump(sock, conn, ended(second))
+    second_after_first = time.monotonic() - first_done
+    fourth = h2_get(conn, "/sleep?s=0&tag=fourth")
+    sock.sendall(conn.data_to_send())
+    events += h2_pump(sock, conn, ended(fourth))
+    sock.close()
+
+    shed = answer(events, third)
+    assert (shed.status, shed.headers.get("retry-after"), shed.body, shed.ended, shed.reset) \
+        == (503, "1", b"Service Unavailable\n", True, None)
+    assert shed_after < 1.0, f"the 503 took {shed_after:.2f}s"
+    for stream, tag in ((first, "first"), (second, "second"), (fourth, "fourth")):
+        done = answer(events, stream)
+        assert (done.status, done.body, done.reset) == (200, f"slept {tag}".encode(), None)
+    # The queued stream ran after the first: its 0.5 s sleep began once the first was done.
+    assert second_after_first >= 0.4, f"the second ended {second_after_first:.2f}s after"
+    logs = srv.logs()
+    assert logs.index("SLEEP-DONE first") < logs.index("SLEEP-STARTED second")
+    assert "SLEEP-STARTED third" not in logs
+    srv.wait_for_log("Overloaded: answered 503 to 1 request(s)")

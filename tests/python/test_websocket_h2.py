@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import ssl
 import struct
 
+import h2.config
+import h2.connection
 import h2.events
 import h2.settings
 import pytest
 from conftest import wait_app_event
 from h2client import h2_connection, h2_pump
+from pki import tls_flags
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -55,11 +60,34 @@ def split_frames(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
     return frames, data
 
 
+def h2_tls_context(pki) -> ssl.SSLContext:
+    """A client context that trusts the test CA and offers "h2" alone by ALPN."""
+    context = ssl.create_default_context(cafile=str(pki["ca"]))
+    context.set_alpn_protocols(["h2"])
+    return context
+
+
+def h2_tls_connection(port: int, context: ssl.SSLContext):
+    """(TLS socket, h2 connection) with the preface sent, after checking the server chose h2
+    by ALPN."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock = context.wrap_socket(raw, server_hostname="localhost")
+    sock.settimeout(10)
+    assert sock.selected_alpn_protocol() == "h2"
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    sock.sendall(conn.data_to_send())
+    return sock, conn
+
+
 class WebSocketStream:
     """A WebSocket on one HTTP/2 stream: extended CONNECT, then frames in DATA."""
 
-    def __init__(self, srv, path: str) -> None:
-        self.sock, self.conn = h2_connection(srv.port)
+    def __init__(self, srv, path: str, tls: ssl.SSLContext | None = None) -> None:
+        """Over h2c by prior knowledge; with `tls`, over TLS with ALPN "h2" (a context from
+        h2_tls_context), as browsers open wss:// on a page that came over HTTP/2."""
+        self.sock, self.conn = h2_connection(srv.port) if tls is None \
+            else h2_tls_connection(srv.port, tls)
         settings = h2_pump(self.sock, self.conn, lambda ev: any(
             isinstance(e, h2.events.RemoteSettingsChanged) for e in ev))
         changed = next(e for e in settings if isinstance(e, h2.events.RemoteSettingsChanged))
@@ -67,7 +95,8 @@ class WebSocketStream:
             .new_value == 1, "the server allows extended CONNECT (RFC 8441 3)"
         self.stream = self.conn.get_next_available_stream_id()
         self.conn.send_headers(self.stream, [
-            (":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
+            (":method", "CONNECT"), (":protocol", "websocket"),
+            (":scheme", "http" if tls is None else "https"),
             (":path", path), (":authority", "t"), ("sec-websocket-version", "13")])
         self.sock.sendall(self.conn.data_to_send())
         self.buffer = b""
@@ -163,3 +192,33 @@ def test_rejected_websocket_over_http2_gets_403(server):
     ws = WebSocketStream(srv, "/reject")
     assert ws.headers[b":status"] == b"403"
     ws.sock.close()
+
+
+def test_echo_over_http2_over_tls(server, pki):
+    """wss:// as a browser opens it on a page that came over HTTP/2: TLS with ALPN "h2",
+    then an RFC 8441 extended CONNECT. The scope says scheme "wss" and http_version "2",
+    text and binary frames come back exactly, and the close is answered with its code and
+    reason, the app seeing that disconnect."""
+    srv = server.start(APP, *tls_flags(pki))
+    context = h2_tls_context(pki)
+
+    ws = WebSocketStream(srv, "/scope?over=tls", tls=context)
+    assert ws.headers[b":status"] == b"200"
+    (opcode, payload), = ws.recv()
+    scope = json.loads(payload)
+    ws.sock.close()
+    assert opcode == 0x1
+    assert (scope["type"], scope["scheme"], scope["http_version"], scope["path"],
+            scope["query_string"]) == ("websocket", "wss", "2", "/scope", "over=tls")
+    assert scope["headers"] == [["sec-websocket-version", "13"], ["host", "t"]]
+
+    ws = WebSocketStream(srv, "/echo", tls=context)
+    assert ws.headers[b":status"] == b"200"
+    ws.send(0x1, "héllo over tls".encode())
+    ws.send(0x2, bytes(range(256)) * 300)  # past the stream's first flow-control window
+    assert ws.recv(2) == [(0x1, "héllo over tls".encode()), (0x2, bytes(range(256)) * 300)]
+    ws.send(0x8, struct.pack("!H", 4002) + b"done")
+    assert ws.recv() == [(0x8, struct.pack("!H", 4002) + b"done")], "the close is answered"
+    ws.pump(lambda _: ws.ended)
+    ws.sock.close()
+    srv.wait_for_log("echo-disconnect 4002 done", timeout=5)
