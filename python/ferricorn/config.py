@@ -398,7 +398,8 @@ OPTIONS: tuple[Option, ...] = (
            "bytes; a larger one gets 431.", _T, _int_in(64), metavar="BYTES",
            applies=ENGINE),
     Option("timeout_request_body", 30.0, "Seconds a request body may send nothing while the "
-           "app waits for it; then 408 and the connection closes.", _T,
+           "app waits for it, and at most for a small body (up to 64 KiB, read before the app "
+           "is called) to arrive whole; then 408 (on HTTP/1.1 the connection closes).", _T,
            _seconds(positive=True), metavar="SECONDS",
            applies=ENGINE),
     Option("limit_min_send_rate", 1024, "Slowest a client may take response bytes while it "

@@ -28,6 +28,7 @@ from h2client import (
     ACK,
     CANCEL,
     CONTINUATION,
+    DATA,
     END_HEADERS,
     END_STREAM,
     ENHANCE_YOUR_CALM,
@@ -40,6 +41,7 @@ from h2client import (
     REFUSED_STREAM,
     RST_STREAM,
     SETTINGS,
+    WINDOW_UPDATE,
     FrameReader,
     goaway_error,
     h2_connection,
@@ -935,3 +937,151 @@ def test_limit_queue_counts_streams_not_connections(server):
     assert logs.index("SLEEP-DONE first") < logs.index("SLEEP-STARTED second")
     assert "SLEEP-STARTED third" not in logs
     srv.wait_for_log("Overloaded: answered 503 to 1 request(s)")
+
+
+# --- slow-loris streams and the graceful timeout running out ---------------------------------
+
+
+def half_header_block(encoder: hpack.Encoder, stream: int = 1) -> bytes:
+    """The preface, an empty SETTINGS and a HEADERS frame without END_HEADERS: a
+    CONTINUATION is due, which never comes."""
+    return PREFACE + raw_frame(SETTINGS, 0, 0) + raw_frame(
+        HEADERS, END_STREAM, stream, request_block(encoder, "/?stalled"))
+
+
+def test_a_header_block_left_open_is_closed_with_goaway_after_the_header_read_timeout(server):
+    """Preface, SETTINGS, then HEADERS without END_HEADERS and nothing more: the connection has
+    no request yet, so --timeout-header-read (1 s here) applies. The server then says
+    GOAWAY(NO_ERROR) naming 2^31-1 (hyper's first GOAWAY; the client answers none of its
+    PINGs, so no second one comes) and closes the socket a drain grace later; the half
+    request never reaches the app, and the server serves a new connection."""
+    srv = server.start(BASIC, "--timeout-header-read", "1", "--log-level", "debug")
+    sock = raw_connection(srv.port)
+    started = time.monotonic()
+    sock.sendall(half_header_block(hpack.Encoder()))
+    reader = FrameReader(sock)
+    sock.settimeout(10)
+    frames, goaway_at = [], None
+    while (frame := reader.next()) is not None:
+        frames.append(frame)
+        if frame[0] == GOAWAY and goaway_at is None:
+            goaway_at = time.monotonic() - started
+    closed_at = time.monotonic() - started
+    sock.close()
+
+    assert [goaway_error(p) for kind, _, _, p in frames if kind == GOAWAY] == \
+        [(2**31 - 1, NO_ERROR)], [f[:3] for f in frames]
+    assert [kind for kind, *_ in frames if kind not in (SETTINGS, WINDOW_UPDATE)] == \
+        [GOAWAY, PING], [f[:3] for f in frames]
+    assert goaway_at is not None and 0.9 <= goaway_at < 3.0, f"GOAWAY after {goaway_at}s"
+    assert 0.5 <= closed_at - goaway_at < 3.0, f"closed {closed_at - goaway_at:.2f}s later"
+    srv.wait_for_log("closing an idle HTTP/2 connection (GOAWAY)")
+    assert "stalled" not in srv.logs()
+    assert_serves(srv)
+
+
+def test_200_open_header_blocks_cost_bounded_memory_and_others_are_served(server):
+    """200 connections at once, each with a HEADERS frame left without its CONTINUATION: the
+    server's RSS grows by less than 32 MiB, a normal request is served meanwhile, and all
+    200 are closed by the server after --timeout-header-read (3 s here)."""
+    srv = server.start(BASIC, "--timeout-header-read", "3")
+    assert_serves(srv)
+    before = rss_kib(srv)
+    socks = []
+    try:
+        for _ in range(200):
+            sock = raw_connection(srv.port)
+            sock.sendall(half_header_block(hpack.Encoder()))
+            socks.append(sock)
+        opened = time.monotonic()
+        time.sleep(0.5)
+        assert_serves(srv)
+        grown = rss_kib(srv) - before
+        assert grown < 32 * 1024, f"RSS grew by {grown} KiB with 200 stalled header blocks"
+        still_open = []
+        for sock in socks:
+            sock.settimeout(max(0.1, opened + 15 - time.monotonic()))
+            try:
+                FrameReader(sock).until_closed()
+            except TimeoutError:
+                still_open.append(sock)
+        assert not still_open, f"{len(still_open)} of 200 still open 15 s after"
+    finally:
+        for sock in socks:
+            sock.close()
+    assert_serves(srv)
+
+
+def test_a_small_body_trickled_a_byte_at_a_time_gets_408_at_the_body_timeout(server):
+    """HEADERS for a POST with content-length: 20 (END_HEADERS, no END_STREAM), then one
+    DATA byte every 0.3 s. A body this small is read whole before the app runs, and
+    --timeout-request-body (1 s here) bounds that whole read, however steadily the bytes
+    come: at about 1 s the stream gets 408 with its body and RST_STREAM(NO_ERROR), the app
+    never runs, and a later stream on the same connection is served."""
+    srv = server.start(BASIC, "--timeout-request-body", "1", "--log-level", "debug")
+    peer = RawPeer(srv.port)
+    block = peer.encoder.encode([(":method", "POST"), (":path", "/echo"), (":scheme", "http"),
+                                 (":authority", "t"), ("content-length", "20")])
+    peer.sock.sendall(raw_frame(HEADERS, END_HEADERS, 1, block))
+    started = time.monotonic()
+    sent = 0
+
+    def reset_1(peer: RawPeer) -> bool:
+        return any(kind == RST_STREAM and sid == 1 for kind, _, sid, _ in peer.frames)
+
+    while not reset_1(peer) and time.monotonic() - started < 5.4:
+        peer.sock.sendall(raw_frame(DATA, 0, 1, b"x"))
+        sent += 1
+        try:
+            peer.read(time.monotonic() + 0.3, reset_1)
+        except AssertionError:
+            pass  # nothing within 0.3 s: trickle on
+    answered = time.monotonic() - started
+    assert not peer.closed
+    peer.get(3, "/")
+    peer.read(time.monotonic() + 5, lambda peer: peer.stream(3)[2])
+    peer.sock.close()
+
+    assert peer.stream(1) == ("408", b"Request Timeout\n", True), peer.frames
+    resets = [(flags, payload) for kind, flags, sid, payload in peer.frames
+              if kind == RST_STREAM and sid == 1]
+    assert resets[0] == (0, struct.pack(">I", NO_ERROR)), resets
+    assert 0.9 <= answered < 3.0, f"answered after {answered:.2f}s"
+    assert 3 <= sent < 20, sent
+    assert peer.stream(3) == ("200", b"Hello, world!", True)
+    srv.wait_for_log("timed out reading the request body")
+    srv.wait_for_log('"POST /echo HTTP/2" 408', timeout=5)
+
+
+def test_graceful_timeout_running_out_cancels_the_stream_answers_500_and_exits_0(server):
+    """--timeout-graceful-shutdown 1 and a stream whose app sleeps 60 s, then SIGTERM: GOAWAY
+    (NO_ERROR) at once, the final one naming stream 1; when the second runs out the app's
+    task is cancelled (the documented warning line), the stream is answered 500 (not
+    reset), the connection is closed, and the process exits 0 (docs/deployment.md)."""
+    srv = server.start(BASIC, "--timeout-graceful-shutdown", "1")
+    peer = RawPeer(srv.port)
+    peer.get(1, "/sleep?s=60&tag=a")
+    srv.wait_for_log("SLEEP-STARTED a")
+    signalled = time.monotonic()
+    srv.send_signal(signal.SIGTERM)
+    peer.read(signalled + 10, lambda peer: any(last == 1 for last, _ in peer.goaways()))
+    goaway_after = time.monotonic() - signalled
+    assert peer.stream(1) == (None, b"", False), "stream 1 was answered before the timeout"
+    peer.read(signalled + 10)
+    closed_after = time.monotonic() - signalled
+    peer.sock.close()
+    code = srv.wait(timeout=10)
+    exited_after = time.monotonic() - signalled
+
+    assert goaway_after < 0.9, f"GOAWAY {goaway_after:.2f}s after SIGTERM"
+    assert peer.goaways() == [(2**31 - 1, NO_ERROR), (1, NO_ERROR)]
+    assert peer.stream(1) == ("500", b"Internal Server Error", True)
+    assert not [f for f in peer.frames if f[0] == RST_STREAM], [f[:3] for f in peer.frames]
+    assert 0.9 <= closed_after < 5.0, f"closed {closed_after:.2f}s after SIGTERM"
+    assert code == 0, srv.logs()
+    assert exited_after < 10.0
+    logs = srv.logs()
+    assert "WARNING:  Cancelling 1 running request(s): graceful shutdown timed out." in logs
+    assert "SLEEP-CANCELLED a" in logs
+    assert "SLEEP-WOKE a" not in logs
+    assert '"GET /sleep?s=60&tag=a HTTP/2" 500' in logs
