@@ -8,14 +8,11 @@ Routes (query parameters in brackets):
                         and answers JSON {"tag", "size"}
     /produce [tag, n]   streams n chunks of 1 MiB (a generator), counting them by tag
     /produced [tag]     JSON {"produced": chunks /produce has yielded so far for tag}
-    /hash               reads wsgi.input in 64 KiB pieces, keeping none: JSON {"sha256",
-                        "size", "max_read"}
     /hello              b"hello"
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -73,21 +70,6 @@ def _produce(tag: str, n: int):
         yield chunk
 
 
-def _hash(environ, start_response):
-    digest = hashlib.sha256()
-    size = max_read = 0
-    stream = environ["wsgi.input"]
-    while True:
-        chunk = stream.read(65536)
-        if not chunk:
-            break
-        digest.update(chunk)
-        size += len(chunk)
-        max_read = max(max_read, len(chunk))
-    return _json(start_response, {"sha256": digest.hexdigest(), "size": size,
-                                  "max_read": max_read})
-
-
 def app(environ, start_response):
     path = environ["PATH_INFO"]
     q = _query(environ)
@@ -104,7 +86,5 @@ def app(environ, start_response):
     if path == "/produced":
         with _lock:
             return _json(start_response, {"produced": PRODUCED.get(tag, 0)})
-    if path == "/hash":
-        return _hash(environ, start_response)
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
     return [b"hello"]

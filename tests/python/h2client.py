@@ -14,6 +14,7 @@ from __future__ import annotations
 import socket
 import struct
 
+import httpx
 from conftest import raw_connection
 
 #: Frame types (RFC 9113 6).
@@ -134,3 +135,21 @@ def goaway_error(payload: bytes) -> tuple[int, int]:
     """(last stream id, error code) of a GOAWAY payload."""
     last, code = struct.unpack(">II", payload[:8])
     return last & 0x7FFFFFFF, code
+
+
+def rss_kib(srv) -> int:
+    """The server process's resident memory, in KiB."""
+    with open(f"/proc/{srv.proc.pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS line")
+
+
+def assert_serves(srv) -> None:
+    """The server is up and a fresh HTTP/2 client gets a normal answer."""
+    assert srv.alive(), srv.logs()
+    with httpx.Client(http1=False, http2=True, trust_env=False, timeout=10) as http:
+        response = http.get(srv.url + "/")
+    assert (response.http_version, response.status_code, response.text) == \
+        ("HTTP/2", 200, "Hello, world!")

@@ -43,11 +43,13 @@ from h2client import (
     SETTINGS,
     WINDOW_UPDATE,
     FrameReader,
+    assert_serves,
     goaway_error,
     h2_connection,
     h2_get,
     h2_pump,
     raw_frame,
+    rss_kib,
 )
 from pki import tls_flags
 
@@ -60,24 +62,6 @@ DEFAULT_WINDOW = 65535
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def rss_kib(srv) -> int:
-    """The server process's resident memory, in KiB."""
-    with open(f"/proc/{srv.proc.pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS line")
-
-
-def assert_serves(srv) -> None:
-    """The server is up and a fresh HTTP/2 client gets a normal answer."""
-    assert srv.alive(), srv.logs()
-    with httpx.Client(http1=False, http2=True, trust_env=False, timeout=10) as http:
-        response = http.get(srv.url + "/")
-    assert (response.http_version, response.status_code, response.text) == \
-        ("HTTP/2", 200, "Hello, world!")
 
 
 def access_lines(srv) -> list[str]:

@@ -12,7 +12,6 @@ import time
 
 import h2.events
 import hpack
-import httpx
 import pytest
 from conftest import http_client, raw_connection
 from h2.settings import SettingCodes
@@ -33,9 +32,11 @@ from h2client import (
     SETTINGS,
     WINDOW_UPDATE,
     FrameReader,
+    assert_serves,
     h2_connection,
     h2_pump,
     raw_frame,
+    rss_kib,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -126,27 +127,9 @@ def goaway_frame_payload(last: int, code: int, debug: bytes = b"") -> bytes:
     return struct.pack(">II", last, code) + debug
 
 
-def rss_kib(srv) -> int:
-    """The server process's resident memory, in KiB."""
-    with open(f"/proc/{srv.proc.pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS line")
-
-
 def app_calls(srv) -> dict[str, int]:
     with http_client() as http:
         return http.get(f"{srv.url}/calls").json()
-
-
-def assert_serves(srv) -> None:
-    """The server is up and a fresh HTTP/2 connection gets a normal answer."""
-    assert srv.alive(), srv.logs()
-    with httpx.Client(http1=False, http2=True, trust_env=False, timeout=10) as http:
-        response = http.get(srv.url + "/")
-    assert (response.http_version, response.status_code, response.text) == \
-        ("HTTP/2", 200, "Hello, world!")
 
 
 class Peer:

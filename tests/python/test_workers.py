@@ -467,14 +467,26 @@ def test_healthcheck_replaces_a_worker_with_a_blocked_loop(server, workers):
 
 # --- reload ----------------------------------------------------------------------------------
 
-RELOAD_APP = '''
+#: Modules served by --reload, by interface: the source (with `{text}` as its body), a
+#: syntax error, the flags, and the interface the startup line names.
+RELOAD_APPS = {
+    "asgi": ('''
 async def app(scope, receive, send):
     if scope["type"] != "http":
         return
     await send({{"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"text/plain")]}})
     await send({{"type": "http.response.body", "body": b"{text}"}})
-'''
+''', "async def app(scope, receive, send):\n    return (\n", (),
+             "asgi3 (detected by --interface auto)"),
+    "wsgi": ("""
+def app(environ, start_response):
+    body = b"{text}"
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+""", "def app(environ, start_response):\n    return (\n", ("--interface", "wsgi"), "wsgi"),
+}
 
 
 def _get_text(srv) -> str | None:
@@ -486,23 +498,27 @@ def _get_text(srv) -> str | None:
     return resp.text if resp.status_code == 200 else f"status {resp.status_code}"
 
 
-def test_reload_serves_edits_and_survives_a_syntax_error(server, tmp_path):
+@pytest.mark.parametrize("interface", ["asgi", "wsgi"])
+def test_reload_serves_edits_and_survives_a_syntax_error(server, tmp_path, interface):
+    source, broken, flags, named = RELOAD_APPS[interface]
+    started_line = re.compile(rf"Application interface: {re.escape(named)}$", re.M)
     appdir = tmp_path / "project"
     appdir.mkdir()
     module = appdir / "reload_target.py"
-    module.write_text(RELOAD_APP.format(text="version one"))
-    srv = server.start("reload_target:app", "--reload", "--app-dir", appdir,
+    module.write_text(source.format(text="version one"))
+    srv = server.start("reload_target:app", *flags, "--reload", "--app-dir", appdir,
                        "--reload-dir", appdir, "--reload-delay", "0.1",
                        env={"PYTHONDONTWRITEBYTECODE": "1"})
     first = wait_workers(srv, 1)
     assert _get_text(srv) == "version one"
     assert "Will watch for changes in these directories" in srv.logs()
+    assert started_line.search(srv.logs()), srv.logs()
 
-    module.write_text(RELOAD_APP.format(text="version two!"))
+    module.write_text(source.format(text="version two!"))
     wait_for(lambda: _get_text(srv) == "version two!", 8, "the edited app served", srv.logs)
     second = wait_workers(srv, 1, not_in=first)
 
-    module.write_text("async def app(scope, receive, send):\n    return (\n")
+    module.write_text(broken)
     srv.wait_for_log("SyntaxError", timeout=8)
     srv.wait_for_log("failed to start", timeout=5)
     time.sleep(0.3)
@@ -510,10 +526,15 @@ def test_reload_serves_edits_and_survives_a_syntax_error(server, tmp_path):
     assert children(srv.proc.pid) == second, "the old worker should keep serving"
     assert _get_text(srv) == "version two!"
 
-    module.write_text(RELOAD_APP.format(text="version three, fixed"))
+    module.write_text(source.format(text="version three, fixed"))
     wait_for(lambda: _get_text(srv) == "version three, fixed", 8, "the fixed app served",
              srv.logs)
     wait_workers(srv, 1, not_in=first | second)
+    logs = srv.logs()
+    # Every worker the reloader started served the same interface.
+    assert len(started_line.findall(logs)) >= 3, logs
+    other = "wsgi" if interface == "asgi" else "asgi"
+    assert f"Application interface: {other}" not in logs
     assert srv.stop(signal.SIGTERM) == 0
 
 

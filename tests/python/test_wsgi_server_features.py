@@ -7,51 +7,39 @@
   ASGI scope's client and scheme under the same flags too (tests/apps/scope_app.py).
 - SIGHUP with `--workers 2`: the workers are replaced one by one, no request sent during
   the restart fails, and the new worker processes serve afterwards.
-- `--reload`: an edited app file is served after the change; a syntax error keeps the old
-  worker serving until the file is fixed.
 
-(`--root-path`, `--limit-concurrency`, `--timeout-request`, metrics and the access log with
+(`--reload` with a WSGI app is test_workers.py's reload test, run for both interfaces;
+`--root-path`, `--limit-concurrency`, `--timeout-request`, metrics and the access log with
 WSGI apps are in test_wsgi.py, test_metrics.py and test_access_log.py.)
 
 Served apps: tests/apps/wsgi_features_app.py (/pid answers the process id; anything else
-reports the environ keys looked at here as JSON) and, for --reload, a module written to a
-temporary directory. Worker processes are found with the helpers of test_workers.py.
+reports the environ keys looked at here as JSON). Worker processes are found, and left
+over ones killed, with the helpers and the fixture of test_workers.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import time
 
-import httpx
 import pytest
-from conftest import RawReader, http_client, raw_connection
-from test_workers import Load, children, failures, pids_of, wait_for, wait_workers
+from conftest import RawReader, raw_connection
+
+# The autouse fixture kills the workers a SIGKILLed supervisor leaves behind, here as there.
+from test_workers import (  # noqa: F401
+    Load,
+    _kill_leftover_workers,
+    failures,
+    pids_of,
+    wait_for,
+    wait_workers,
+)
 
 APP = "apps.wsgi_features_app:app"
 ASGI_APP = "apps.scope_app:app"
 WSGI = ("--interface", "wsgi")
-
-
-@pytest.fixture(autouse=True)
-def _kill_leftover_workers(server):
-    """The shared fixture kills a supervisor with SIGKILL, which leaves its workers running
-    (reparented, still serving the inherited socket): kill them as well."""
-    yield
-    leftovers: set[int] = set()
-    for srv in server.started:
-        if srv.alive():
-            leftovers |= children(srv.proc.pid)
-            srv.proc.kill()
-            srv.proc.wait(10)
-    for pid in leftovers:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 # --- proxy headers --------------------------------------------------------------------------------
@@ -235,70 +223,4 @@ def test_sighup_rolling_restart_of_wsgi_workers_fails_no_request(server):
         assert re.search(rf"^\[worker {wid}\] INFO: +Application interface: wsgi$", logs, re.M), (
             logs
         )
-    assert srv.stop(signal.SIGTERM) == 0
-
-
-# --- reload ---------------------------------------------------------------------------------------
-
-RELOAD_APP = """
-def app(environ, start_response):
-    body = b"{text}"
-    start_response("200 OK", [("Content-Type", "text/plain"),
-                              ("Content-Length", str(len(body)))])
-    return [body]
-"""
-
-
-def _get_text(srv) -> str | None:
-    try:
-        with http_client(timeout=3) as client:
-            resp = client.get(srv.url + "/")
-    except httpx.HTTPError:
-        return None
-    return resp.text if resp.status_code == 200 else f"status {resp.status_code}"
-
-
-def test_reload_serves_edits_of_a_wsgi_app_and_survives_a_syntax_error(server, tmp_path):
-    appdir = tmp_path / "project"
-    appdir.mkdir()
-    module = appdir / "wsgi_reload_target.py"
-    module.write_text(RELOAD_APP.format(text="wsgi version one"))
-    srv = server.start(
-        "wsgi_reload_target:app",
-        *WSGI,
-        "--reload",
-        "--app-dir",
-        appdir,
-        "--reload-dir",
-        appdir,
-        "--reload-delay",
-        "0.1",
-        env={"PYTHONDONTWRITEBYTECODE": "1"},
-    )
-    first = wait_workers(srv, 1)
-    assert _get_text(srv) == "wsgi version one"
-    logs = srv.logs()
-    assert "Will watch for changes in these directories" in logs
-    assert re.search(r"Application interface: wsgi$", logs, re.M), logs
-
-    module.write_text(RELOAD_APP.format(text="wsgi version two!"))
-    wait_for(lambda: _get_text(srv) == "wsgi version two!", 8, "the edited app served", srv.logs)
-    second = wait_workers(srv, 1, not_in=first)
-
-    module.write_text("def app(environ, start_response):\n    return (\n")
-    srv.wait_for_log("SyntaxError", timeout=8)
-    srv.wait_for_log("failed to start", timeout=5)
-    time.sleep(0.3)
-    assert srv.alive()
-    assert children(srv.proc.pid) == second, "the old worker should keep serving"
-    assert _get_text(srv) == "wsgi version two!"
-
-    module.write_text(RELOAD_APP.format(text="wsgi version three, fixed"))
-    wait_for(
-        lambda: _get_text(srv) == "wsgi version three, fixed", 8, "the fixed app served", srv.logs
-    )
-    wait_workers(srv, 1, not_in=first | second)
-    logs = srv.logs()
-    assert len(re.findall(r"Application interface: wsgi$", logs, re.M)) >= 3, logs
-    assert "Application interface: asgi" not in logs
     assert srv.stop(signal.SIGTERM) == 0
