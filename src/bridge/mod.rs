@@ -19,6 +19,7 @@ mod engine_config;
 mod gather;
 pub mod processes;
 mod server;
+mod tasks;
 mod wake;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

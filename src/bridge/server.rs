@@ -15,6 +15,7 @@ use pyo3::types::PyDict;
 
 use super::assist::{AssistPolicy, Thresholds, Verdict};
 use super::engine_config::{engine_config, engine_error};
+use super::tasks::TaskStarter;
 use super::{seconds, Event, EventQueue, MAX_STARTS_PER_BATCH};
 use crate::access_log::{AccessLog, AccessTarget};
 use crate::asgi::{Context, HttpCycle, ScopeBuilder, TrackingConfig, WebSocketCycle};
@@ -34,7 +35,7 @@ pub struct Server {
     app: Py<PyAny>,
     /// `_run_app`: the coroutine each request's and WebSocket session's Task runs.
     runner: Py<PyAny>,
-    create_task: Py<PyAny>,
+    tasks: TaskStarter,
     call_soon: Py<PyAny>,
     /// `self._poll`, bound once.
     poll_again: Option<Py<PyAny>>,
@@ -138,7 +139,7 @@ impl Server {
             scope,
             app,
             runner,
-            create_task: event_loop.getattr("create_task")?.unbind(),
+            tasks: TaskStarter::new(py, event_loop)?,
             call_soon: event_loop.getattr("call_soon")?.unbind(),
             poll_again: None,
             poll_scheduled: false,
@@ -502,8 +503,9 @@ impl Server {
         let cycle = Py::new(py, WebSocketCycle::new(ws.session, self.ctx.clone_ref(py)))?;
         let coro = self
             .runner
-            .call1(py, (self.app.clone_ref(py), scope, cycle))?;
-        self.create_task.call1(py, (coro,))?;
+            .bind(py)
+            .call1((self.app.clone_ref(py), scope, cycle))?;
+        self.tasks.start(py, coro)?;
         Ok(())
     }
 
@@ -526,10 +528,11 @@ impl Server {
             HttpCycle::new(req.exchange, self.ctx.clone_ref(py), request),
         )?;
         let tracked_scope = label.is_some().then(|| scope.clone().into_any().unbind());
-        let coro = self
-            .runner
-            .call1(py, (self.app.clone_ref(py), scope, cycle.clone_ref(py)))?;
-        let task = self.create_task.call1(py, (coro,))?;
+        let coro =
+            self.runner
+                .bind(py)
+                .call1((self.app.clone_ref(py), scope, cycle.clone_ref(py)))?;
+        let task = self.tasks.start(py, coro)?.unbind();
         if let (Some(label), Some(scope)) = (label, tracked_scope) {
             if let Some(tracker) = self.ctx.bind(py).borrow_mut().tracker.as_mut() {
                 tracker.start(id, task, cycle, label, scope);
