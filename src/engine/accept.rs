@@ -101,6 +101,8 @@ async fn serve_tls<S>(
 ) where
     S: FirstByte + AsyncRead + AsyncWrite + SendfileSocket + Unpin + Send + Sync + 'static,
 {
+    // About a millisecond of CPU: on the loop thread, only while its turn has time left.
+    shared.turn_time.wait().await;
     // The handshake gets what is left of the time a request head gets, counted from the
     // accept; a client that fails it (plain HTTP on this port, an aborted or stalled
     // handshake) costs only this connection.

@@ -28,6 +28,7 @@ mod runtime;
 mod sendfile;
 mod service;
 mod tls;
+mod turn_time;
 mod watched_io;
 mod ws;
 
@@ -158,6 +159,8 @@ struct Shared {
     dispatcher: Arc<dyn Dispatcher>,
     stats: Arc<Stats>,
     phase: watch::Receiver<Phase>,
+    /// Where TLS handshakes wait for a turn with time left (engine on the loop thread).
+    turn_time: Arc<turn_time::TurnTime>,
 }
 
 impl Shared {
@@ -213,6 +216,7 @@ impl Engine {
             dispatcher,
             stats: stats.clone(),
             phase: phase_rx,
+            turn_time: runtime.turn_time(),
         });
         let rt = runtime.tokio();
         if let Some(addr) = shared.config.metrics_addr {

@@ -27,6 +27,7 @@ use std::time::Duration;
 use tokio::runtime::Runtime;
 
 use super::assist::Assistant;
+use super::turn_time::TurnTime;
 
 /// Turns run at most this many rounds before handing back to the event loop.
 const MAX_ROUNDS_PER_TURN: usize = 8;
@@ -45,6 +46,8 @@ pub(super) struct EngineRuntime {
     assistant: OnceLock<Assistant>,
     /// The assistant drives the runtime: the loop thread must not turn it.
     assisted: AtomicBool,
+    /// How long heavy steps (TLS handshakes) may still start in the current turn.
+    turn_time: Arc<TurnTime>,
 }
 
 impl EngineRuntime {
@@ -59,6 +62,7 @@ impl EngineRuntime {
             local: None,
             assistant: OnceLock::new(),
             assisted: AtomicBool::new(false),
+            turn_time: Arc::new(TurnTime::unlimited()),
         })
     }
 
@@ -81,6 +85,7 @@ impl EngineRuntime {
             tokio,
             local: Some(local),
             assisted: AtomicBool::new(false),
+            turn_time: Arc::new(TurnTime::unlimited()),
         })
     }
 
@@ -106,6 +111,7 @@ impl EngineRuntime {
         if on {
             local.follow_runtime(false)?;
             self.assisted.store(true, Ordering::SeqCst);
+            self.turn_time.lift();
             assistant.start();
         } else {
             assistant.stop();
@@ -121,6 +127,10 @@ impl EngineRuntime {
 
     pub(super) fn tokio(&self) -> &Runtime {
         &self.tokio
+    }
+
+    pub(super) fn turn_time(&self) -> Arc<TurnTime> {
+        self.turn_time.clone()
     }
 
     pub(super) fn poll_fd(&self) -> Option<RawFd> {
@@ -144,6 +154,7 @@ impl EngineRuntime {
         }
         let mut wakes = Some(wakes);
         let started = std::time::Instant::now();
+        self.turn_time.begin_turn(started + MAX_TURN_TIME);
         for _ in 0..MAX_ROUNDS_PER_TURN {
             if started.elapsed() > MAX_TURN_TIME {
                 return true;
@@ -155,7 +166,8 @@ impl EngineRuntime {
                 tokio::task::yield_now().await
             });
             if self.io_events() == before {
-                return false;
+                // Handshakes that found the turn's time spent go on in the next one.
+                return self.turn_time.has_waiting();
             }
         }
         true

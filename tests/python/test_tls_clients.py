@@ -1,7 +1,8 @@
 """Bad TLS clients each cost only their own connection, and the server keeps serving:
 aborted handshakes by the hundred, stalled handshakes (closed after --timeout-header-read),
 a storm of simultaneous handshakes, garbage on the TLS port, and clients that end the TLS
-session in the middle of a request.
+session in the middle of a request. Handshakes never hold the GIL: they complete while an app
+thread holds it, and a burst of them leaves the app's event loop turning.
 
 The `ferricorn_connections_open` gauge (--metrics-port) gives exact counts: the connections
 the server still holds, so a leaked or never-closed connection shows up as a number."""
@@ -595,3 +596,61 @@ def test_an_idle_keep_alive_client_that_says_close_notify_gets_one_back(server, 
     wait_open_connections(mport, 0)
     assert_serving(srv, pki)
 
+
+
+# --- 7. handshakes and the GIL ---------------------------------------------------------------
+
+
+def test_handshakes_complete_while_an_app_thread_holds_the_gil(server, pki):
+    """With an engine thread, TLS handshakes need no Python at all: an app thread holds the
+    GIL for seconds (a regular expression backtracking, which never lets go of it), and 20
+    handshakes started meanwhile all complete before it lets go. (On the default engine, on
+    the loop thread, the engine turns when the loop thread gets the GIL back.)"""
+    srv = server.start("apps.gil_app:app", *tls_flags(pki), "--engine-threads", "1")
+    with client(pki) as http:
+        assert http.get(f"https://127.0.0.1:{srv.port}/hog?delay=0.3&size=27").json() \
+            == {"started": True}
+        time.sleep(0.6)  # the hog has the GIL now
+        began = time.monotonic()
+        done = []
+        for _ in range(20):
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as raw, \
+                    trusting(pki).wrap_socket(raw, server_hostname="localhost") as tls:
+                assert tls.version() == "TLSv1.3"
+                done.append(time.monotonic())
+        hog = http.get(f"https://127.0.0.1:{srv.port}/hog-times", timeout=120).json()
+    assert hog["start"] < began, hog
+    assert hog["end"] - hog["start"] > 1.0, f"the hog held the GIL for only {hog}"
+    # Started about 0.3 s into a hog of seconds, they end long before it (the hog's end is
+    # noted a moment late, hence the margin); needing the GIL, they would end after it.
+    assert max(done) < hog["end"] - 0.5, \
+        f"handshakes ended {max(done) - hog['end']:.2f}s from the GIL's release"
+    assert_serving(srv, pki)
+
+
+def test_a_burst_of_handshakes_leaves_the_event_loop_turning(server, pki):
+    """600 ClientHellos arrive at once (RSA key: about a millisecond of server CPU each) on
+    the default engine, which shares the loop thread: a handshake starts only while the
+    engine's turn has time left (10 ms), so a task ticking every 5 ms in the app waits
+    30-50 ms at worst. Handshakes run as ordinary tasks stopped the loop for a third of a
+    second at a time."""
+    count = min(600, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2 - 128)
+    srv = server.start("apps.gil_app:app", *tls_flags(pki, "rsa_key"))
+    url = f"https://127.0.0.1:{srv.port}"
+    hello = client_hello(pki)
+    with client(pki) as http:
+        http.get(f"{url}/gap?reset=1")
+        socks = [raw_connection(srv.port) for _ in range(count)]
+        try:
+            for sock in socks:
+                sock.sendall(hello)
+            for sock in socks:  # every server flight is back: the burst was handled
+                sock.settimeout(30)
+                assert sock.recv(1)[:1] == b"\x16"
+        finally:
+            for sock in socks:
+                sock.close()
+        loop = http.get(f"{url}/gap").json()
+    assert loop["ticks"] > 10, loop
+    assert loop["longest"] < 0.2, f"the event loop stopped for {loop['longest']:.2f}s"
+    assert_serving(srv, pki)
