@@ -255,13 +255,51 @@ class ServerFactory:
         return Finished(code, output)
 
     def cleanup(self) -> None:
+        """Kills every server still running, and the workers of any supervisor: a
+        supervisor killed with SIGKILL (here, or by a test) leaves its workers running,
+        reparented and still serving the inherited socket."""
         for srv in self.started:
             if srv.proc.poll() is None:
+                children(srv.proc.pid)  # remembered in _SEEN_WORKERS
                 srv.proc.kill()
                 try:
                     srv.proc.wait(10)
                 except subprocess.TimeoutExpired:
                     pass
+        for pid in list(_SEEN_WORKERS):
+            _SEEN_WORKERS.discard(pid)
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    cmdline = fh.read()
+            except OSError:
+                continue
+            if b"ferricorn" in cmdline and b"--fd" in cmdline:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+#: Every worker process `children` has seen, for `ServerFactory.cleanup` to kill if it
+#: outlived its supervisor.
+_SEEN_WORKERS: set[int] = set()
+
+
+def children(pid: int) -> set[int]:
+    """Live (not zombie) child processes of `pid`: a supervisor's workers."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(entry))
+    _SEEN_WORKERS.update(found)
+    return found
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ an access log on a full disk, and an exception in lifespan shutdown.
   traceback; the exit code must then be non-zero.
 
 Served app: tests/apps/faults_app.py. Worker processes are found as the supervisor's
-children in /proc (helpers from test_workers.py).
+children in /proc (conftest.children); the server fixture kills what outlives a test.
 """
 
 from __future__ import annotations
@@ -36,33 +36,19 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
-from conftest import PYTHON, REPO, RawReader, RunningServer, base_env, free_port, http_client
-from test_workers import children, wait_for, wait_workers
+from conftest import (
+    PYTHON,
+    REPO,
+    RawReader,
+    RunningServer,
+    base_env,
+    children,
+    free_port,
+    http_client,
+)
+from test_workers import wait_for, wait_workers
 
 APP = "apps.faults_app:app"
-
-#: Every process a test here signalled directly (SIGSTOP, SIGKILL), to clean up after it.
-_VICTIMS: set[int] = set()
-
-
-@pytest.fixture(autouse=True)
-def _kill_leftovers(server):
-    """The shared fixture kills a supervisor with SIGKILL, which leaves its workers (and a
-    stopped victim) behind: kill those too."""
-    yield
-    leftovers = set(_VICTIMS)
-    for srv in server.started:
-        if srv.alive():
-            leftovers |= children(srv.proc.pid)
-            srv.proc.kill()
-            srv.proc.wait(10)
-    for pid in leftovers:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    _VICTIMS.clear()
-
 
 # --- load with a record of which worker each connection talks to ------------------------------
 
@@ -220,7 +206,6 @@ def test_sigkill_of_a_worker_fails_only_its_own_connections(server):
         time.sleep(0.3)
         victim = min(workers)
         survivor = max(workers)
-        _VICTIMS.add(victim)
         killed_at = time.monotonic()
         os.kill(victim, signal.SIGKILL)
         replacement = wait_workers(srv, 2, not_in={victim}) - {survivor}
@@ -271,7 +256,6 @@ def test_stopped_worker_is_replaced_by_the_healthcheck(server):
         time.sleep(0.3)
         victim = min(workers)
         survivor = max(workers)
-        _VICTIMS.add(victim)
         stopped_at = time.monotonic()
         os.kill(victim, signal.SIGSTOP)
         logs = srv.wait_for_log(re.compile(rf"Worker \d+ \[{victim}\] has not answered for "),

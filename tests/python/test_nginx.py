@@ -40,7 +40,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import REPO, free_port
+from conftest import REPO, children, free_port
 from websockets.sync.client import connect as ws_connect
 
 APP = "apps.proxy_app:app"
@@ -98,22 +98,6 @@ def site_config(text: str) -> str:
     start = text.index("    # --- site ---\n") + len("    # --- site ---\n")
     end = text.index("    # --- end site ---\n")
     return text[start:end]
-
-
-def _pids_under(pid: int) -> set[int]:
-    """Live (not zombie) child processes of `pid`."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.add(int(entry))
-    return found
 
 
 class Nginx:
@@ -195,12 +179,12 @@ class Nginx:
     def stop(self) -> None:
         """SIGQUIT (graceful), then SIGKILL for the master and whatever it left behind."""
         if self.proc.poll() is None:
-            workers = _pids_under(self.proc.pid)
+            workers = children(self.proc.pid)
             self.proc.send_signal(signal.SIGQUIT)
             try:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
-                workers |= _pids_under(self.proc.pid)
+                workers |= children(self.proc.pid)
                 self.proc.kill()
                 self.proc.wait(5)
             for pid in workers:
@@ -255,7 +239,7 @@ def backend(server, tmp_path):
     finally:
         for srv in supervisors:
             if srv.alive():
-                leftovers = _pids_under(srv.proc.pid)
+                leftovers = children(srv.proc.pid)
                 srv.proc.kill()
                 srv.proc.wait(10)
                 for pid in leftovers:
@@ -618,7 +602,7 @@ def serving_workers(srv, count: int, not_in: set[int] = frozenset()) -> set[int]
 
     def ready():
         assert srv.alive(), f"server exited with {srv.proc.poll()}; logs:\n{srv.logs()}"
-        pids = _pids_under(srv.proc.pid)
+        pids = children(srv.proc.pid)
         if len(pids) != count or pids & not_in:
             return None
         logs = srv.logs()

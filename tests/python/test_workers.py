@@ -24,61 +24,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import http_client
+from conftest import children, http_client
 
 APP = "apps.workers_app:app"
 
 #: How long a worker may take to start serving (the machine may be busy).
 WORKER_START = 15.0
 
-#: Every worker pid seen in this module, to kill leftovers at teardown.
-_SEEN_WORKERS: set[int] = set()
-
-
-@pytest.fixture(autouse=True)
-def _kill_leftover_workers(server):
-    """The shared fixture kills the supervisor with SIGKILL, which leaves its workers running
-    (reparented, still serving the inherited socket): kill them as well."""
-    yield
-    for srv in server.started:
-        if srv.alive():
-            _SEEN_WORKERS.update(children(srv.proc.pid))
-            srv.proc.kill()
-            srv.proc.wait(10)
-    for pid in list(_SEEN_WORKERS):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                cmdline = fh.read()
-        except OSError:
-            _SEEN_WORKERS.discard(pid)
-            continue
-        if b"ferricorn" in cmdline and b"--fd" in cmdline:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        _SEEN_WORKERS.discard(pid)
-
-
 # --- processes -------------------------------------------------------------------------------
-
-
-def children(pid: int) -> set[int]:
-    """Live (not zombie) child processes of `pid`."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.add(int(entry))
-    _SEEN_WORKERS.update(found)
-    return found
 
 
 def worker_ready(logs: str, pid: int) -> bool:

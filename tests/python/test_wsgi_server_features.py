@@ -26,14 +26,10 @@ import time
 
 import pytest
 from conftest import RawReader, raw_connection
-
-# The autouse fixture kills the workers a SIGKILLed supervisor leaves behind, here as there.
-from test_workers import (  # noqa: F401
+from test_workers import (
     Load,
-    _kill_leftover_workers,
     failures,
     pids_of,
-    wait_for,
     wait_workers,
 )
 
