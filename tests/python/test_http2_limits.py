@@ -417,3 +417,40 @@ def test_a_stream_past_max_concurrent_streams_is_refused(server, limit, refused)
     assert {s for _, _, s, _ in peer.significant()} == set(opened + [7])
     assert calls == {"/sleep": len(served)}
     assert peer.response(7) == ("200", b"Hello, world!", True)
+
+
+#: The debug data of the `h2` crate's GOAWAY when a client made it reset too many streams.
+TOO_MANY_INTERNAL_RESETS = b"too_many_internal_resets"
+
+
+def test_a_client_that_keeps_opening_streams_past_the_limit_is_cut_off(server):
+    """--h2-max-concurrent-streams 1, stream 1 holding the one slot, and a client that opens
+    2,000 more streams regardless. Each is refused at once (RST_STREAM(REFUSED_STREAM)) and
+    never reaches the app, but a refusal is an error of the client's, and the `h2` crate
+    allows 1,024 of them per connection: the 1,024th refusal (stream 2049) is followed by
+    exactly one GOAWAY(ENHANCE_YOUR_CALM, last stream 1, "too_many_internal_resets") and the
+    close, with a debug line. The server's memory does not grow and a fresh connection is
+    served."""
+    srv = server.start(COUNTING, "--h2-max-concurrent-streams", "1", "--log-level", "debug")
+    before = rss_kib(srv)
+    peer = Peer(srv.port)
+    peer.send(get_frame(1, "/sleep?s=30"))
+    try:
+        for start in range(0, 2000, 250):
+            peer.send(b"".join(get_frame(3 + 2 * i, "/") for i in range(start, start + 250)))
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server closed the connection: what this test expects
+    peer.until_closed(timeout=20)
+    peer.close()
+    grown = rss_kib(srv) - before
+
+    refused = struct.pack(">I", REFUSED_STREAM)
+    assert peer.significant() == [
+        *[(RST_STREAM, 0, stream, refused) for stream in range(3, 2051, 2)],
+        (GOAWAY, 0, 0, goaway_frame_payload(1, ENHANCE_YOUR_CALM, TOO_MANY_INTERNAL_RESETS)),
+    ]
+    assert "/" not in app_calls(srv)
+    assert grown < 16 * MIB_KIB, f"the server's RSS grew by {grown} KiB"
+    assert "HTTP/2 connection error: connection error detected: detected excessive load " \
+        "generating behavior" in srv.logs()
+    assert_serves(srv)
