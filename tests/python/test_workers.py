@@ -280,8 +280,17 @@ def test_lifespan_startup_failure_in_workers_stops_the_server(server):
 # --- SIGHUP, SIGTTIN, SIGTTOU ----------------------------------------------------------------
 
 
-def test_sighup_rolling_restart_fails_no_request(server):
-    srv = server.start(APP, "--workers", "2")
+#: The app each SIGHUP test serves per interface, its flags and the interface its workers log.
+SIGHUP_APPS = {
+    "asgi": (APP, (), "asgi3 (detected by --interface auto)"),
+    "wsgi": ("apps.wsgi_features_app:app", ("--interface", "wsgi"), "wsgi"),
+}
+
+
+@pytest.mark.parametrize("interface", ["asgi", "wsgi"])
+def test_sighup_rolling_restart_fails_no_request(server, interface):
+    app, flags, named = SIGHUP_APPS[interface]
+    srv = server.start(app, *flags, "--workers", "2")
     old = wait_workers(srv, 2)
     # Keep-alive clients (each holds a connection to one worker) and new connections.
     with Load(srv.url, threads=4, keepalive=True) as kept, \
@@ -295,8 +304,12 @@ def test_sighup_rolling_restart_fails_no_request(server):
     outcomes = kept.outcomes + fresh.outcomes
     assert failures(outcomes) == [], failures(outcomes)[:5]
     assert len(outcomes) > 100
-    assert pids_of([o for o in outcomes if o.end < signalled]) <= old
+    assert [o.body for o in outcomes if not o.body.isdigit()] == []
     assert not new & old
+    assert srv.proc.pid not in old | new
+    assert pids_of(outcomes) <= old | new
+    before = [o for o in outcomes if o.end < signalled]
+    assert before and pids_of(before) <= old
     after = [o for o in outcomes if o.start > restarted_at]
     assert len(after) > 20
     assert pids_of(after) <= new
@@ -304,6 +317,12 @@ def test_sighup_rolling_restart_fails_no_request(server):
     assert "SIGHUP: replacing the workers one by one" in logs
     for pid in old:
         assert re.search(rf"Worker \d+ \[{pid}\] stopped \(exit code 0\)", logs), logs
+    # The replacements run the app with the same interface.
+    for pid in new:
+        started = re.search(rf"^INFO: +Started worker (\d+) \[{pid}\]$", logs, re.M)
+        assert started, f"no 'Started worker' line for [{pid}]; logs:\n{logs}"
+        assert re.search(rf"^\[worker {started.group(1)}\] INFO: +Application interface: "
+                         rf"{re.escape(named)}$", logs, re.M), logs
     assert srv.stop(signal.SIGTERM) == 0
 
 

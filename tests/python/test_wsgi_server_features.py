@@ -5,33 +5,22 @@
   wsgi.url_scheme (the nearest untrusted hop of a chain, the first entry with '*'); without
   the flag or from an untrusted peer they are ignored. Every case is checked against the
   ASGI scope's client and scheme under the same flags too (tests/apps/scope_app.py).
-- SIGHUP with `--workers 2`: the workers are replaced one by one, no request sent during
-  the restart fails, and the new worker processes serve afterwards.
 
-(`--reload` with a WSGI app is test_workers.py's reload test, run for both interfaces;
-`--root-path`, `--limit-concurrency`, `--timeout-request`, metrics and the access log with
-WSGI apps are in test_wsgi.py, test_metrics.py and test_access_log.py.)
+(A SIGHUP rolling restart and `--reload` with a WSGI app are test_workers.py's tests of
+them, run for both interfaces; `--root-path`, `--limit-concurrency`, `--timeout-request`,
+metrics and the access log with WSGI apps are in test_wsgi.py, test_metrics.py and
+test_access_log.py.)
 
-Served apps: tests/apps/wsgi_features_app.py (/pid answers the process id; anything else
-reports the environ keys looked at here as JSON). Worker processes are found, and left
-over ones killed, with the helpers and the fixture of test_workers.py.
+Served apps: tests/apps/wsgi_features_app.py (anything but /pid reports the environ keys
+looked at here as JSON), and tests/apps/scope_app.py for the ASGI side.
 """
 
 from __future__ import annotations
 
 import json
-import re
-import signal
-import time
 
 import pytest
 from conftest import RawReader, raw_connection
-from test_workers import (
-    Load,
-    failures,
-    pids_of,
-    wait_workers,
-)
 
 APP = "apps.wsgi_features_app:app"
 ASGI_APP = "apps.scope_app:app"
@@ -175,48 +164,3 @@ def test_proxy_headers_in_the_wsgi_environ(servers, case):
     scope, local_port = ask(asgi.port, "/scope", headers)
     expected_client = ["127.0.0.1", local_port] if addr is PEER else [addr, int(port)]
     assert (scope["client"], scope["scheme"]) == ({"tuple": expected_client}, scheme)
-
-
-# --- SIGHUP ---------------------------------------------------------------------------------------
-
-
-def worker_id(logs: str, pid: int) -> str:
-    match = re.search(rf"^INFO: +Started worker (\d+) \[{pid}\]$", logs, re.M)
-    assert match, f"no 'Started worker' line for [{pid}]; logs:\n{logs}"
-    return match.group(1)
-
-
-def test_sighup_rolling_restart_of_wsgi_workers_fails_no_request(server):
-    srv = server.start(APP, *WSGI, "--workers", "2")
-    old = wait_workers(srv, 2)
-    # Keep-alive clients (each holds a connection to one worker) and new connections.
-    with Load(srv.url, threads=4, keepalive=True) as kept, Load(srv.url, keepalive=False) as fresh:
-        time.sleep(1.0)
-        signalled = time.monotonic()
-        srv.send_signal(signal.SIGHUP)
-        new = wait_workers(srv, 2, not_in=old)
-        restarted_at = time.monotonic()
-        time.sleep(1.0)
-    outcomes = kept.outcomes + fresh.outcomes
-    assert failures(outcomes) == [], failures(outcomes)[:5]
-    assert len(outcomes) > 100
-    assert [o.body for o in outcomes if not o.body.isdigit()] == []
-    assert not new & old
-    assert srv.proc.pid not in old | new
-    assert pids_of(outcomes) <= old | new
-    before = [o for o in outcomes if o.end < signalled]
-    assert before and pids_of(before) <= old
-    after = [o for o in outcomes if o.start > restarted_at]
-    assert len(after) > 20
-    assert pids_of(after) <= new
-    logs = srv.logs()
-    assert "SIGHUP: replacing the workers one by one" in logs
-    for pid in old:
-        assert re.search(rf"Worker \d+ \[{pid}\] stopped \(exit code 0\)", logs), logs
-    # The replacements run the app as WSGI too.
-    for pid in new:
-        wid = worker_id(logs, pid)
-        assert re.search(rf"^\[worker {wid}\] INFO: +Application interface: wsgi$", logs, re.M), (
-            logs
-        )
-    assert srv.stop(signal.SIGTERM) == 0
