@@ -13,17 +13,18 @@ Routes (query parameters in brackets):
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
 import time
-from urllib.parse import parse_qs
+
+# /produce and /produced are wsgi_app's, with its count of produced chunks.
+from apps.wsgi_app import PRODUCED, _json, _produce, _query
+from apps.wsgi_app import _lock as _produced_lock
 
 _lock = threading.Lock()
 _active = 0
 _max_active = 0
-PRODUCED: dict[str, int] = {}
 
 
 def _say(line: str) -> None:
@@ -31,18 +32,6 @@ def _say(line: str) -> None:
     threads could run together)."""
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
-
-
-def _query(environ) -> dict[str, str]:
-    parsed = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
-    return {key: values[-1] for key, values in parsed.items()}
-
-
-def _json(start_response, value):
-    body = json.dumps(value).encode()
-    start_response("200 OK", [("Content-Type", "application/json"),
-                              ("Content-Length", str(len(body)))])
-    return [body]
 
 
 def _block(start_response, tag: str, path: str):
@@ -62,14 +51,6 @@ def _block(start_response, tag: str, path: str):
                                   "max_active": _max_active})
 
 
-def _produce(tag: str, n: int):
-    chunk = b"p" * (1024 * 1024)
-    for _ in range(n):
-        with _lock:
-            PRODUCED[tag] = PRODUCED.get(tag, 0) + 1
-        yield chunk
-
-
 def app(environ, start_response):
     path = environ["PATH_INFO"]
     q = _query(environ)
@@ -84,7 +65,7 @@ def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return _produce(tag, int(q.get("n", "200")))
     if path == "/produced":
-        with _lock:
+        with _produced_lock:
             return _json(start_response, {"produced": PRODUCED.get(tag, 0)})
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
     return [b"hello"]
