@@ -57,27 +57,17 @@ impl ExtensionSet {
         }
     }
 
-    const ALL: [ExtensionSet; 4] = [
-        ExtensionSet {
-            trailers: false,
-            early_hint: false,
-        },
-        ExtensionSet {
-            trailers: false,
-            early_hint: true,
-        },
-        ExtensionSet {
-            trailers: true,
-            early_hint: false,
-        },
-        ExtensionSet {
-            trailers: true,
-            early_hint: true,
-        },
-    ];
-
+    /// Where its template is in `ScopeBuilder::extension_templates`.
     fn index(&self) -> usize {
         usize::from(self.trailers) * 2 + usize::from(self.early_hint)
+    }
+
+    /// The set whose template is at `index`: the inverse of [`ExtensionSet::index`].
+    fn at(index: usize) -> Self {
+        ExtensionSet {
+            trailers: index & 2 != 0,
+            early_hint: index & 1 != 0,
+        }
     }
 
     /// The extensions that work here (asgiref docs/extensions.rst), all without parameters.
@@ -141,8 +131,11 @@ impl ScopeBuilder {
             None => py.None(),
         };
         let no_parameters = PyDict::new(py).unbind();
-        let extension_templates =
-            ExtensionSet::ALL.map(|set| set.dict(py, &no_parameters).map(Bound::unbind));
+        let extension_templates: [_; 4] = std::array::from_fn(|index| {
+            ExtensionSet::at(index)
+                .dict(py, &no_parameters)
+                .map(Bound::unbind)
+        });
         let [a, b, c, d] = extension_templates;
         Ok(ScopeBuilder {
             template: template.unbind(),
@@ -400,7 +393,14 @@ fn trailers_reach_client(req: &RequestHead) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::percent_decode;
+    use super::{percent_decode, ExtensionSet};
+
+    #[test]
+    fn extension_sets_and_their_template_slots_match() {
+        for index in 0..4 {
+            assert_eq!(ExtensionSet::at(index).index(), index);
+        }
+    }
 
     #[test]
     fn decodes_percent_escapes_as_utf8() {
